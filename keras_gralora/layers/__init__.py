@@ -1,0 +1,7 @@
+"""GraLoRA variants of Keras' Dense and EinsumDense layers."""
+
+from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.dense import GraLoRADense
+from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
+
+__all__ = ["GraLoRAAdapter", "GraLoRADense", "GraLoRAEinsumDense"]

@@ -1,0 +1,180 @@
+"""What GraLoRADense and GraLoRAEinsumDense share: adapter weights, forward, merge."""
+
+import keras
+from keras import ops
+
+from keras_gralora import ops as gralora_ops
+from keras_gralora.config import GraLoRAConfig
+
+# Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
+ADAPTER_DTYPE = "float32"
+
+
+class GraLoRAAdapter:
+    """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
+
+    The host class provides `_kernel_matrix_shape()` (the `(in, out)` view of
+    its kernel) and, when its kernel is not already `[in, out]`,
+    `_matrix_to_kernel(matrix)`.
+    """
+
+    def _init_gralora(self, config):
+        where = self._gralora_where()
+        if getattr(self, "lora_rank", None):
+            raise ValueError(
+                f"{where}: Keras LoRA (lora_rank={self.lora_rank}) and GraLoRA cannot be combined "
+                "on one layer. Drop `lora_rank`; GraLoRA's `r` plays that role."
+            )
+        if self.kernel_constraint is not None:
+            raise ValueError(
+                f"{where}: the base layer has kernel_constraint={self.kernel_constraint!r}, which "
+                "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
+                "Remove the kernel constraint."
+            )
+        self.gralora_config = config.validate(where)
+        self._gralora_merged = False
+        self._gralora_seed = keras.random.SeedGenerator() if config.dropout > 0 else None
+
+    def _gralora_where(self):
+        return f"{type(self).__name__} '{self.name}'"
+
+    def _build_gralora(self):
+        """Freezes the base weights and creates the adapter weights."""
+        config = self.gralora_config
+        in_features, out_features = self._kernel_matrix_shape()
+        config.validate_features(in_features, out_features, self._gralora_where())
+        r, k, hybrid_r = config.r, config.k, config.hybrid_r
+        self._kernel.trainable = False
+        if self.bias is not None:
+            self.bias.trainable = False
+
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        with self._open_name_scope():
+            self.gralora_a = self._add_adapter_weight("gralora_a", (k, in_features // k, r), in_features // k)
+            self.gralora_b = self._add_adapter_weight("gralora_b", (k, r, out_features // k), r, zero=True)
+            if hybrid_r:
+                self.gralora_hybrid_a = self._add_adapter_weight(
+                    "gralora_hybrid_a", (in_features, hybrid_r), in_features
+                )
+                self.gralora_hybrid_b = self._add_adapter_weight(
+                    "gralora_hybrid_b", (hybrid_r, out_features), hybrid_r, zero=True
+                )
+        if locked:
+            self._tracker.lock()
+
+    def _add_adapter_weight(self, name, shape, fan_in, zero=False):
+        if zero and self.gralora_config.init_weights:
+            initializer = "zeros"
+        else:
+            bound = gralora_ops.kaiming_uniform_bound(fan_in)
+            initializer = keras.initializers.RandomUniform(-bound, bound)
+        return self.add_weight(
+            name=name, shape=shape, initializer=initializer, dtype=ADAPTER_DTYPE, autocast=False
+        )
+
+    @property
+    def adapter_variables(self):
+        """The adapter's variables, in PEFT's order (A, B, hybrid A, hybrid B)."""
+        names = ("gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b")
+        return [getattr(self, name) for name in names if hasattr(self, name)]
+
+    @property
+    def merged(self):
+        """Whether the adapter is currently folded into the kernel."""
+        return self._gralora_merged
+
+    def _gralora_output(self, x, training):
+        """Adapter output for `x [..., in]`, in float32, scaled; `[..., out]`."""
+        x = ops.cast(x, ADAPTER_DTYPE)
+        if training and self._gralora_seed is not None:
+            x = keras.random.dropout(x, self.gralora_config.dropout, seed=self._gralora_seed)
+        y = gralora_ops.block_forward(x, self.gralora_a, self.gralora_b)
+        if self.gralora_config.hybrid_r:
+            y = y + ops.matmul(ops.matmul(x, self.gralora_hybrid_a), self.gralora_hybrid_b)
+        return y * self.gralora_config.scale
+
+    def delta_matrix(self):
+        """`scale * update` as the `[in, out]` matrix, float32."""
+        delta = gralora_ops.block_delta(self.gralora_a, self.gralora_b)
+        if self.gralora_config.hybrid_r:
+            delta = delta + ops.matmul(self.gralora_hybrid_a, self.gralora_hybrid_b)
+        return delta * self.gralora_config.scale
+
+    def delta_kernel(self):
+        """`scale * update` in the kernel's own shape and axis order, float32."""
+        return self._matrix_to_kernel(self.delta_matrix())
+
+    def _matrix_to_kernel(self, matrix):
+        return matrix
+
+    def merge(self, safe=False):
+        """Folds the adapter into the kernel; a no-op when already merged.
+
+        Args:
+            safe: When `True`, check the merged kernel is finite first and
+                raise `ValueError` (kernel unchanged) if it is not.
+        """
+        if self._gralora_merged:
+            return
+        merged = self._kernel + ops.cast(self.delta_kernel(), self._kernel.dtype)
+        if safe and not bool(ops.all(ops.isfinite(merged))):
+            raise ValueError(
+                f"{self._gralora_where()}: merging would make the kernel non-finite (NaN or inf); "
+                "the adapter weights are broken. The kernel was left unchanged."
+            )
+        self._kernel.assign(merged)
+        self._gralora_merged = True
+
+    def unmerge(self):
+        """Takes a merged adapter back out of the kernel; a no-op when not merged."""
+        if not self._gralora_merged:
+            return
+        self._kernel.assign(self._unmerged_kernel())
+        self._gralora_merged = False
+
+    def _unmerged_kernel(self):
+        if not self._gralora_merged:
+            return ops.convert_to_tensor(self._kernel)
+        return self._kernel - ops.cast(self.delta_kernel(), self._kernel.dtype)
+
+    # Saving: the files always hold the base kernel unmerged, so a merged
+    # layer and an unmerged one save the same thing and reload unmerged.
+    def _named_variables(self):
+        named = {"kernel": self._kernel}
+        if self.bias is not None:
+            named["bias"] = self.bias
+        named.update((v.name, v) for v in self.adapter_variables)
+        return named
+
+    def save_own_variables(self, store):
+        if not self.built:
+            return
+        for name, variable in self._named_variables().items():
+            store[name] = self._unmerged_kernel() if name == "kernel" else variable
+
+    def load_own_variables(self, store):
+        if not self.built:
+            return
+        expected = self._named_variables()
+        missing = sorted(set(expected) - set(store.keys()))
+        unexpected = sorted(set(store.keys()) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"{self._gralora_where()}: the saved variables do not match this layer "
+                f"(missing: {missing}, unexpected: {unexpected}). Was the file saved from a layer "
+                f"with other settings than {self.gralora_config}?"
+            )
+        for name, variable in expected.items():
+            saved_shape = tuple(store[name].shape)
+            if saved_shape != tuple(variable.shape):
+                raise ValueError(
+                    f"{self._gralora_where()}: saved `{name}` has shape {saved_shape}, "
+                    f"this layer's has {tuple(variable.shape)}."
+                )
+        for name, variable in expected.items():
+            variable.assign(store[name])
+        self._gralora_merged = False
+
+    def get_config(self):
+        return {**super().get_config(), **self.gralora_config.to_dict()}

@@ -1,0 +1,63 @@
+"""GraLoRADense: a Keras `Dense` layer with a GraLoRA adapter."""
+
+import keras
+from keras import ops
+
+from keras_gralora.config import GraLoRAConfig
+from keras_gralora.layers.adapter import GraLoRAAdapter
+
+
+@keras.saving.register_keras_serializable(package="keras_gralora")
+class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
+    """A `Dense` layer whose frozen kernel is adapted by GraLoRA.
+
+    The input and output features are each split into `k` contiguous blocks;
+    every cell of the resulting `k x k` grid gets its own rank-`r/k` adapter.
+    The output is `activation(x @ kernel + bias + scale * adapter(x))`,
+    computed as PEFT's GraLoRA does. The kernel and bias are not trainable;
+    the adapter (`r * (in + out)` parameters, plus `hybrid_r * (in + out)`)
+    is, and stays float32 under any dtype policy.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        r: Total rank of the block adapters, divisible by `k`.
+        k: Number of blocks along the input and the output features.
+        hybrid_r: Rank of an optional plain LoRA over the whole matrix.
+        alpha: Scaling numerator, `scale = alpha / (r + hybrid_r)`.
+            Defaults to `2 * (r + hybrid_r)` (scale 2).
+        dropout: Dropout rate on the adapter input during training.
+        init_weights: `False` initialises B at random instead of zero
+            (for tests).
+        **kwargs: Any other `keras.layers.Dense` argument.
+
+    Example:
+
+    >>> layer = GraLoRADense(64, r=8, k=2)
+    >>> y = layer(keras.ops.ones((2, 32)))
+    >>> tuple(y.shape), layer.count_params() - 32 * 64 - 64
+    ((2, 64), 768)
+    >>> layer.merge()  # fold the adapter into the kernel for serving
+    """
+
+    def __init__(
+        self, units, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, init_weights=True, **kwargs
+    ):
+        super().__init__(units, **kwargs)
+        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights))
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_gralora()
+
+    def _kernel_matrix_shape(self):
+        return tuple(self._kernel.shape)
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if not self.merged:
+            x = ops.add(x, ops.cast(self._gralora_output(inputs, training), x.dtype))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x

@@ -1,0 +1,170 @@
+"""GraLoRAEinsumDense: a Keras `EinsumDense` layer with a GraLoRA adapter."""
+
+import math
+import re
+
+import keras
+from keras import ops
+
+from keras_gralora.config import GraLoRAConfig
+from keras_gralora.layers.adapter import GraLoRAAdapter
+
+
+@keras.saving.register_keras_serializable(package="keras_gralora")
+class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
+    """An `EinsumDense` layer whose frozen kernel is adapted by GraLoRA.
+
+    The kernel is read as an `[in, out]` matrix: its axes that also appear in
+    the input are `in`, the others `out`, each flattened in the kernel's own
+    axis order. GraLoRA then adapts that matrix exactly as `GraLoRADense`
+    does, so the update is low-rank in the projection itself (Keras'
+    `EinsumDense.enable_lora` factorises only the kernel's last axis).
+    KerasHub's `btd,dnh->btnh`, `btd,ndh->btnh` and `btnh,nhd->btd`
+    projections all work; equations with no such reading raise at build.
+
+    Args:
+        equation: The einsum equation, as for `keras.layers.EinsumDense`.
+        output_shape: The output shape without the batch axis, as for
+            `keras.layers.EinsumDense`.
+        r: Total rank of the block adapters, divisible by `k`.
+        k: Number of blocks along the flattened input and output features.
+        hybrid_r: Rank of an optional plain LoRA over the whole matrix.
+        alpha: Scaling numerator, `scale = alpha / (r + hybrid_r)`.
+            Defaults to `2 * (r + hybrid_r)` (scale 2).
+        dropout: Dropout rate on the adapter input during training.
+        init_weights: `False` initialises B at random instead of zero.
+        **kwargs: Any other `keras.layers.EinsumDense` argument.
+
+    Example:
+
+    >>> layer = GraLoRAEinsumDense("btd,dnh->btnh", (None, 4, 16), r=8, k=2)
+    >>> y = layer(keras.ops.ones((2, 5, 32)))
+    >>> tuple(y.shape), tuple(layer.delta_kernel().shape)
+    ((2, 5, 4, 16), (32, 4, 16))
+    """
+
+    def __init__(
+        self,
+        equation,
+        output_shape,
+        r=32,
+        k=2,
+        hybrid_r=0,
+        alpha=None,
+        dropout=0.0,
+        init_weights=True,
+        **kwargs,
+    ):
+        super().__init__(equation, output_shape, **kwargs)
+        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights))
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._layout = ProjectionLayout(self.equation, len(input_shape), self._gralora_where())
+        self._build_gralora()
+
+    def _kernel_matrix_shape(self):
+        return self._layout.matrix_shape(self._kernel.shape)
+
+    def _matrix_to_kernel(self, matrix):
+        return self._layout.matrix_to_kernel(matrix, self._kernel.shape)
+
+    def call(self, inputs, training=None):
+        x = ops.einsum(self.equation, inputs, self.kernel)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if not self.merged:
+            y = self._gralora_output(self._layout.flatten_input(inputs), training)
+            y = self._layout.unflatten_output(y, self._kernel.shape)
+            x = ops.add(x, ops.cast(y, x.dtype))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+class ProjectionLayout:
+    """How an einsum projection maps to an `[in, out]` matrix and back.
+
+    Input axes absent from the kernel are batch axes; kernel axes present in
+    the input are `in`; the remaining kernel axes are `out`. Transposes are
+    only emitted where an axis order actually changes.
+    """
+
+    def __init__(self, equation, input_rank, where):
+        match = re.fullmatch(r"(\.\.\.)?([a-zA-Z]+),([a-zA-Z]+)->(\.\.\.)?([a-zA-Z]+)", equation)
+        if not match or bool(match.group(1)) != bool(match.group(4)):
+            raise ValueError(
+                f"{where}: cannot adapt equation {equation!r}. GraLoRA supports `in,kernel->out` "
+                "equations, optionally with a leading `...` on both input and output "
+                "(for example 'btd,dnh->btnh' or '...d,de->...e')."
+            )
+        _, inputs, kernel, _, outputs = match.groups()
+        self.in_axes = [c for c in kernel if c in inputs]
+        self.out_axes = [c for c in kernel if c not in inputs]
+        batch_axes = [c for c in inputs if c not in kernel]
+        problems = _layout_problems(batch_axes, self.in_axes, self.out_axes, outputs)
+        if problems:
+            raise ValueError(
+                f"{where}: cannot adapt equation {equation!r}: {'; '.join(problems)}. GraLoRA needs "
+                "each kernel axis to be either an input (contracted) axis or an output axis."
+            )
+        self.kernel_axes = kernel
+        n_lead = input_rank - len(inputs)  # axes under the ellipsis
+        lead = list(range(n_lead))
+        # Input: batch axes in input order, then `in` axes in kernel order.
+        self.input_perm = lead + [n_lead + inputs.index(c) for c in batch_axes + self.in_axes]
+        self.n_batch = n_lead + len(batch_axes)
+        # Output: from [lead, batch axes, out axes (kernel order)] to the equation's order.
+        produced = batch_axes + self.out_axes
+        self.output_perm = lead + [n_lead + produced.index(c) for c in outputs]
+
+    def matrix_shape(self, kernel_shape):
+        sizes = dict(zip(self.kernel_axes, kernel_shape))
+        return (
+            math.prod(sizes[c] for c in self.in_axes),
+            math.prod(sizes[c] for c in self.out_axes),
+        )
+
+    def flatten_input(self, x):
+        x = _transpose_if_needed(x, self.input_perm)
+        return ops.reshape(x, tuple(ops.shape(x)[: self.n_batch]) + (-1,))
+
+    def unflatten_output(self, y, kernel_shape):
+        sizes = dict(zip(self.kernel_axes, kernel_shape))
+        out_dims = tuple(sizes[c] for c in self.out_axes)
+        y = ops.reshape(y, tuple(ops.shape(y)[:-1]) + out_dims)
+        return _transpose_if_needed(y, self.output_perm)
+
+    def matrix_to_kernel(self, matrix, kernel_shape):
+        sizes = dict(zip(self.kernel_axes, kernel_shape))
+        ordered = self.in_axes + self.out_axes
+        blocks = ops.reshape(matrix, tuple(sizes[c] for c in ordered))
+        return _transpose_if_needed(blocks, [ordered.index(c) for c in self.kernel_axes])
+
+    def kernel_to_matrix(self, kernel):
+        """The kernel as the `[in, out]` matrix the adapter works on."""
+        ordered = self.in_axes + self.out_axes
+        matrix = _transpose_if_needed(kernel, [self.kernel_axes.index(c) for c in ordered])
+        return ops.reshape(matrix, self.matrix_shape(kernel.shape))
+
+
+def _layout_problems(batch_axes, in_axes, out_axes, outputs):
+    def joined(axes):
+        return "".join(axes)
+
+    problems = []
+    if shared := [c for c in in_axes if c in outputs]:
+        problems.append(f"kernel axes {joined(shared)!r} appear in both input and output (a batched kernel)")
+    if summed := [c for c in out_axes if c not in outputs]:
+        problems.append(f"kernel axes {joined(summed)!r} appear in neither input nor output")
+    if summed := [c for c in batch_axes if c not in outputs]:
+        problems.append(f"input axes {joined(summed)!r} are summed without the kernel")
+    if not in_axes:
+        problems.append("no kernel axis is contracted with the input")
+    if not out_axes:
+        problems.append("no kernel axis reaches the output")
+    return problems
+
+
+def _transpose_if_needed(x, perm):
+    return x if list(perm) == list(range(len(perm))) else ops.transpose(x, perm)
