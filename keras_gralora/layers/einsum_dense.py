@@ -155,8 +155,6 @@ def _layout_problems(batch_axes, in_axes, out_axes, outputs):
     problems = []
     if shared := [c for c in in_axes if c in outputs]:
         problems.append(f"kernel axes {joined(shared)!r} appear in both input and output (a batched kernel)")
-    if summed := [c for c in out_axes if c not in outputs]:
-        problems.append(f"kernel axes {joined(summed)!r} appear in neither input nor output")
     if summed := [c for c in batch_axes if c not in outputs]:
         problems.append(f"input axes {joined(summed)!r} are summed without the kernel")
     if not in_axes:

@@ -1,0 +1,12 @@
+# Sourced by the other scripts: make (or reuse) a virtual environment with
+# keras_gralora and every backend installed. VENV overrides its location.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+# constraints.txt keeps torch on the CPU build that lies on these machines.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,peft]"
+PYTHON="$VENV/bin/python"
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}

@@ -1,0 +1,20 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import hypothesis  # noqa: E402
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+# Keras layers run eagerly op by op, so examples are slow-ish and vary in time.
+hypothesis.settings.register_profile("keras", max_examples=12, deadline=None, derandomize=True)
+hypothesis.settings.load_profile("keras")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()

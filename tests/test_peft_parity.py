@@ -1,0 +1,57 @@
+"""Bit-level parity with PEFT's own GraLoRA (`pip install -e .[peft]`; skipped without it).
+
+PEFT runs in torch whatever Keras' backend is; weights are copied across in
+PEFT's layout, which is ours (kernels transposed: torch keeps `[out, in]`).
+"""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_gralora import GraLoRADense
+
+peft = pytest.importorskip("peft")
+torch = pytest.importorskip("torch")
+
+
+def peft_linear(in_features, out_features, r, k, hybrid_r, alpha):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential()
+    model.add_module("proj", torch.nn.Linear(in_features, out_features))
+    config = peft.GraloraConfig(
+        r=r, gralora_k=k, hybrid_r=hybrid_r, alpha=alpha, target_modules=["proj"], init_weights=False
+    )
+    model = peft.get_peft_model(model, config)
+    return model, model.base_model.model.proj
+
+
+def copy_peft_weights(layer, module):
+    def array(tensor):
+        return tensor.detach().numpy()
+
+    layer.kernel.assign(array(module.base_layer.weight).T)
+    layer.bias.assign(array(module.base_layer.bias))
+    layer.gralora_a.assign(array(module.gralora_A["default"]))
+    layer.gralora_b.assign(array(module.gralora_B["default"]))
+    if layer.gralora_config.hybrid_r:
+        layer.gralora_hybrid_a.assign(array(module.gralora_A_general["default"].weight).T)
+        layer.gralora_hybrid_b.assign(array(module.gralora_B_general["default"].weight).T)
+
+
+@pytest.mark.parametrize("in_features, out_features, r, k, hybrid_r, alpha", [
+    (64, 64, 32, 2, 0, 64), (96, 48, 16, 4, 0, 16), (48, 96, 8, 2, 4, 24), (40, 24, 6, 1, 2, 8),
+])
+def test_outputs_deltas_and_counts_equal_peft(in_features, out_features, r, k, hybrid_r, alpha):
+    model, module = peft_linear(in_features, out_features, r, k, hybrid_r, alpha)
+    layer = GraLoRADense(out_features, r=r, k=k, hybrid_r=hybrid_r, alpha=alpha)
+    layer.build((None, in_features))
+    copy_peft_weights(layer, module)
+    x = np.random.default_rng(0).standard_normal((3, 7, in_features)).astype("float32")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+        expected_delta = module.get_delta_weight("default").numpy().T
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.delta_kernel()), expected_delta, rtol=1e-5, atol=1e-6)
+    peft_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(int(np.prod(v.shape)) for v in layer.trainable_weights) == peft_trainable
+    assert layer.gralora_config.scale == module.scaling["default"]
