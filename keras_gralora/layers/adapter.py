@@ -1,42 +1,66 @@
 """What GraLoRADense and GraLoRAEinsumDense share: adapter weights, forward, merge."""
 
+import contextlib
+
 import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
-from keras_gralora.config import GraLoRAConfig
 
 # Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
 ADAPTER_DTYPE = "float32"
 
 
+def describe(layer):
+    """How error messages name a layer."""
+    return f"{type(layer).__name__} '{layer.name}'"
+
+
+def check_base_layer(layer, config):
+    """Checks that a Dense/EinsumDense can carry `config`; returns the config.
+
+    Works on the plain Keras layer too, so `inject.py` can check every target
+    before it changes any.
+    """
+    where = describe(layer)
+    if getattr(layer, "lora_rank", None):
+        raise ValueError(
+            f"{where}: Keras LoRA (lora_rank={layer.lora_rank}) and GraLoRA cannot be combined "
+            "on one layer. Drop `lora_rank`/`enable_lora`; GraLoRA's `r` plays that role."
+        )
+    if getattr(layer, "quantization_mode", None):
+        raise ValueError(
+            f"{where}: the layer is quantized (mode {layer.quantization_mode!r}); GraLoRA adapts "
+            "float kernels. Enable GraLoRA before quantizing, or on an unquantized model."
+        )
+    if layer.kernel_constraint is not None:
+        raise ValueError(
+            f"{where}: the base layer has kernel_constraint={layer.kernel_constraint!r}, which "
+            "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
+            "Remove the kernel constraint."
+        )
+    return config.validate(where)
+
+
 class GraLoRAAdapter:
     """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
 
-    The host class provides `_kernel_matrix_shape()` (the `(in, out)` view of
-    its kernel) and, when its kernel is not already `[in, out]`,
-    `_matrix_to_kernel(matrix)`.
+    The host class provides the classmethod `matrix_shape_of(layer)` (the
+    `(in, out)` view of a built layer's kernel) and, when its kernel is not
+    already `[in, out]`, `_matrix_to_kernel(matrix)`.
     """
 
     def _init_gralora(self, config):
-        where = self._gralora_where()
-        if getattr(self, "lora_rank", None):
-            raise ValueError(
-                f"{where}: Keras LoRA (lora_rank={self.lora_rank}) and GraLoRA cannot be combined "
-                "on one layer. Drop `lora_rank`; GraLoRA's `r` plays that role."
-            )
-        if self.kernel_constraint is not None:
-            raise ValueError(
-                f"{where}: the base layer has kernel_constraint={self.kernel_constraint!r}, which "
-                "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
-                "Remove the kernel constraint."
-            )
-        self.gralora_config = config.validate(where)
+        self.gralora_config = check_base_layer(self, config)
         self._gralora_merged = False
-        self._gralora_seed = keras.random.SeedGenerator() if config.dropout > 0 else None
+        with self._unlocked_tracker():
+            self._gralora_seed = keras.random.SeedGenerator() if config.dropout > 0 else None
 
     def _gralora_where(self):
-        return f"{type(self).__name__} '{self.name}'"
+        return describe(self)
+
+    def _kernel_matrix_shape(self):
+        return self.matrix_shape_of(self)
 
     def _build_gralora(self):
         """Freezes the base weights and creates the adapter weights."""
@@ -48,9 +72,7 @@ class GraLoRAAdapter:
         if self.bias is not None:
             self.bias.trainable = False
 
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        with self._open_name_scope():
+        with self._unlocked_tracker(), self._open_name_scope():
             self.gralora_a = self._add_adapter_weight("gralora_a", (k, in_features // k, r), in_features // k)
             self.gralora_b = self._add_adapter_weight("gralora_b", (k, r, out_features // k), r, zero=True)
             if hybrid_r:
@@ -60,8 +82,18 @@ class GraLoRAAdapter:
                 self.gralora_hybrid_b = self._add_adapter_weight(
                     "gralora_hybrid_b", (hybrid_r, out_features), hybrid_r, zero=True
                 )
-        if locked:
-            self._tracker.lock()
+
+    @contextlib.contextmanager
+    def _unlocked_tracker(self):
+        # Keras locks a layer's state after build; adapting a built layer in
+        # place (see `inject.py`) must add state all the same.
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            yield
+        finally:
+            if locked:
+                self._tracker.lock()
 
     def _add_adapter_weight(self, name, shape, fan_in, zero=False):
         if zero and self.gralora_config.init_weights:

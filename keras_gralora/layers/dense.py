@@ -49,8 +49,10 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         super().build(input_shape)
         self._build_gralora()
 
-    def _kernel_matrix_shape(self):
-        return tuple(self._kernel.shape)
+    @classmethod
+    def matrix_shape_of(cls, layer):
+        """`(in, out)` of a built `Dense` layer's kernel."""
+        return tuple(layer._kernel.shape)
 
     def call(self, inputs, training=None):
         x = ops.matmul(inputs, self.kernel)

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from keras_gralora.config import GraLoRAConfig
-from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.adapter import GraLoRAAdapter, describe
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
@@ -60,11 +60,16 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self._layout = ProjectionLayout(self.equation, len(input_shape), self._gralora_where())
         self._build_gralora()
 
-    def _kernel_matrix_shape(self):
-        return self._layout.matrix_shape(self._kernel.shape)
+    def _build_gralora(self):
+        self._layout = ProjectionLayout.of(self)
+        super()._build_gralora()
+
+    @classmethod
+    def matrix_shape_of(cls, layer):
+        """`(in, out)` of a built `EinsumDense` layer's kernel read as a matrix."""
+        return ProjectionLayout.of(layer).matrix_shape(layer._kernel.shape)
 
     def _matrix_to_kernel(self, matrix):
         return self._layout.matrix_to_kernel(matrix, self._kernel.shape)
@@ -89,6 +94,11 @@ class ProjectionLayout:
     the input are `in`; the remaining kernel axes are `out`. Transposes are
     only emitted where an axis order actually changes.
     """
+
+    @classmethod
+    def of(cls, layer):
+        """The layout of a built `EinsumDense` (its build fixed the input rank)."""
+        return cls(layer.equation, layer.input_spec.ndim, describe(layer))
 
     def __init__(self, equation, input_rank, where):
         match = re.fullmatch(r"(\.\.\.)?([a-zA-Z]+),([a-zA-Z]+)->(\.\.\.)?([a-zA-Z]+)", equation)
