@@ -2,9 +2,22 @@
 
 They mirror KerasHub's own `enable_lora` / `save_lora_weights` /
 `load_lora_weights`, so a KerasHub user needs no new vocabulary.
+
+A backbone's config records its constructor arguments, not our layers, so a
+reloaded backbone would come back without adapters. An adapted backbone
+therefore also writes its adapter settings into its own slot of any Keras
+weights file (`.keras`, `.weights.h5`), and re-enables them on load before
+its layers read their weights.
 """
 
-from keras_gralora import inject
+import json
+
+import numpy as np
+
+from keras_gralora import inject, saving
+from keras_gralora.config import GraLoRAConfig
+
+SETTINGS_KEY = "gralora_settings"
 
 
 def enable_gralora(self, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None):
@@ -19,12 +32,50 @@ def merge_gralora(self, safe=False):
 
 def save_gralora_weights(self, filepath):
     """Saves this backbone's adapters to a `.weights.h5` file."""
-    raise NotImplementedError("Adapter files are not implemented yet.")
+    saving.save_gralora_weights(self, filepath)
 
 
 def load_gralora_weights(self, filepath):
-    """Loads adapters saved by `save_gralora_weights` onto this backbone."""
-    raise NotImplementedError("Adapter files are not implemented yet.")
+    """Loads adapters saved by `save_gralora_weights`, enabling GraLoRA first if needed."""
+    return saving.load_gralora_weights(self, filepath)
+
+
+def _settings(backbone):
+    return {layer.path: layer.gralora_config.to_dict() for layer in inject.adapted_layers(backbone)}
+
+
+def _enable_from_settings(backbone, settings):
+    by_path = {layer.path: layer for layer in inject.adaptable_layers(backbone)}
+    if missing := sorted(set(settings) - set(by_path)):
+        raise ValueError(
+            f"Backbone '{backbone.name}': the weights file has GraLoRA adapters for {missing}, "
+            "which this backbone lacks."
+        )
+    pending = [
+        (by_path[path], GraLoRAConfig(**config))
+        for path, config in settings.items()
+        if not isinstance(by_path[path], inject.GraLoRAAdapter)
+    ]
+    if pending:
+        inject.enable_on_layers(backbone, pending)
+
+
+def _wrap_saving(backbone_class):
+    save, load = backbone_class.save_own_variables, backbone_class.load_own_variables
+
+    def save_own_variables(self, store):
+        save(self, store)
+        if settings := _settings(self):
+            store[SETTINGS_KEY] = np.frombuffer(json.dumps(settings).encode(), dtype=np.uint8)
+
+    def load_own_variables(self, store):
+        if store is not None and SETTINGS_KEY in store.keys():
+            _enable_from_settings(self, json.loads(bytes(np.asarray(store[SETTINGS_KEY])).decode()))
+            store = {key: store[key] for key in store.keys() if key != SETTINGS_KEY}
+        load(self, store)
+
+    backbone_class.save_own_variables = save_own_variables
+    backbone_class.load_own_variables = load_own_variables
 
 
 METHODS = (enable_gralora, merge_gralora, save_gralora_weights, load_gralora_weights)
@@ -36,6 +87,11 @@ def install():
         import keras_hub
     except ImportError:
         return False
+    backbone_class = keras_hub.models.Backbone
+    if getattr(backbone_class, "_gralora_installed", False):
+        return True
     for method in METHODS:
-        setattr(keras_hub.models.Backbone, method.__name__, method)
+        setattr(backbone_class, method.__name__, method)
+    _wrap_saving(backbone_class)
+    backbone_class._gralora_installed = True
     return True

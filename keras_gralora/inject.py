@@ -17,6 +17,7 @@ from keras_gralora.layers.dense import GraLoRADense
 from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
 
 ADAPTED_CLASS = {keras.layers.Dense: GraLoRADense, keras.layers.EinsumDense: GraLoRAEinsumDense}
+BASE_CLASS = {adapted: base for base, adapted in ADAPTED_CLASS.items()}
 FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
 
 
@@ -59,14 +60,29 @@ def enable_gralora(model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target
             f"enable_gralora: model '{model.name}' is not built yet; call it on data or build it first."
         )
     targets = select_targets(model, target_layer_names, config)
-    for layer in targets:  # check them all before changing any
-        check_base_layer(layer, config)
-        config.validate_features(*ADAPTED_CLASS[type(layer)].matrix_shape_of(layer), describe(layer))
+    return enable_on_layers(model, [(layer, config) for layer in targets])
+
+
+def enable_on_layers(model, layer_configs):
+    """Adapts each `(layer, config)` pair after checking them all; freezes `model`.
+
+    Returns the adapted layers' paths. Nothing changes when a check fails.
+    """
+    for layer, config in layer_configs:
+        check_adaptable(layer, config)
     freeze(model)
-    for layer in targets:
+    for layer, config in layer_configs:
         adapt_in_place(layer, config)
     _reset_compiled_functions(model)
-    return [layer.path for layer in targets]
+    return [layer.path for layer, _ in layer_configs]
+
+
+def check_adaptable(layer, config):
+    """Raises `ValueError` unless `layer` (plain Dense/EinsumDense) can carry `config`."""
+    if isinstance(layer, GraLoRAAdapter):
+        raise ValueError(f"{describe(layer)} at '{layer.path}' already carries a GraLoRA adapter.")
+    check_base_layer(layer, config)
+    config.validate_features(*ADAPTED_CLASS[type(layer)].matrix_shape_of(layer), describe(layer))
 
 
 def adaptable_layers(model):

@@ -1,0 +1,262 @@
+"""Adapter files, whole-model files, the merged export, and cross-backend loading."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_gralora
+from keras_gralora import enable_gralora, load_gralora_weights, save_gralora_weights
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BACKEND = keras.backend.backend()
+
+
+def to_numpy(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def base_model(width=16, seed=0):
+    """A small functional model whose base weights depend only on `seed`."""
+    inputs = keras.Input((4, width))
+    x = keras.layers.EinsumDense("btd,dnh->btnh", (None, 2, width // 2), bias_axes="nh", name="query")(inputs)
+    x = keras.layers.Reshape((4, width))(x)
+    x = keras.layers.Dense(2 * width, activation="relu", name="ffn")(x)
+    outputs = keras.layers.Dense(width, name="value")(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3 for w in model.get_weights()])
+    return model
+
+
+def adapted_model(r=4, k=2, hybrid_r=2, targets=("query", "ffn", "value"), seed=0):
+    model = base_model(seed=seed)
+    enable_gralora(model, r=r, k=k, hybrid_r=hybrid_r, alpha=3.0, target_layer_names=list(targets))
+    rng = np.random.default_rng(seed + 100)
+    for v in model.trainable_weights:  # distinguishable, non-zero adapters
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
+    return model
+
+
+def snapshot(model):
+    return {v.path: to_numpy(v).copy() for v in model.weights}
+
+
+def assert_unchanged(model, before):
+    after = snapshot(model)
+    assert after.keys() == before.keys()
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+
+
+X = np.random.default_rng(5).standard_normal((3, 4, 16)).astype("float32")
+
+
+def test_adapter_file_round_trip_onto_a_fresh_model(tmp_path):
+    model = adapted_model()
+    path = tmp_path / "task.gralora.weights.h5"
+    save_gralora_weights(model, path)
+    fresh = base_model()
+    assert load_gralora_weights(fresh, path) == ["query", "ffn", "value"]
+    np.testing.assert_array_equal(to_numpy(fresh(X)), to_numpy(model(X)))
+    assert {v.name for v in fresh.trainable_weights} == {
+        "gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b"
+    }
+    adapter_bytes = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_weights)
+    assert adapter_bytes < os.path.getsize(path) <= adapter_bytes + 16 * 1024
+
+
+def test_adapter_file_loads_onto_an_adapted_and_merged_model(tmp_path):
+    model = adapted_model()
+    save_gralora_weights(model, tmp_path / "a.weights.h5")
+    other = adapted_model(seed=0)
+    for v in other.trainable_weights:
+        v.assign(np.zeros(v.shape, "float32"))
+    keras_gralora.merge_gralora(other)
+    load_gralora_weights(other, tmp_path / "a.weights.h5")
+    assert all(layer.merged for layer in keras_gralora.inject.adapted_layers(other))
+    np.testing.assert_allclose(to_numpy(other(X)), to_numpy(model(X)), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["task.h5", "task.weights.keras", "task.lora.h5"])
+def test_adapter_file_names_must_end_in_weights_h5(tmp_path, name):
+    model = adapted_model()
+    with pytest.raises(ValueError, match=r"must end in '\.weights\.h5'.*For example: 'task\.gralora\.weights\.h5'"):
+        save_gralora_weights(model, tmp_path / name)
+    assert not os.listdir(tmp_path)
+    with pytest.raises(ValueError, match=r"must end in '\.weights\.h5'"):
+        load_gralora_weights(model, tmp_path / name)
+
+
+def test_a_refused_save_leaves_the_existing_file_byte_for_byte(tmp_path):
+    path = tmp_path / "task.weights.h5"
+    save_gralora_weights(adapted_model(), path)
+    original = path.read_bytes()
+    with pytest.raises(ValueError, match=r"model 'tiny' has no GraLoRA adapters to save"):
+        save_gralora_weights(base_model(), path)
+    assert path.read_bytes() == original
+    assert os.listdir(tmp_path) == ["task.weights.h5"]  # no temporary file left behind
+
+
+def _write_variant(path, edit):
+    """Copies a valid adapter file to `path` and lets `edit(h5file)` corrupt it."""
+    save_gralora_weights(adapted_model(), path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+
+
+def _foreign(f):
+    del f.attrs["format"]
+    f.attrs["something"] = "else"
+
+
+def _set(name, value):
+    def edit(f):
+        f.attrs[name] = value
+    return edit
+
+
+def _group_attr(name, value):
+    def edit(f):
+        f["layers/1"].attrs[name] = value
+    return edit
+
+
+def _config_value(name, value):
+    def edit(f):
+        config = json.loads(f["layers/0"].attrs["config"])
+        f["layers/0"].attrs["config"] = json.dumps({**config, name: value})
+    return edit
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "adapted"])
+@pytest.mark.parametrize("edit, message", [
+    (_foreign, r"is an HDF5 file but not a keras_gralora adapter file"),
+    (_set("format_version", 7), r"has format version 7; this keras_gralora reads version 1"),
+    (_group_attr("path", "encoder/ffn"), r"adapters for layer paths \['encoder/ffn'\] that model 'tiny' lacks"),
+    (_group_attr("in_features", 64), r"layer 'ffn' maps 16 -> 32 features, '.*' was saved from 64 -> 32"),
+])
+def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
+    path = tmp_path / "bad.weights.h5"
+    _write_variant(path, edit)
+    model = base_model() if fresh else adapted_model(seed=3)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=message):
+        load_gralora_weights(model, path)
+    assert_unchanged(model, before)
+    assert bool(keras_gralora.inject.adapted_layers(model)) == (not fresh)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("r", 8, r"layer 'query' has r=4, '.*' has r=8"),
+    ("k", 1, r"layer 'query' has k=2, '.*' has k=1"),
+    ("hybrid_r", 0, r"layer 'query' has hybrid_r=2, '.*' has hybrid_r=0"),
+])
+def test_settings_that_differ_from_the_adapted_model_are_refused(tmp_path, name, value, message):
+    path = tmp_path / "other.weights.h5"
+    _write_variant(path, _config_value(name, value))
+    model = adapted_model(seed=3)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=message):
+        load_gralora_weights(model, path)
+    assert_unchanged(model, before)
+
+
+def test_layers_the_file_lacks_are_refused(tmp_path):
+    path = tmp_path / "part.weights.h5"
+    save_gralora_weights(adapted_model(targets=("query",)), path)
+    model = adapted_model(seed=3)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"has adapted layers \['ffn', 'value'\] that '.*' lacks"):
+        load_gralora_weights(model, path)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, r"no adapter file at"),
+    (b"this is not hdf5", r"cannot read '.*' as HDF5 \(not an HDF5 file, or truncated\)"),
+    ("truncated", r"cannot read '.*' as HDF5"),
+])
+def test_missing_unreadable_and_truncated_files(tmp_path, content, message):
+    path = tmp_path / "broken.weights.h5"
+    if content == "truncated":
+        save_gralora_weights(adapted_model(), path)
+        path.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
+    elif content is not None:
+        path.write_bytes(content)
+    model = base_model()
+    before = snapshot(model)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_gralora_weights(model, path)
+    assert_unchanged(model, before)
+
+
+def test_whole_model_weights_file_round_trip(tmp_path):
+    model = adapted_model()
+    model.save_weights(tmp_path / "model.weights.h5")
+    fresh = adapted_model(seed=9)
+    fresh.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_array_equal(to_numpy(fresh(X)), to_numpy(model(X)))
+    keras_gralora.merge_gralora(model)
+    model.save(tmp_path / "merged.keras")  # saved unmerged, reloads with the same outputs
+    loaded = keras.models.load_model(tmp_path / "merged.keras")
+    np.testing.assert_allclose(to_numpy(loaded(X)), to_numpy(fresh(X)), atol=1e-5)
+    assert len(loaded.trainable_weights) == len(model.trainable_weights)
+
+
+def run_python(code, backend, *args):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        env=env, cwd=HERE, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def test_merged_export_loads_without_keras_gralora(tmp_path):
+    model = adapted_model()
+    expected = to_numpy(model(X))
+    before = snapshot(model)
+    keras_gralora.export_merged(model, tmp_path / "merged.keras")
+    assert_unchanged(model, before)  # the export leaves the model as it was
+    np.save(tmp_path / "x.npy", X)
+    out = run_python(
+        """
+        import sys, numpy as np, keras
+        model = keras.models.load_model(sys.argv[1] + "/merged.keras")
+        assert "keras_gralora" not in sys.modules
+        print(sorted({type(layer).__name__ for layer in model.layers}))
+        np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(np.load(sys.argv[1] + "/x.npy"))))
+        """,
+        BACKEND, tmp_path,
+    )
+    assert "GraLoRA" not in out and "'Dense'" in out and "'EinsumDense'" in out
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+
+
+WRITER = """
+    import sys, numpy as np
+    sys.path.insert(0, ".")
+    from test_saving import adapted_model, X
+    import keras, keras_gralora
+    model = adapted_model()
+    keras_gralora.save_gralora_weights(model, sys.argv[1])
+    np.save(sys.argv[2], keras.ops.convert_to_numpy(model(X)))
+"""
+
+
+@pytest.mark.parametrize("writer", [b for b in ("jax", "torch", "tensorflow") if b != BACKEND])
+def test_adapter_files_cross_backends(tmp_path, writer):
+    path, expected = tmp_path / f"{writer}.weights.h5", tmp_path / f"{writer}.npy"
+    run_python(WRITER, writer, path, expected)
+    model = base_model()
+    load_gralora_weights(model, path)
+    np.testing.assert_allclose(to_numpy(model(X)), np.load(expected), rtol=1e-5, atol=1e-5)
