@@ -1,5 +1,9 @@
 """GraLoRA on tiny, randomly initialised KerasHub backbones and tasks (nothing downloads)."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -78,3 +82,68 @@ def test_enable_fit_merge_on_a_keras_hub_task(name):
 
 def _ids(variables):
     return sorted(id(v) for v in variables)
+
+
+def gpt2_backbone():
+    keras.utils.set_random_seed(1)  # the same base weights every time
+    return CASES["gpt2"][0]()
+
+
+def adapted_gpt2(seed=0):
+    backbone = gpt2_backbone()
+    backbone.enable_gralora(r=4, k=2, hybrid_r=2)
+    rng = np.random.default_rng(seed)
+    for v in backbone.trainable_weights:
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
+    return backbone
+
+
+def test_backbone_and_task_files_reload_with_identical_outputs(tmp_path):
+    backbone = adapted_gpt2()
+    x, _ = batch("gpt2")
+    expected = to_numpy(backbone(x))
+
+    backbone.save(tmp_path / "backbone.keras")
+    loaded = keras.models.load_model(tmp_path / "backbone.keras")
+    np.testing.assert_array_equal(to_numpy(loaded(x)), expected)
+    assert len(keras_gralora.inject.adapted_layers(loaded)) == 2 * LAYERS
+    assert _ids(loaded.trainable_weights) == _ids(
+        [v for layer in keras_gralora.inject.adapted_layers(loaded) for v in layer.adapter_variables]
+    )
+
+    task = models.GPT2CausalLM(backbone, preprocessor=None)
+    task_expected = to_numpy(task(x))
+    task.save(tmp_path / "task.keras")
+    np.testing.assert_array_equal(to_numpy(keras.models.load_model(tmp_path / "task.keras")(x)), task_expected)
+
+    backbone.save_weights(tmp_path / "backbone.weights.h5")
+    fresh = gpt2_backbone()
+    fresh.load_weights(tmp_path / "backbone.weights.h5")  # enables GraLoRA from the file first
+    np.testing.assert_array_equal(to_numpy(fresh(x)), expected)
+
+
+def test_backbone_adapter_file_round_trip(tmp_path):
+    backbone = adapted_gpt2()
+    x, _ = batch("gpt2")
+    backbone.save_gralora_weights(tmp_path / "task.gralora.weights.h5")
+    fresh = gpt2_backbone()
+    assert len(fresh.load_gralora_weights(tmp_path / "task.gralora.weights.h5")) == 2 * LAYERS
+    np.testing.assert_array_equal(to_numpy(fresh(x)), to_numpy(backbone(x)))
+
+
+def test_merged_backbone_export_loads_without_keras_gralora(tmp_path):
+    backbone = adapted_gpt2()
+    x, _ = batch("gpt2")
+    keras_gralora.export_merged(backbone, tmp_path / "served.keras")
+    np.savez(tmp_path / "x.npz", **x)
+    code = """
+import sys, numpy as np, keras, keras_hub
+model = keras.models.load_model(sys.argv[1] + "/served.keras")
+assert "keras_gralora" not in sys.modules
+x = dict(np.load(sys.argv[1] + "/x.npz"))
+np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(x)))
+"""
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(backbone(x)), atol=1e-4)
