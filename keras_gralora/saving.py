@@ -32,9 +32,8 @@ SUFFIX = ".weights.h5"
 def save_gralora_weights(model, filepath):
     """Saves the adapters of `model` to `filepath` (a `.weights.h5` file).
 
-    Example:
-
-    >>> save_gralora_weights(backbone, "task.gralora.weights.h5")  # doctest: +SKIP
+    Refuses, leaving any existing file untouched, when the name does not end
+    in `.weights.h5` or the model has no adapters.
     """
     filepath = _check_filename(filepath)
     layers = inject.adapted_layers(model)

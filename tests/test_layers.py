@@ -170,8 +170,14 @@ def einsum_reference(layer, equation, x, matrix_axes):
     return y + to_numpy(layer.bias), delta_kernel
 
 
-@pytest.mark.parametrize("equation, output_shape, bias_axes, x_shape, kernel_shape, matrix_axes", EINSUM_LAYOUTS)
-@pytest.mark.parametrize("k, r, hybrid_r", [(1, 4, 0), (2, 4, 2), (4, 8, 0)])
+# Each layout meets one (k, r, hybrid_r); the Dense test above covers the settings broadly.
+SETTINGS = [(1, 4, 0), (2, 4, 2), (4, 8, 0), (2, 8, 1), (4, 4, 2)]
+
+
+@pytest.mark.parametrize(
+    "equation, output_shape, bias_axes, x_shape, kernel_shape, matrix_axes, k, r, hybrid_r",
+    [layout + settings for layout, settings in zip(EINSUM_LAYOUTS, SETTINGS)],
+)
 def test_einsum_dense_matches_reference(
     equation, output_shape, bias_axes, x_shape, kernel_shape, matrix_axes, k, r, hybrid_r
 ):
