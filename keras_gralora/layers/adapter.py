@@ -45,10 +45,22 @@ def check_base_layer(layer, config):
 class GraLoRAAdapter:
     """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
 
-    The host class provides the classmethod `matrix_shape_of(layer)` (the
-    `(in, out)` view of a built layer's kernel) and, when its kernel is not
-    already `[in, out]`, `_matrix_to_kernel(matrix)`.
+    The host class provides `_base_output(inputs)` (its frozen projection,
+    before bias), `_adapter_output(inputs, training)`, the classmethod
+    `matrix_shape_of(layer)` (the `(in, out)` view of a built layer's
+    kernel) and, when its kernel is not already `[in, out]`,
+    `_matrix_to_kernel(matrix)`.
     """
+
+    def call(self, inputs, training=None):
+        x = self._base_output(inputs)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if not self.merged:  # a merged adapter already lives in the kernel
+            x = ops.add(x, ops.cast(self._adapter_output(inputs, training), x.dtype))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
 
     def _init_gralora(self, config):
         self.gralora_config = check_base_layer(self, config)

@@ -54,12 +54,8 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         """`(in, out)` of a built `Dense` layer's kernel."""
         return tuple(layer._kernel.shape)
 
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, self.kernel)
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        if not self.merged:
-            x = ops.add(x, ops.cast(self._gralora_output(inputs, training), x.dtype))
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+    def _base_output(self, inputs):
+        return ops.matmul(inputs, self.kernel)
+
+    def _adapter_output(self, inputs, training):
+        return self._gralora_output(inputs, training)

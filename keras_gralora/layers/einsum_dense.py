@@ -74,17 +74,12 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
     def _matrix_to_kernel(self, matrix):
         return self._layout.matrix_to_kernel(matrix, self._kernel.shape)
 
-    def call(self, inputs, training=None):
-        x = ops.einsum(self.equation, inputs, self.kernel)
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        if not self.merged:
-            y = self._gralora_output(self._layout.flatten_input(inputs), training)
-            y = self._layout.unflatten_output(y, self._kernel.shape)
-            x = ops.add(x, ops.cast(y, x.dtype))
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+    def _base_output(self, inputs):
+        return ops.einsum(self.equation, inputs, self.kernel)
+
+    def _adapter_output(self, inputs, training):
+        y = self._gralora_output(self._layout.flatten_input(inputs), training)
+        return self._layout.unflatten_output(y, self._kernel.shape)
 
 
 class ProjectionLayout:
@@ -150,12 +145,6 @@ class ProjectionLayout:
         ordered = self.in_axes + self.out_axes
         blocks = ops.reshape(matrix, tuple(sizes[c] for c in ordered))
         return _transpose_if_needed(blocks, [ordered.index(c) for c in self.kernel_axes])
-
-    def kernel_to_matrix(self, kernel):
-        """The kernel as the `[in, out]` matrix the adapter works on."""
-        ordered = self.in_axes + self.out_axes
-        matrix = _transpose_if_needed(kernel, [self.kernel_axes.index(c) for c in ordered])
-        return ops.reshape(matrix, self.matrix_shape(kernel.shape))
 
 
 def _layout_problems(batch_axes, in_axes, out_axes, outputs):

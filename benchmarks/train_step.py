@@ -1,0 +1,100 @@
+"""Train-step time of a stack of adapted Dense layers, on the backend in KERAS_BACKEND.
+
+Side by side in one process, medians over repeated steps after warm-up:
+GraLoRA (k, hybrid_r variants) vs Keras' own LoRA (`Dense(lora_rank=r)`)
+at the same r vs the frozen stack's floor (forward plus input gradient
+only). Prints one JSON line per configuration (see `benchmarks/run.py`).
+
+    KERAS_BACKEND=torch python benchmarks/train_step.py --width 1024 --steps 7
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_gralora import GraLoRADense  # noqa: E402
+
+
+class InputGate(keras.layers.Layer):
+    """A trainable per-feature scale in front of the stack.
+
+    Its gradient needs the input gradient of every frozen layer above it, so
+    a stack with only this trainable is the floor: forward + input gradient.
+    """
+
+    def build(self, input_shape):
+        self.gate = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gate
+
+
+def stack(kind, width, depth, r, k=2, hybrid_r=0):
+    layers = [keras.Input((None, width))]
+    if kind == "floor":
+        layers.append(InputGate())
+    for _ in range(depth):
+        if kind == "gralora":
+            layers.append(GraLoRADense(width, r=r, k=k, hybrid_r=hybrid_r, init_weights=False))
+        elif kind == "lora":
+            dense = keras.layers.Dense(width)
+            layers.append(dense)
+        else:
+            layers.append(keras.layers.Dense(width, trainable=False))
+    model = keras.Sequential(layers)
+    if kind == "lora":
+        for layer in model.layers:
+            layer.enable_lora(r)
+    return model
+
+
+def time_steps(model, x, y, steps, warmup=2):
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)  # returns a Python float: waits for the step
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--r", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=7)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
+    y = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
+    configs = [("floor", {}), ("lora", {})] + [
+        ("gralora", dict(k=k, hybrid_r=h)) for k in (2, 4) for h in (0, 8)
+    ]
+    results = {}
+    for kind, extra in configs:
+        model = stack(kind, args.width, args.depth, args.r, **extra)
+        seconds = time_steps(model, x, y, args.steps)
+        name = kind if not extra else f"gralora k={extra['k']} hybrid_r={extra['hybrid_r']}"
+        results[name] = seconds
+        keras.backend.clear_session()
+    for name, seconds in results.items():
+        print(json.dumps({
+            "bench": "train_step", "backend": keras.backend.backend(), "config": name,
+            "ms": 1000 * seconds, "vs_lora": seconds / results["lora"],
+        }))
+
+
+if __name__ == "__main__":
+    main()
