@@ -10,8 +10,6 @@ Shapes follow PEFT's layout so adapters convert 1:1:
   input block it comes from.
 
 So grid cell `(p, j)` of the update is `a[p][:, j*s:(j+1)*s] @ b[j][p*s:(p+1)*s]`.
-Both functions below contract over `(p, s)` in a single einsum on reshaped
-views, which performs PEFT's "cross-block exchange" without a transpose.
 """
 
 import math
@@ -20,13 +18,21 @@ from keras import ops
 
 
 def block_forward(x, a, b):
-    """The block adapter applied to activations: `x [..., in] -> [..., out]`."""
+    """The block adapter applied to activations: `x [..., in] -> [..., out]`.
+
+    Written as two batched matmuls over blocks with explicit transposes,
+    rather than einsums: measured in `benchmarks/`, this is the fastest form
+    on all three backends, and TensorFlow's einsum with `...` was over 10x
+    slower in training.
+    """
     k, block_in, r = a.shape
     s, block_out = r // k, b.shape[-1]
     lead = tuple(ops.shape(x)[:-1])
-    xa = ops.einsum("...pi,pir->...pr", ops.reshape(x, lead + (k, block_in)), a)
-    xa = ops.reshape(xa, lead + (k, k, s))  # [..., p (input block), j (output block), s]
-    y = ops.einsum("...pjs,jpso->...jo", xa, ops.reshape(b, (k, k, s, block_out)))
+    x = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
+    xa = ops.reshape(ops.matmul(x, a), (k, -1, k, s))  # [p, n, j, s]
+    # Cross-block exchange: output block j gathers slice j of every input block p.
+    xa = ops.reshape(ops.transpose(xa, (2, 1, 0, 3)), (k, -1, r))  # [j, n, (p, s)]
+    y = ops.transpose(ops.matmul(xa, b), (1, 0, 2))  # [n, j, o]
     return ops.reshape(y, lead + (k * block_out,))
 
 
