@@ -28,7 +28,7 @@ def run(script, backend, *args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--steps", default="7", help="timed steps per configuration (median reported)")
+    parser.add_argument("--steps", default="9", help="timed steps per configuration (median reported)")
     args = parser.parse_args()
     rows = []
     for backend in args.backends:

@@ -33,7 +33,10 @@ class InputGate(keras.layers.Layer):
         self.gate = self.add_weight(shape=(input_shape[-1],), initializer="ones")
 
     def call(self, x):
-        return x * self.gate
+        # Gate a 2-D view: XLA on CPU reduced the gate's gradient over two
+        # token axes several times slower than over one (jax: 2.3 s vs 0.3 s).
+        tokens = keras.ops.reshape(x, (-1, x.shape[-1])) * self.gate
+        return keras.ops.reshape(tokens, keras.ops.shape(x))
 
 
 def stack(kind, width, depth, r, k=2, hybrid_r=0):
