@@ -112,9 +112,16 @@ def select_targets(model, target_layer_names, config):
     elif isinstance(target_layer_names, str):
         pattern = re.compile(target_layer_names)
         targets = [layer for layer in candidates if pattern.fullmatch(layer.path)]
-    else:
+    elif isinstance(target_layer_names, (list, tuple, set)) and all(
+        isinstance(name, str) for name in target_layer_names
+    ):
         names = set(target_layer_names)
         targets = [layer for layer in candidates if layer.name in names]
+    else:
+        raise ValueError(
+            f"enable_gralora: target_layer_names={target_layer_names!r} is not a list of layer names, "
+            "a regular expression string, 'all' or None."
+        )
     if not targets:
         available = sorted({layer.name for layer in candidates})
         raise ValueError(

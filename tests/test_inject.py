@@ -123,6 +123,14 @@ def test_nothing_matched_lists_the_layer_names():
         enable_gralora(model, target_layer_names=["qkv"])
 
 
+@pytest.mark.parametrize("targets", [5, ["query", 3], {"query": 1}])
+def test_target_layer_names_of_the_wrong_type_are_rejected(targets):
+    model = functional_model()
+    with pytest.raises(ValueError, match=r"target_layer_names=.* is not a list of layer names"):
+        enable_gralora(model, target_layer_names=targets)
+    assert not keras_gralora.inject.adapted_layers(model)
+
+
 def test_enabling_a_layer_twice_is_an_error():
     model = functional_model()
     enable_gralora(model, r=4, k=2)

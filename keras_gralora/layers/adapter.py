@@ -130,16 +130,19 @@ class GraLoRAAdapter:
 
     def _gralora_output(self, x, training):
         """Adapter output for `x [..., in]`, in float32, scaled; `[..., out]`."""
+        k, block_in, _ = self.gralora_a.shape
+        out_features = k * self.gralora_b.shape[-1]
         lead = tuple(ops.shape(x)[:-1])
         # One 2-D [tokens, in] view for every matmul: XLA on CPU was several
         # times slower differentiating matmuls over rank-3 inputs (benchmarks/).
-        x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, x.shape[-1]))
+        # Sizes come from the weights: a traced `x` may not know its last axis.
+        x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, k * block_in))
         if training and self._gralora_seed is not None:
             x = keras.random.dropout(x, self.gralora_config.dropout, seed=self._gralora_seed)
         y = gralora_ops.block_forward(x, self.gralora_a, self.gralora_b)
         if self.gralora_config.hybrid_r:
             y = y + ops.matmul(ops.matmul(x, self.gralora_hybrid_a), self.gralora_hybrid_b)
-        return ops.reshape(y * self.gralora_config.scale, lead + (y.shape[-1],))
+        return ops.reshape(y * self.gralora_config.scale, lead + (out_features,))
 
     def delta_matrix(self):
         """`scale * update` as the `[in, out]` matrix, float32."""
