@@ -73,7 +73,7 @@ def enable_on_layers(model, layer_configs):
     freeze(model)
     for layer, config in layer_configs:
         adapt_in_place(layer, config)
-    _reset_compiled_functions(model)
+    reset_compiled_functions(model)
     return [layer.path for layer, _ in layer_configs]
 
 
@@ -186,17 +186,17 @@ def merge_gralora(model, safe=False):
     """Folds every adapter inside `model` into its kernel (see `GraLoRADense.merge`)."""
     for layer in adapted_layers(model):
         layer.merge(safe=safe)
-    _reset_compiled_functions(model)
+    reset_compiled_functions(model)
 
 
 def unmerge_gralora(model):
     """Takes every merged adapter inside `model` back out of its kernel."""
     for layer in adapted_layers(model):
         layer.unmerge()
-    _reset_compiled_functions(model)
+    reset_compiled_functions(model)
 
 
-def _reset_compiled_functions(model):
+def reset_compiled_functions(model):
     # Compiled train/predict functions captured the layers as they were
     # traced (adapter on or off); drop them so the next call retraces.
     for name in ("train_function", "test_function", "predict_function", "generate_function"):

@@ -77,7 +77,7 @@ def load_gralora_weights(model, filepath):
             variable.assign(entry["arrays"][variable.name])
         if merged:
             layer.merge()
-    inject._reset_compiled_functions(model)
+    inject.reset_compiled_functions(model)
     return [layer.path for layer, _ in plan]
 
 
