@@ -58,16 +58,26 @@ def stack(kind, width, depth, r, k=2, hybrid_r=0):
     return model
 
 
-def time_steps(model, x, y, steps, warmup=2):
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+def median_seconds(step, steps, warmup=2):
+    """Median wall time of `step()` after `warmup` calls.
+
+    `step` must wait for its result (e.g. return a Python float), so async
+    backends are timed in full.
+    """
     for _ in range(warmup):
-        model.train_on_batch(x, y)
+        step()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        model.train_on_batch(x, y)  # returns a Python float: waits for the step
+        step()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def time_steps(model, x, y, steps):
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    # train_on_batch returns Python floats: it waits for the step.
+    return median_seconds(lambda: model.train_on_batch(x, y), steps)
 
 
 def main():

@@ -36,20 +36,30 @@ def block_forward(x, a, b):
     return ops.reshape(y, lead + (k * block_out,))
 
 
-def block_delta(a, b):
-    """The block adapter as an `[in, out]` matrix (unscaled).
+def delta_matrix(a, b, scale, hybrid_a=None, hybrid_b=None):
+    """`scale * (block update + hybrid_a @ hybrid_b)` as an `[in, out]` matrix.
 
-    Costs `in * out * r / k` multiply-adds: each output cell only meets the
-    `s` ranks of its own grid cell.
+    One batched matmul over input blocks, `[in/k, r(+h)] @ [r(+h), out]`,
+    whose output is already the final row-major layout; `b` is spread into
+    a block-diagonal `[r, out]` per input block (zeros outside cell `(p, j)`),
+    the hybrid rows ride along, and `scale` is folded into the small side.
+    That is `k` times the minimal multiply-adds, yet measured faster on every
+    backend than an einsum over grid cells, whose output needs a transpose
+    of the whole matrix (`benchmarks/delta.py`: 4096 x 4096, 74 -> 41 ms on torch).
     """
     k, block_in, r = a.shape
     s, block_out = r // k, b.shape[-1]
-    delta = ops.einsum(
-        "pijs,jpso->pijo",
-        ops.reshape(a, (k, block_in, k, s)),
-        ops.reshape(b, (k, k, s, block_out)),
-    )
-    return ops.reshape(delta, (k * block_in, k * block_out))
+    # cols[p, (j, s), (j', o)] = b[j, p*s + s, o] if j == j' else 0
+    b = ops.transpose(ops.reshape(b * scale, (k, k, s, block_out)), (1, 0, 2, 3))  # [p, j, s, o]
+    mask = ops.reshape(ops.eye(k, dtype=a.dtype), (1, k, 1, k, 1))
+    cols = ops.reshape(ops.expand_dims(b, 3) * mask, (k, r, k * block_out))
+    rows = a
+    if hybrid_a is not None:
+        hybrid_r = hybrid_a.shape[-1]
+        rows = ops.concatenate([a, ops.reshape(hybrid_a, (k, block_in, hybrid_r))], axis=-1)
+        hybrid_cols = ops.broadcast_to(hybrid_b * scale, (k, hybrid_r, k * block_out))
+        cols = ops.concatenate([cols, hybrid_cols], axis=1)
+    return ops.reshape(ops.matmul(rows, cols), (k * block_in, k * block_out))
 
 
 def kaiming_uniform_bound(fan_in):

@@ -146,10 +146,8 @@ class GraLoRAAdapter:
 
     def delta_matrix(self):
         """`scale * update` as the `[in, out]` matrix, float32."""
-        delta = gralora_ops.block_delta(self.gralora_a, self.gralora_b)
-        if self.gralora_config.hybrid_r:
-            delta = delta + ops.matmul(self.gralora_hybrid_a, self.gralora_hybrid_b)
-        return delta * self.gralora_config.scale
+        hybrid = (self.gralora_hybrid_a, self.gralora_hybrid_b) if self.gralora_config.hybrid_r else ()
+        return gralora_ops.delta_matrix(self.gralora_a, self.gralora_b, self.gralora_config.scale, *hybrid)
 
     def delta_kernel(self):
         """`scale * update` in the kernel's own shape and axis order, float32."""

@@ -1,0 +1,84 @@
+"""Train step on the torch backend: keras_gralora vs PEFT's GraLoRA and LoRA.
+
+The same stack as `train_step.py` (Dense/Linear layers of one width, all
+adapted), the same input tensors, SGD and MSE, timed side by side in one
+process. PEFT is an optional benchmark dependency (`pip install -e .[peft]`).
+
+    KERAS_BACKEND=torch python benchmarks/peft_step.py --steps 7
+"""
+
+import argparse
+import json
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"
+
+import keras  # noqa: E402
+import peft  # noqa: E402
+import torch  # noqa: E402
+
+from train_step import median_seconds, stack, time_steps  # noqa: E402
+
+CONFIGS = [dict(k=k, hybrid_r=h) for k in (2, 4) for h in (0, 8)]
+
+
+def peft_stack(width, depth, r, method, k=2, hybrid_r=0):
+    torch.manual_seed(0)
+    names = [f"dense_{i}" for i in range(depth)]
+    model = torch.nn.Sequential()
+    for name in names:
+        model.add_module(name, torch.nn.Linear(width, width))
+    if method == "lora":
+        config = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=names)
+    else:
+        config = peft.GraloraConfig(
+            r=r, gralora_k=k, hybrid_r=hybrid_r, alpha=2 * (r + hybrid_r), target_modules=names,
+            init_weights=False,
+        )
+    return peft.get_peft_model(model, config)
+
+
+def peft_step_seconds(model, x, y, steps):
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return median_seconds(step, steps)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--r", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=7)
+    args = parser.parse_args()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, args.seq, args.width, generator=generator)
+    y = torch.randn(args.batch, args.seq, args.width, generator=generator)
+    dims = (args.width, args.depth, args.r)
+    peft_lora = peft_step_seconds(peft_stack(*dims, "lora"), x, y, args.steps)
+    rows = [("PEFT LoRA", peft_lora, None)]
+    for config in CONFIGS:
+        name = f"k={config['k']} hybrid_r={config['hybrid_r']}"
+        theirs = peft_step_seconds(peft_stack(*dims, "gralora", **config), x, y, args.steps)
+        ours = time_steps(stack("gralora", *dims, **config), x, y, args.steps)
+        keras.backend.clear_session()
+        rows += [(f"PEFT GraLoRA {name}", theirs, None), (f"keras_gralora {name}", ours, theirs)]
+    for name, seconds, peft_gralora in rows:
+        print(json.dumps({
+            "bench": "peft_step", "backend": "torch", "config": name, "ms": 1000 * seconds,
+            "vs_peft_lora": seconds / peft_lora,
+            "vs_peft_gralora": seconds / peft_gralora if peft_gralora else None,
+        }))
+
+
+if __name__ == "__main__":
+    main()
