@@ -17,51 +17,104 @@ import math
 from keras import ops
 
 
-def block_forward(x, a, b):
-    """The block adapter applied to activations: `x [..., in] -> [..., out]`.
+def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
+    """The scaled adapter applied to activations: `x [n, in] -> [n, out]`.
 
-    Written as two batched matmuls over blocks with explicit transposes,
-    rather than einsums: measured in `benchmarks/`, this is the fastest form
-    on all three backends, and TensorFlow's einsum with `...` was over 10x
-    slower in training.
+    Two steps, chosen by measurement (`benchmarks/train_step.py`):
+    1. one batched matmul over input blocks, `[n, in/k] @ [in/k, r(+h)]`;
+       the hybrid `A` rides along, split by input block, so it costs no
+       extra pass over `x` (its `k` partial sums are added afterwards);
+    2. one 2-D matmul of the small `[n, k*r(+h)]` result with `b` spread
+       block-diagonally (`scale` folded in), which writes `[n, out]` in its
+       final layout instead of transposing a batched result.
     """
     k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
-    lead = tuple(ops.shape(x)[:-1])
-    x = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
-    xa = ops.reshape(ops.matmul(x, a), (k, -1, k, s))  # [p, n, j, s]
+    s = r // k
+    x_blocks = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
+    xa = ops.matmul(x_blocks, _rows_by_input_block(a, hybrid_a))  # [p, n, r(+h)]
     # Cross-block exchange: output block j gathers slice j of every input block p.
-    xa = ops.reshape(ops.transpose(xa, (2, 1, 0, 3)), (k, -1, r))  # [j, n, (p, s)]
-    y = ops.transpose(ops.matmul(xa, b), (1, 0, 2))  # [n, j, o]
-    return ops.reshape(y, lead + (k * block_out,))
+    exchanged = ops.transpose(ops.reshape(xa[..., :r], (k, -1, k, s)), (1, 2, 0, 3))  # [n, j, p, s]
+    features = [ops.reshape(exchanged, (-1, k * r))]
+    if hybrid_a is not None:
+        features.append(ops.sum(xa[..., r:], axis=0))  # [n, h]
+    return ops.matmul(ops.concatenate(features, axis=1), _columns(b, scale, hybrid_b))
 
 
 def delta_matrix(a, b, scale, hybrid_a=None, hybrid_b=None):
     """`scale * (block update + hybrid_a @ hybrid_b)` as an `[in, out]` matrix.
 
     One batched matmul over input blocks, `[in/k, r(+h)] @ [r(+h), out]`,
-    whose output is already the final row-major layout; `b` is spread into
-    a block-diagonal `[r, out]` per input block (zeros outside cell `(p, j)`),
-    the hybrid rows ride along, and `scale` is folded into the small side.
-    That is `k` times the minimal multiply-adds, yet measured faster on every
-    backend than an einsum over grid cells, whose output needs a transpose
-    of the whole matrix (`benchmarks/delta.py`: 4096 x 4096, 74 -> 41 ms on torch).
+    with the same block-diagonal `b` as `block_forward`, regrouped per input
+    block. That is `k` times the minimal multiply-adds, yet measured faster
+    on every backend than an einsum over grid cells, whose output needs a
+    transpose of the whole matrix (`benchmarks/delta.py`, 4096 x 4096 on
+    torch: 74 -> 41 ms).
     """
     k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
-    # cols[p, (j, s), (j', o)] = b[j, p*s + s, o] if j == j' else 0
-    b = ops.transpose(ops.reshape(b * scale, (k, k, s, block_out)), (1, 0, 2, 3))  # [p, j, s, o]
-    mask = ops.reshape(ops.eye(k, dtype=a.dtype), (1, k, 1, k, 1))
-    cols = ops.reshape(ops.expand_dims(b, 3) * mask, (k, r, k * block_out))
-    rows = a
-    if hybrid_a is not None:
-        hybrid_r = hybrid_a.shape[-1]
-        rows = ops.concatenate([a, ops.reshape(hybrid_a, (k, block_in, hybrid_r))], axis=-1)
-        hybrid_cols = ops.broadcast_to(hybrid_b * scale, (k, hybrid_r, k * block_out))
-        cols = ops.concatenate([cols, hybrid_cols], axis=1)
-    return ops.reshape(ops.matmul(rows, cols), (k * block_in, k * block_out))
+    s, out_features = r // k, k * b.shape[-1]
+    columns = _columns(b, scale, hybrid_b)
+    # Rows (j, p, s) of the block-diagonal b, regrouped as [p, (j, s)].
+    block_columns = ops.reshape(
+        ops.transpose(ops.reshape(columns[: k * r], (k, k, s, out_features)), (1, 0, 2, 3)),
+        (k, r, out_features),
+    )
+    if hybrid_b is not None:
+        hybrid_columns = ops.broadcast_to(columns[k * r:], (k, hybrid_b.shape[0], out_features))
+        block_columns = ops.concatenate([block_columns, hybrid_columns], axis=1)
+    delta = ops.matmul(_rows_by_input_block(a, hybrid_a), block_columns)  # [p, i, out]
+    return ops.reshape(delta, (k * block_in, out_features))
+
+
+def _rows_by_input_block(a, hybrid_a):
+    """`a`, with the hybrid `A` split by input block appended: `[k, in/k, r(+h)]`."""
+    if hybrid_a is None:
+        return a
+    k, block_in, _ = a.shape
+    return ops.concatenate([a, ops.reshape(hybrid_a, (k, block_in, hybrid_a.shape[-1]))], axis=-1)
+
+
+def _columns(b, scale, hybrid_b):
+    """`scale * [block-diagonal b; hybrid_b]`: `[k*r(+h), out]`.
+
+    Row `(j, p, s)` of the block part is `b[j, p*s + s]` in output block
+    `j` and zero elsewhere.
+    """
+    k, r, block_out = b.shape
+    mask = ops.reshape(ops.eye(k, dtype=b.dtype), (k, 1, k, 1))
+    columns = ops.reshape(ops.expand_dims(b * scale, 2) * mask, (k * r, k * block_out))
+    if hybrid_b is None:
+        return columns
+    return ops.concatenate([columns, hybrid_b * scale], axis=0)
 
 
 def kaiming_uniform_bound(fan_in):
     """Bound of torch's `kaiming_uniform_(a=sqrt(5))`, PEFT's adapter init."""
     return 1.0 / math.sqrt(fan_in)
+
+
+def dense_factors(a, b, scale, hybrid_a=None, hybrid_b=None):
+    k, block_in, r = a.shape
+    s, block_out = r // k, b.shape[-1]
+    eye = ops.eye(k, dtype=a.dtype)
+    rows = ops.expand_dims(ops.reshape(a, (k, block_in, k, s)), 3) * ops.reshape(eye, (k, 1, 1, k, 1))
+    rows = ops.reshape(rows, (k * block_in, k * r))
+    cols = ops.expand_dims(b * scale, 2) * ops.reshape(eye, (k, 1, k, 1))
+    cols = ops.reshape(cols, (k * r, k * block_out))
+    if hybrid_a is not None:
+        rows = ops.concatenate([rows, hybrid_a], axis=1)
+        cols = ops.concatenate([cols, hybrid_b * scale], axis=0)
+    return rows, cols
+
+
+def forward_sliced(x, a, b, scale, hybrid_a=None, hybrid_b=None):
+    k, block_in, r = a.shape
+    s, block_out = r // k, b.shape[-1]
+    xt = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
+    xa = ops.reshape(ops.matmul(xt, a), (k, -1, k, s))  # [p, n, j, s]
+    xa = ops.reshape(ops.transpose(xa, (1, 2, 0, 3)), (-1, k * r))  # n (j p s)
+    eye = ops.eye(k, dtype=a.dtype)
+    cols = ops.reshape(ops.expand_dims(b * scale, 2) * ops.reshape(eye, (k, 1, k, 1)), (k * r, k * block_out))
+    if hybrid_a is not None:
+        xa = ops.concatenate([xa, ops.matmul(x, hybrid_a)], axis=1)
+        cols = ops.concatenate([cols, hybrid_b * scale], axis=0)
+    return ops.matmul(xa, cols)

