@@ -1,7 +1,11 @@
-"""Runs every benchmark once per backend (one process each) and prints one table.
+"""Runs every benchmark, one process per backend (and per memory configuration), and prints the tables.
 
-    python benchmarks/run.py                 # all backends
-    python benchmarks/run.py --backends torch
+    python benchmarks/run.py                       # everything, all backends (~10 min on 2 cores)
+    python benchmarks/run.py --backends torch --only train_step peft_step
+
+Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
+peft_step (torch backend vs PEFT), delta (delta_kernel/merge vs PEFT),
+memory (peak RSS of training), minilm_fit (real backbone, tokens/s).
 """
 
 import argparse
@@ -12,12 +16,14 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
+BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit")
+MEMORY_CONFIGS = (["--kind", "lora"], ["--kind", "gralora", "--k", "2"], ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])
 
 
 def run(script, backend, *args):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, os.path.join(HERE, script), *args], env=env, capture_output=True, text=True
+        [sys.executable, os.path.join(HERE, f"{script}.py"), *args], env=env, capture_output=True, text=True
     )
     if result.returncode:
         sys.stderr.write(result.stderr[-3000:])
@@ -25,18 +31,67 @@ def run(script, backend, *args):
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+def measure(benchmark, backend, steps):
+    if benchmark == "train_step":
+        return run("train_step", backend, "--steps", steps)
+    if benchmark == "peft_step":
+        return run("peft_step", backend, "--steps", steps) if backend == "torch" else []
+    if benchmark == "memory":
+        return [row for config in MEMORY_CONFIGS for row in run("memory", backend, *config)]
+    return run(benchmark, backend)
+
+
+def table(title, header, rows):
+    print(f"\n**{title}**\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def print_tables(rows):
+    by = {}
+    for row in rows:
+        by.setdefault(row["bench"], []).append(row)
+    if "train_step" in by:
+        table("Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
+              ["backend", "configuration", "ms", "/ Keras LoRA"],
+              [[r["backend"], r["config"], f"{r['ms']:.0f}", f"{r['vs_lora']:.2f}"] for r in by["train_step"]])
+    if "peft_step" in by:
+        table("Torch backend vs PEFT on an identical torch stack (median ms)",
+              ["configuration", "ms", "/ PEFT LoRA", "/ PEFT GraLoRA"],
+              [[r["config"], f"{r['ms']:.0f}", f"{r['vs_peft_lora']:.2f}",
+                f"{r['vs_peft_gralora']:.2f}" if r["vs_peft_gralora"] else ""] for r in by["peft_step"]])
+    deltas = by.get("delta", []) + by.get("merge", [])
+    if deltas:
+        table("delta_kernel() / merge() vs PEFT get_delta_weight / merge (torch), same weights (median ms)",
+              ["backend", "what", "size", "ours", "PEFT", "ratio"],
+              [[r["backend"], r["bench"], r["config"], f"{r['ms']:.1f}", f"{r['peft_ms']:.1f}", f"{r['vs_peft']:.2f}"]
+               for r in sorted(deltas, key=lambda r: (r["backend"], r["bench"]))])
+    if "memory" in by:
+        lora = {r["backend"]: r["peak_mib"] for r in by["memory"] if r["config"] == "lora"}
+        table("Peak memory of training the train-step stack (MiB of RSS above start-up)",
+              ["backend", "configuration", "MiB", "/ Keras LoRA"],
+              [[r["backend"], r["config"], f"{r['peak_mib']:.0f}", f"{r['peak_mib'] / lora[r['backend']]:.2f}"]
+               for r in by["memory"]])
+    if "minilm_fit" in by:
+        table("MiniLM (all-MiniLM-L6-v2) fit, q/v adapted, batch 16 x 64 tokens",
+              ["backend", "configuration", "trainable", "tokens/s", "step / Keras LoRA"],
+              [[r["backend"], r["config"], f"{r['trainable']:,}", f"{r['tokens_per_s']:.0f}", f"{r['vs_lora']:.2f}"]
+               for r in by["minilm_fit"]])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--steps", default="9", help="timed steps per configuration (median reported)")
+    parser.add_argument("--only", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS)
+    parser.add_argument("--steps", default="7", help="timed train steps per configuration (median reported)")
     args = parser.parse_args()
     rows = []
     for backend in args.backends:
-        rows += run("train_step.py", backend, "--steps", args.steps)
-    print("| backend | configuration | train step (ms, median) | / Keras LoRA |")
-    print("|---|---|---:|---:|")
-    for row in rows:
-        print(f"| {row['backend']} | {row['config']} | {row['ms']:.1f} | {row['vs_lora']:.2f} |")
+        for benchmark in args.only:
+            rows += measure(benchmark, backend, args.steps)
+    print_tables(rows)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ it onto a fresh model (same accuracy, checked), merges and exports a plain
 `.keras` model for serving.
 
 Only the adapters train: the new 3-class head stays as drawn from `--seed`,
-so the adapter file plus the preset and the seed is the whole fine-tune.
+so the adapter file plus the preset and the seed is the whole fine-tune
+(see `sentiment_task.gralora_classifier`).
 
     KERAS_BACKEND=torch python examples/finetune.py --r 16 --k 4 --epochs 3
 """
@@ -44,13 +45,9 @@ def parse_args(argv=None):
 
 
 def build(args):
-    """The classifier with GraLoRA on its backbone, compiled for training."""
-    model = sentiment_task.classifier(args.preset, args.seed)
-    model.backbone.enable_gralora(r=args.r, k=args.k, hybrid_r=args.hybrid_r, target_layer_names="all")
-    # The head is the task's: KerasHub leaves it trainable; keep it as seeded.
-    model.get_layer("logits").trainable = False
-    sentiment_task.compile_for_training(model, args.learning_rate)
-    return model
+    return sentiment_task.gralora_classifier(
+        args.preset, args.seed, args.r, args.k, args.hybrid_r, args.learning_rate
+    )
 
 
 def accuracy(model, test):

@@ -62,6 +62,19 @@ def classifier(preset, seed, sequence_length=16):
     )
 
 
+def gralora_classifier(preset, seed, r, k, hybrid_r, learning_rate):
+    """The classifier with GraLoRA on every Dense/EinsumDense of its backbone, compiled.
+
+    Only the adapters train: the new head stays as drawn from `seed`, so an
+    adapter file plus the preset and the seed is the whole fine-tune.
+    """
+    model = classifier(preset, seed)
+    model.backbone.enable_gralora(r=r, k=k, hybrid_r=hybrid_r, target_layer_names="all")
+    model.get_layer("logits").trainable = False  # KerasHub leaves a task's head trainable
+    compile_for_training(model, learning_rate)
+    return model
+
+
 def compile_for_training(model, learning_rate):
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate),
