@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
@@ -88,9 +89,13 @@ def main():
     parser.add_argument("--steps", default="7", help="timed train steps per configuration (median reported)")
     args = parser.parse_args()
     rows = []
+    started = time.perf_counter()
     for backend in args.backends:
         for benchmark in args.only:
+            start = time.perf_counter()
             rows += measure(benchmark, backend, args.steps)
+            print(f"{benchmark} on {backend}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    print(f"all benchmarks: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     print_tables(rows)
 
 

@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 from keras import ops
 
+from helpers import random_input, to_numpy
 import keras_gralora
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense, enable_gralora
-
-
-def to_numpy(x):
-    return np.asarray(ops.convert_to_numpy(x))
-
-
-def random_input(shape, seed=1):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 def functional_model():

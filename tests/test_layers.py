@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from keras import ops
 
+import helpers
 import reference
+from helpers import random_input
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense
 
 
 def to_numpy(x):
-    return np.asarray(ops.convert_to_numpy(x), np.float64)
+    return helpers.to_numpy(x, np.float64)  # references compute in float64
 
 
 def assert_close(actual, expected, rtol=1e-5):
@@ -21,10 +22,6 @@ def assert_close(actual, expected, rtol=1e-5):
     assert actual.shape == expected.shape
     error = np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-30)
     assert error < rtol, f"relative error {error:.3g} >= {rtol}"
-
-
-def random_input(shape, seed=1):
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 def dense_reference(layer, x):

@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 from keras import ops
 
+from helpers import to_numpy
 import keras_gralora
 from keras_gralora import enable_gralora, load_gralora_weights, save_gralora_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKEND = keras.backend.backend()
-
-
-def to_numpy(x):
-    return np.asarray(ops.convert_to_numpy(x))
 
 
 def base_model(width=16, seed=0):
