@@ -1,6 +1,6 @@
 """Runs every benchmark, one process per backend (and per memory configuration), and prints the tables.
 
-    python benchmarks/run.py                       # everything, all backends (~10 min on 2 cores)
+    python benchmarks/run.py                       # everything, all backends (about 9 minutes on 2 cores)
     python benchmarks/run.py --backends torch --only train_step peft_step
 
 Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
@@ -86,7 +86,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--only", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS)
-    parser.add_argument("--steps", default="7", help="timed train steps per configuration (median reported)")
+    parser.add_argument("--steps", default="5", help="timed train steps per configuration (median reported)")
     args = parser.parse_args()
     rows = []
     started = time.perf_counter()

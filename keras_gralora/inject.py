@@ -107,7 +107,7 @@ def select_targets(model, target_layer_names, config):
         head = set(map(id, output_head_layers(model)))
         targets = [
             layer for layer in candidates
-            if id(layer) not in head and _divisible(layer, config.k)
+            if id(layer) not in head and _adaptable(layer, config)
         ]
     elif isinstance(target_layer_names, str):
         pattern = re.compile(target_layer_names)
@@ -156,15 +156,16 @@ def output_head_layers(model):
         return []
 
 
-def _divisible(layer, k):
+def _adaptable(layer, config):
+    """Whether `config` can adapt `layer` ("all" skips the layers it cannot)."""
     cls = ADAPTED_CLASS.get(type(layer))
     if cls is None:
         return False
-    try:
-        in_features, out_features = cls.matrix_shape_of(layer)
-    except ValueError:  # an einsum GraLoRA cannot read as a projection
+    try:  # an einsum that is no projection, or features that do not split into k blocks
+        config.validate_features(*cls.matrix_shape_of(layer), where=layer.path)
+    except ValueError:
         return False
-    return in_features % k == 0 and out_features % k == 0
+    return True
 
 
 def freeze(model):
