@@ -37,7 +37,7 @@ METHODS = {  # name: r -> (block rank, k, hybrid rank)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--examples", type=int, default=1024)
     parser.add_argument("--test-examples", type=int, default=512)
