@@ -91,30 +91,3 @@ def kaiming_uniform_bound(fan_in):
     """Bound of torch's `kaiming_uniform_(a=sqrt(5))`, PEFT's adapter init."""
     return 1.0 / math.sqrt(fan_in)
 
-
-def dense_factors(a, b, scale, hybrid_a=None, hybrid_b=None):
-    k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
-    eye = ops.eye(k, dtype=a.dtype)
-    rows = ops.expand_dims(ops.reshape(a, (k, block_in, k, s)), 3) * ops.reshape(eye, (k, 1, 1, k, 1))
-    rows = ops.reshape(rows, (k * block_in, k * r))
-    cols = ops.expand_dims(b * scale, 2) * ops.reshape(eye, (k, 1, k, 1))
-    cols = ops.reshape(cols, (k * r, k * block_out))
-    if hybrid_a is not None:
-        rows = ops.concatenate([rows, hybrid_a], axis=1)
-        cols = ops.concatenate([cols, hybrid_b * scale], axis=0)
-    return rows, cols
-
-
-def forward_sliced(x, a, b, scale, hybrid_a=None, hybrid_b=None):
-    k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
-    xt = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
-    xa = ops.reshape(ops.matmul(xt, a), (k, -1, k, s))  # [p, n, j, s]
-    xa = ops.reshape(ops.transpose(xa, (1, 2, 0, 3)), (-1, k * r))  # n (j p s)
-    eye = ops.eye(k, dtype=a.dtype)
-    cols = ops.reshape(ops.expand_dims(b * scale, 2) * ops.reshape(eye, (k, 1, k, 1)), (k * r, k * block_out))
-    if hybrid_a is not None:
-        xa = ops.concatenate([xa, ops.matmul(x, hybrid_a)], axis=1)
-        cols = ops.concatenate([cols, hybrid_b * scale], axis=0)
-    return ops.matmul(xa, cols)
