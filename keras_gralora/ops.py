@@ -20,24 +20,30 @@ from keras import ops
 def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     """The scaled adapter applied to activations: `x [n, in] -> [n, out]`.
 
-    Two steps, chosen by measurement (`benchmarks/train_step.py`):
-    1. one batched matmul over input blocks, `[n, in/k] @ [in/k, r(+h)]`;
-       the hybrid `A` rides along, split by input block, so it costs no
-       extra pass over `x` (its `k` partial sums are added afterwards);
-    2. one 2-D matmul of the small `[n, k*r(+h)]` result with `b` spread
-       block-diagonally (`scale` folded in), which writes `[n, out]` in its
-       final layout instead of transposing a batched result.
+    Two batched matmuls, each over the `k` blocks, so the multiply-adds are
+    the minimal `n * r * (in + out)` (chosen by measurement,
+    `benchmarks/train_step.py`):
+    1. over input blocks, `[p, n, in/k] @ [p, in/k, r(+h)]`; the hybrid `A`
+       rides along, split by input block, so it costs no extra pass over
+       `x` (its `k` partial sums are added afterwards);
+    2. over output blocks, `[j, n, r(+h)] @ [j, r(+h), out/k]`, after the
+       cross-block exchange; each output block also reads the hybrid
+       features against its own columns of the hybrid `B`.
     """
     k, block_in, r = a.shape
-    s = r // k
+    s, block_out = r // k, b.shape[-1]
     x_blocks = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
     xa = ops.matmul(x_blocks, _rows_by_input_block(a, hybrid_a))  # [p, n, r(+h)]
     # Cross-block exchange: output block j gathers slice j of every input block p.
-    exchanged = ops.transpose(ops.reshape(xa[..., :r], (k, -1, k, s)), (1, 2, 0, 3))  # [n, j, p, s]
-    features = [ops.reshape(exchanged, (-1, k * r))]
+    features = ops.reshape(ops.transpose(ops.reshape(xa[..., :r], (k, -1, k, s)), (2, 1, 0, 3)), (k, -1, r))
+    columns = b * scale  # [j, r, o]
     if hybrid_a is not None:
-        features.append(ops.sum(xa[..., r:], axis=0))  # [n, h]
-    return ops.matmul(ops.concatenate(features, axis=1), _columns(b, scale, hybrid_b))
+        hybrid = ops.sum(xa[..., r:], axis=0)  # [n, h]
+        features = ops.concatenate([features, ops.repeat(hybrid[None], k, axis=0)], axis=-1)
+        hybrid_columns = ops.reshape(hybrid_b * scale, (hybrid_b.shape[0], k, block_out))
+        columns = ops.concatenate([columns, ops.transpose(hybrid_columns, (1, 0, 2))], axis=1)
+    y = ops.matmul(features, columns)  # [j, n, o]
+    return ops.reshape(ops.transpose(y, (1, 0, 2)), (-1, k * block_out))
 
 
 def delta_matrix(a, b, scale, hybrid_a=None, hybrid_b=None):

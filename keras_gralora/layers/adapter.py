@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
+from keras_gralora.backend import compiled
 
 # Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
 ADAPTER_DTYPE = "float32"
@@ -49,7 +50,7 @@ class GraLoRAAdapter:
     before bias), `_adapter_output(inputs, training)`, the classmethod
     `matrix_shape_of(layer)` (the `(in, out)` view of a built layer's
     kernel) and, when its kernel is not already `[in, out]`,
-    `_matrix_to_kernel(matrix)`.
+    `_kernel_view()` (see `ProjectionLayout.kernel_view`).
     """
 
     def call(self, inputs, training=None):
@@ -144,19 +145,25 @@ class GraLoRAAdapter:
 
     def delta_matrix(self):
         """`scale * update` as the `[in, out]` matrix, float32."""
-        return gralora_ops.delta_matrix(*self._adapter_factors())
+        return self._delta(kernel_view=None)
+
+    def delta_kernel(self):
+        """`scale * update` in the kernel's own shape and axis order, float32."""
+        return self._delta(kernel_view=self._kernel_view())
+
+    def _kernel_view(self):
+        """`(shape, perm)` taking the `[in, out]` matrix to the kernel: none needed."""
+        return None
+
+    def _delta(self, kernel_view):
+        a, b, scale, *hybrid = self._adapter_factors()
+        tensors = [ops.convert_to_tensor(v) for v in (a, b, *hybrid)]
+        return _compiled_delta(*tensors, scale=scale, kernel_view=kernel_view)
 
     def _adapter_factors(self):
         """`(a, b, scale[, hybrid_a, hybrid_b])`, the arguments of the ops."""
         hybrid = (self.gralora_hybrid_a, self.gralora_hybrid_b) if self.gralora_config.hybrid_r else ()
         return (self.gralora_a, self.gralora_b, self.gralora_config.scale, *hybrid)
-
-    def delta_kernel(self):
-        """`scale * update` in the kernel's own shape and axis order, float32."""
-        return self._matrix_to_kernel(self.delta_matrix())
-
-    def _matrix_to_kernel(self, matrix):
-        return matrix
 
     def merge(self, safe=False):
         """Folds the adapter into the kernel; a no-op when already merged.
@@ -228,3 +235,16 @@ class GraLoRAAdapter:
 
     def get_config(self):
         return {**super().get_config(), **self.gralora_config.to_dict()}
+
+
+@compiled(static_argnames=("scale", "kernel_view"))
+def _compiled_delta(a, b, hybrid_a=None, hybrid_b=None, *, scale, kernel_view):
+    """`ops.delta_matrix`, then reshaped and transposed by `kernel_view`, as one program.
+
+    Module-level so that every layer of the same shapes shares one compilation.
+    """
+    matrix = gralora_ops.delta_matrix(a, b, scale, hybrid_a, hybrid_b)
+    if kernel_view is None:
+        return matrix
+    shape, perm = kernel_view
+    return ops.transpose(ops.reshape(matrix, shape), perm)

@@ -71,8 +71,8 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
         """`(in, out)` of a built `EinsumDense` layer's kernel read as a matrix."""
         return ProjectionLayout.of(layer).matrix_shape(layer._kernel.shape)
 
-    def _matrix_to_kernel(self, matrix):
-        return self._layout.matrix_to_kernel(matrix, self._kernel.shape)
+    def _kernel_view(self):
+        return self._layout.kernel_view(self._kernel.shape)
 
     def _base_output(self, inputs):
         return ops.einsum(self.equation, inputs, self.kernel)
@@ -140,11 +140,11 @@ class ProjectionLayout:
         y = ops.reshape(y, tuple(ops.shape(y)[:-1]) + out_dims)
         return _transpose_if_needed(y, self.output_perm)
 
-    def matrix_to_kernel(self, matrix, kernel_shape):
+    def kernel_view(self, kernel_shape):
+        """`(shape, perm)`: the kernel is the `[in, out]` matrix reshaped, then transposed."""
         sizes = dict(zip(self.kernel_axes, kernel_shape))
         ordered = self.in_axes + self.out_axes
-        blocks = ops.reshape(matrix, tuple(sizes[c] for c in ordered))
-        return _transpose_if_needed(blocks, [ordered.index(c) for c in self.kernel_axes])
+        return tuple(sizes[c] for c in ordered), tuple(ordered.index(c) for c in self.kernel_axes)
 
 
 def _layout_problems(batch_axes, in_axes, out_axes, outputs):

@@ -1,0 +1,58 @@
+"""The one seam that knows which backend runs: compiling a pure function.
+
+Eager jax and tensorflow dispatch every op on its own (0.1-0.6 ms each,
+more than the whole 1024 x 1024 delta's matmul), and eager jax writes
+every intermediate to a new buffer (a reshape of a 4096 x 4096 delta is a
+64 MiB copy). Compiled, the few ops of a delta become one program.
+Torch runs eagerly at no such cost, so it gets the function unchanged.
+Measured in `benchmarks/delta.py`.
+"""
+
+import functools
+
+import keras
+
+
+def compiled(fn=None, *, static_argnames=()):
+    """`fn` compiled as one program for the current backend.
+
+    The backend's own compiler caches per argument shapes (and per value of
+    the `static_argnames`, which must be hashable), so decorate module-level
+    functions, not per-object closures, to share that cache.
+
+    Args:
+        fn: A function of tensors using `keras.ops` only.
+        static_argnames: Keyword arguments that are Python values (sizes,
+            axis orders, scales) fixed at compile time.
+
+    Example:
+
+    >>> @compiled(static_argnames=("scale",))
+    ... def scaled_sum(x, y, scale):
+    ...     return keras.ops.sum(x + y) * scale
+    >>> float(scaled_sum(keras.ops.ones((2,)), keras.ops.ones((2,)), scale=3.0))
+    12.0
+    """
+    if fn is None:
+        return functools.partial(compiled, static_argnames=static_argnames)
+    compile_once = functools.cache(lambda: _compile(fn, tuple(static_argnames)))
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return compile_once()(*args, **kwargs)
+
+    return call
+
+
+def _compile(fn, static_argnames):
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn, static_argnames=static_argnames)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # Non-tensor arguments are already static for tf.function.
+        return tf.function(fn, jit_compile=True)
+    return fn

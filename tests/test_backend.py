@@ -1,0 +1,41 @@
+"""The backend seam: `compiled` is exact, caches per shape, and compiles where it pays."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_gralora.backend import compiled
+from tests.helpers import to_numpy
+
+COMPILING_BACKENDS = ("jax", "tensorflow")  # eager dispatch costs there; torch runs eagerly
+
+
+def make_counted():
+    traces = []
+
+    @compiled(static_argnames=("scale", "shape"))
+    def scaled_reshape(x, extra=None, *, scale, shape):
+        traces.append(shape)
+        y = ops.reshape(x * scale, shape)
+        return y if extra is None else y + extra
+
+    return scaled_reshape, traces
+
+
+def test_compiled_matches_eager_with_static_and_missing_arguments():
+    fn, _ = make_counted()
+    x = np.arange(6, dtype="float32")
+    np.testing.assert_array_equal(to_numpy(fn(x, scale=2.0, shape=(2, 3))), 2 * x.reshape(2, 3))
+    np.testing.assert_array_equal(to_numpy(fn(x, scale=3.0, shape=(3, 2))), 3 * x.reshape(3, 2))
+    extra = np.ones((2, 3), "float32")
+    np.testing.assert_array_equal(to_numpy(fn(x, extra, scale=1.0, shape=(2, 3))), x.reshape(2, 3) + 1)
+
+
+def test_compiled_traces_once_per_shape_on_compiling_backends():
+    fn, traces = make_counted()
+    for value in (1.0, 2.0, 3.0):
+        fn(np.full((4,), value, "float32"), scale=2.0, shape=(2, 2))
+    compiles = keras.backend.backend() in COMPILING_BACKENDS
+    assert len(traces) == (1 if compiles else 3)
+    fn(np.ones((6,), "float32"), scale=2.0, shape=(2, 3))  # a new shape: traced again
+    assert len(traces) == (2 if compiles else 4)
