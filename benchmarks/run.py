@@ -18,11 +18,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
 BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit")
-MEMORY_CONFIGS = (["--kind", "lora"], ["--kind", "gralora", "--k", "2"], ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])
+MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"], ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])
 
 
-def run(script, backend, *args):
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run(script, backend, *args, **extra_env):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **extra_env}
     result = subprocess.run(
         [sys.executable, os.path.join(HERE, f"{script}.py"), *args], env=env, capture_output=True, text=True
     )
@@ -38,7 +38,10 @@ def measure(benchmark, backend, steps):
     if benchmark == "peft_step":
         return run("peft_step", backend, "--steps", steps) if backend == "torch" else []
     if benchmark == "memory":
-        return [row for config in MEMORY_CONFIGS for row in run("memory", backend, *config)]
+        # A fixed mmap threshold lets RSS follow live memory (see memory.py);
+        # timings run with glibc's default, as users do.
+        return [row for config in MEMORY_CONFIGS
+                for row in run("memory", backend, *config, MALLOC_MMAP_THRESHOLD_="131072")]
     return run(benchmark, backend)
 
 
@@ -71,7 +74,7 @@ def print_tables(rows):
                for r in sorted(deltas, key=lambda r: (r["backend"], r["bench"]))])
     if "memory" in by:
         lora = {r["backend"]: r["peak_mib"] for r in by["memory"] if r["config"] == "lora"}
-        table("Peak memory of training the train-step stack (MiB of RSS above start-up)",
+        table("Peak memory of a train step of the train-step stack (MiB of RSS above start-up; steady state, after warm-up)",
               ["backend", "configuration", "MiB", "/ Keras LoRA"],
               [[r["backend"], r["config"], f"{r['peak_mib']:.0f}", f"{r['peak_mib'] / lora[r['backend']]:.2f}"]
                for r in by["memory"]])
