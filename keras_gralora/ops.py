@@ -49,26 +49,23 @@ def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
 def delta_matrix(a, b, scale, hybrid_a=None, hybrid_b=None):
     """`scale * (block update + hybrid_a @ hybrid_b)` as an `[in, out]` matrix.
 
-    One batched matmul over input blocks, `[in/k, r(+h)] @ [r(+h), out]`,
-    with the same block-diagonal `b` as `block_forward`, regrouped per input
-    block. That is `k` times the minimal multiply-adds, yet measured faster
-    on every backend than an einsum over grid cells, whose output needs a
-    transpose of the whole matrix (`benchmarks/delta.py`, 4096 x 4096 on
-    torch: 74 -> 41 ms).
+    One batched matmul over input blocks, `[p, in/k, r(+h)] @ [p, r(+h), out]`,
+    where input block `p`'s right factor holds, for each output block `j`,
+    its slice of `b[j]` in that block's columns and zeros elsewhere. That is
+    `k` times the minimal multiply-adds, yet measured faster on every backend
+    than a matmul per grid cell, whose output needs a transpose of the whole
+    matrix (`benchmarks/delta.py`, 4096 x 4096 on torch: 74 -> 41 ms).
     """
     k, block_in, r = a.shape
-    s, out_features = r // k, k * b.shape[-1]
-    columns = _columns(b, scale, hybrid_b)
-    # Rows (j, p, s) of the block-diagonal b, regrouped as [p, (j, s)].
-    block_columns = ops.reshape(
-        ops.transpose(ops.reshape(columns[: k * r], (k, k, s, out_features)), (1, 0, 2, 3)),
-        (k, r, out_features),
-    )
+    s, block_out = r // k, b.shape[-1]
+    by_input_block = ops.transpose(ops.reshape(b * scale, (k, k, s, block_out)), (1, 0, 2, 3))  # [p, j, s, o]
+    in_own_block = ops.reshape(ops.eye(k, dtype=b.dtype), (1, k, 1, k, 1))  # [., j, ., column block, .]
+    columns = ops.reshape(ops.expand_dims(by_input_block, 3) * in_own_block, (k, r, k * block_out))
     if hybrid_b is not None:
-        hybrid_columns = ops.broadcast_to(columns[k * r:], (k, hybrid_b.shape[0], out_features))
-        block_columns = ops.concatenate([block_columns, hybrid_columns], axis=1)
-    delta = ops.matmul(_rows_by_input_block(a, hybrid_a), block_columns)  # [p, i, out]
-    return ops.reshape(delta, (k * block_in, out_features))
+        hybrid_columns = ops.broadcast_to(hybrid_b * scale, (k,) + tuple(hybrid_b.shape))
+        columns = ops.concatenate([columns, hybrid_columns], axis=1)
+    delta = ops.matmul(_rows_by_input_block(a, hybrid_a), columns)  # [p, i, out]
+    return ops.reshape(delta, (k * block_in, k * block_out))
 
 
 def _rows_by_input_block(a, hybrid_a):
@@ -77,20 +74,6 @@ def _rows_by_input_block(a, hybrid_a):
         return a
     k, block_in, _ = a.shape
     return ops.concatenate([a, ops.reshape(hybrid_a, (k, block_in, hybrid_a.shape[-1]))], axis=-1)
-
-
-def _columns(b, scale, hybrid_b):
-    """`scale * [block-diagonal b; hybrid_b]`: `[k*r(+h), out]`.
-
-    Row `(j, p, s)` of the block part is `b[j, p*s + s]` in output block
-    `j` and zero elsewhere.
-    """
-    k, r, block_out = b.shape
-    mask = ops.reshape(ops.eye(k, dtype=b.dtype), (k, 1, k, 1))
-    columns = ops.reshape(ops.expand_dims(b * scale, 2) * mask, (k * r, k * block_out))
-    if hybrid_b is None:
-        return columns
-    return ops.concatenate([columns, hybrid_b * scale], axis=0)
 
 
 def kaiming_uniform_bound(fan_in):
