@@ -34,8 +34,9 @@ def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     s, block_out = r // k, b.shape[-1]
     x_blocks = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
     xa = ops.matmul(x_blocks, _rows_by_input_block(a, hybrid_a))  # [p, n, r(+h)]
+    block_xa = xa if hybrid_a is None else xa[..., :r]  # a no-op slice still costs a gradient op
     # Cross-block exchange: output block j gathers slice j of every input block p.
-    features = ops.reshape(ops.transpose(ops.reshape(xa[..., :r], (k, -1, k, s)), (2, 1, 0, 3)), (k, -1, r))
+    features = ops.reshape(ops.transpose(ops.reshape(block_xa, (k, -1, k, s)), (2, 1, 0, 3)), (k, -1, r))
     columns = b * scale  # [j, r, o]
     if hybrid_a is not None:
         hybrid = ops.sum(xa[..., r:], axis=0)  # [n, h]
