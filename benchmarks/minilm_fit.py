@@ -5,7 +5,7 @@ LoRA targets) at the same r; the same token batches feed `model.fit`, timed
 per batch by a callback; tokens/s from the median batch after warm-up.
 Needs the examples' assets (`scripts/env.sh` installs them).
 
-    KERAS_BACKEND=jax python benchmarks/minilm_fit.py --r 8 --steps 10
+    KERAS_BACKEND=jax python benchmarks/minilm_fit.py --r 8 --steps 8
 """
 
 import argparse
@@ -72,7 +72,7 @@ def main():
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10, help="timed batches (after 2 warm-up batches)")
+    parser.add_argument("--steps", type=int, default=8, help="timed batches (after 2 warm-up batches)")
     args = parser.parse_args()
     warmup = 2
     x, y = token_batches(30522, args.batch, args.seq, args.steps + warmup)
