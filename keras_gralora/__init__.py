@@ -1,24 +1,37 @@
 """keras_gralora: GraLoRA (Granular Low-Rank Adaptation) for Keras 3 and KerasHub."""
 
 from keras_gralora import hub
+from keras_gralora.adapters import (
+    active_adapters, adapter_names, delete_adapter, disable_gralora, merge_and_unload, merge_gralora,
+    set_active_adapters, unload_gralora, unmerge_gralora,
+)
 from keras_gralora.config import GraLoRAConfig
-from keras_gralora.inject import enable_gralora, gralora_summary, merge_gralora, unmerge_gralora
-from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense
+from keras_gralora.inject import enable_gralora
+from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
 from keras_gralora.saving import export_merged, load_gralora_weights, save_gralora_weights
+from keras_gralora.summary import gralora_summary
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GraLoRAAdapter",
     "GraLoRAConfig",
     "GraLoRADense",
     "GraLoRAEinsumDense",
+    "NamedAdapter",
+    "active_adapters",
+    "adapter_names",
+    "delete_adapter",
+    "disable_gralora",
     "enable_gralora",
     "export_merged",
-    "load_gralora_weights",
-    "save_gralora_weights",
     "gralora_summary",
+    "load_gralora_weights",
+    "merge_and_unload",
     "merge_gralora",
+    "save_gralora_weights",
+    "set_active_adapters",
+    "unload_gralora",
     "unmerge_gralora",
 ]
 

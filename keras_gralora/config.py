@@ -2,6 +2,11 @@
 
 import dataclasses
 import math
+import re
+
+BIAS_MODES = ("none", "all", "gralora_only")
+DEFAULT_ADAPTER = "default"
+_ADAPTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +26,13 @@ class GraLoRAConfig:
         init_weights: `True` (the default) zero-initialises B so that a new
             adapter leaves the layer's output unchanged; `False` draws B at
             random too (for tests).
+        bias: Which biases train with this adapter, as PEFT's `bias`:
+            `"none"`, `"all"` (every bias of the model) or `"gralora_only"`
+            (the adapted layers' biases). Trained biases travel in the
+            adapter file.
+        modules_to_save: Paths of the layers that train with this adapter
+            and travel in its file (e.g. a task's new head), as resolved by
+            `enable_gralora` from names or a regular expression.
 
     Example:
 
@@ -34,6 +46,12 @@ class GraLoRAConfig:
     alpha: float | None = None
     dropout: float = 0.0
     init_weights: bool = True
+    bias: str = "none"
+    modules_to_save: tuple = ()
+
+    def __post_init__(self):  # JSON gives lists back; keep the record hashable
+        if isinstance(self.modules_to_save, list):
+            object.__setattr__(self, "modules_to_save", tuple(self.modules_to_save))
 
     def validate(self, where):
         """Raises `ValueError` for bad settings; `where` names the layer."""
@@ -62,6 +80,8 @@ class GraLoRAConfig:
             )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"{where}: `dropout` must be a number in [0, 1), got dropout={self.dropout!r}.")
+        if self.bias not in BIAS_MODES:
+            raise ValueError(f"{where}: `bias` must be one of {BIAS_MODES}, got bias={self.bias!r}.")
         return self
 
     def validate_features(self, in_features, out_features, where):
@@ -82,7 +102,21 @@ class GraLoRAConfig:
         return self.effective_alpha / (self.r + self.hybrid_r)
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "modules_to_save": list(self.modules_to_save)}
+
+    def layer_kwargs(self):
+        """The settings a GraLoRA layer's constructor takes (not the model-level ones)."""
+        return {name: getattr(self, name) for name in ("r", "k", "hybrid_r", "alpha", "dropout", "init_weights")}
+
+
+def check_adapter_name(name, where):
+    """Raises `ValueError` unless `name` can name an adapter (and its variables)."""
+    if not isinstance(name, str) or not _ADAPTER_NAME.fullmatch(name):
+        raise ValueError(
+            f"{where}: adapter_name={name!r} is not a valid adapter name. Use letters, digits, '_', '.' "
+            "and '-' (it becomes part of variable names), e.g. 'default' or 'task-2'."
+        )
+    return name
 
 
 def _is_int(value):

@@ -5,59 +5,75 @@ They mirror KerasHub's own `enable_lora` / `save_lora_weights` /
 
 A backbone's config records its constructor arguments, not our layers, so a
 reloaded backbone would come back without adapters. An adapted backbone
-therefore also writes its adapter settings into its own slot of any Keras
-weights file (`.keras`, `.weights.h5`), and re-enables them on load before
-its layers read their weights.
+therefore also writes its adapters' settings and active state into its own
+slot of any Keras weights file (`.keras`, `.weights.h5`, presets), and
+re-enables them on load before its layers read their weights.
 """
 
 import json
 
 import numpy as np
 
-from keras_gralora import inject, saving
-from keras_gralora.config import GraLoRAConfig
+from keras_gralora import adapters, inject, saving
+from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 
 SETTINGS_KEY = "gralora_settings"
+SETTINGS_VERSION = 2
 
 
-def enable_gralora(self, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None):
+def enable_gralora(
+    self, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None, adapter_name=DEFAULT_ADAPTER,
+    bias="none", modules_to_save=None, layers_to_transform=None, layers_pattern=None,
+):
     """Enables GraLoRA on this backbone; see `keras_gralora.enable_gralora`."""
-    return inject.enable_gralora(self, r, k, hybrid_r, alpha, dropout, target_layer_names)
+    return inject.enable_gralora(
+        self, r, k, hybrid_r, alpha, dropout, target_layer_names, adapter_name, bias, modules_to_save,
+        layers_to_transform, layers_pattern,
+    )
 
 
-def merge_gralora(self, safe=False):
+def merge_gralora(self, adapter_names=None, safe=False):
     """Folds this backbone's adapters into their kernels; see `keras_gralora.merge_gralora`."""
-    inject.merge_gralora(self, safe=safe)
+    adapters.merge_gralora(self, adapter_names, safe=safe)
 
 
-def save_gralora_weights(self, filepath):
-    """Saves this backbone's adapters to a `.weights.h5` file."""
-    saving.save_gralora_weights(self, filepath)
+def save_gralora_weights(self, filepath, adapter_names=None):
+    """Saves this backbone's adapters to a `.weights.h5` file; see `keras_gralora.save_gralora_weights`."""
+    saving.save_gralora_weights(self, filepath, adapter_names)
 
 
-def load_gralora_weights(self, filepath):
-    """Loads adapters saved by `save_gralora_weights`, enabling GraLoRA first if needed."""
-    return saving.load_gralora_weights(self, filepath)
+def load_gralora_weights(self, filepath, adapter_names=None):
+    """Loads adapters saved by `save_gralora_weights`, enabling them first where needed."""
+    return saving.load_gralora_weights(self, filepath, adapter_names)
 
 
 def _settings(backbone):
-    return {layer.path: layer.gralora_config.to_dict() for layer in inject.adapted_layers(backbone)}
+    layers = {
+        layer.path: [{"name": name, **layer.adapter(name).config.to_dict()} for name in layer.adapter_names]
+        for layer in inject.adapted_layers(backbone)
+    }
+    return {"version": SETTINGS_VERSION, "layers": layers, "active": adapters.active_adapters(backbone)}
 
 
 def _enable_from_settings(backbone, settings):
+    if "version" not in settings:  # keras_gralora 0.1: {path: config}, one adapter
+        settings = {"layers": {path: [{"name": DEFAULT_ADAPTER, **c}] for path, c in settings.items()},
+                    "active": [DEFAULT_ADAPTER]}
     by_path = {layer.path: layer for layer in inject.adaptable_layers(backbone)}
-    if missing := sorted(set(settings) - set(by_path)):
+    if missing := sorted(set(settings["layers"]) - set(by_path)):
         raise ValueError(
             f"Backbone '{backbone.name}': the weights file has GraLoRA adapters for {missing}, "
             "which this backbone lacks."
         )
-    pending = [
-        (by_path[path], GraLoRAConfig(**config))
-        for path, config in settings.items()
-        if not isinstance(by_path[path], inject.GraLoRAAdapter)
+    plan = [
+        (by_path[path], entry["name"], GraLoRAConfig(**{k: v for k, v in entry.items() if k != "name"}))
+        for path, entries in settings["layers"].items()
+        for entry in entries
+        if not isinstance(by_path[path], inject.GraLoRAAdapter) or entry["name"] not in by_path[path].adapter_names
     ]
-    if pending:
-        inject.enable_on_layers(backbone, pending)
+    if plan:
+        inject.enable_on_layers(backbone, plan)
+    adapters.set_active_adapters(backbone, settings["active"])
 
 
 def _wrap_saving(backbone_class):
@@ -65,8 +81,8 @@ def _wrap_saving(backbone_class):
 
     def save_own_variables(self, store):
         save(self, store)
-        if settings := _settings(self):
-            store[SETTINGS_KEY] = np.frombuffer(json.dumps(settings).encode(), dtype=np.uint8)
+        if inject.adapted_layers(self):
+            store[SETTINGS_KEY] = np.frombuffer(json.dumps(_settings(self)).encode(), dtype=np.uint8)
 
     def load_own_variables(self, store):
         if store is not None and SETTINGS_KEY in store.keys():

@@ -1,34 +1,40 @@
-"""Model surgery: find Dense/EinsumDense layers, adapt them in place, freeze, merge.
+"""Model surgery: find Dense/EinsumDense layers, adapt them in place, set what trains.
 
 Layers are adapted in place (their class becomes the GraLoRA variant and the
 adapter weights are added), so the layer object, its name, its `path` and
 its base weights stay what they were, and any reference a user holds keeps
-pointing at the adapted layer.
+pointing at the adapted layer. A layer that already carries adapters gets
+the new one added beside them.
 """
 
-import math
-import re
+import dataclasses
 
 import keras
 
-from keras_gralora.config import GraLoRAConfig
-from keras_gralora.layers.adapter import GraLoRAAdapter, check_base_layer, describe
-from keras_gralora.layers.dense import GraLoRADense
-from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
+from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
+from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.named_adapter import check_base_layer, describe
+from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
+    ADAPTED_CLASS, BASE_CLASS, adaptable_layers, adapted_class, adapted_layers, modules_to_save_paths,
+    select_targets,
+)
 
-ADAPTED_CLASS = {keras.layers.Dense: GraLoRADense, keras.layers.EinsumDense: GraLoRAEinsumDense}
-BASE_CLASS = {adapted: base for base, adapted in ADAPTED_CLASS.items()}
-FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
 
-
-def enable_gralora(model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None):
-    """Adds GraLoRA adapters to the targeted layers of `model` and freezes the rest.
+def enable_gralora(
+    model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None,
+    adapter_name=DEFAULT_ADAPTER, bias="none", modules_to_save=None, layers_to_transform=None,
+    layers_pattern=None,
+):
+    """Adds the GraLoRA adapter `adapter_name` to the targeted layers of `model`.
 
     Every targeted `Dense`/`EinsumDense` inside `model`, at any depth, becomes
-    a `GraLoRADense`/`GraLoRAEinsumDense` in place. Afterwards every weight of
-    `model` is frozen except the adapters (biases too, as PEFT's
-    `bias="none"`); layers outside `model` (a task's head when `model` is
-    its backbone) keep their trainability.
+    a `GraLoRADense`/`GraLoRAEinsumDense` in place, or gets the adapter added
+    beside the ones it has. Afterwards every weight of `model` is frozen
+    except the active adapters, the biases `bias` names and the
+    `modules_to_save` of active adapters; layers outside `model` (a task's
+    head when `model` is its backbone) keep their trainability. The new
+    adapter is active only when `model` had no adapter yet (as PEFT's
+    `add_adapter`); see `set_active_adapters`.
 
     Args:
         model: A built Keras model or layer, e.g. a KerasHub backbone or task.
@@ -37,9 +43,22 @@ def enable_gralora(model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target
         target_layer_names: Which layers to adapt: a list of layer names; a
             regular expression that must match a layer's whole `path`;
             `"all"` for every Dense/EinsumDense whose features divide by `k`
-            except a task's output head; or `None` for the backbone's
-            `default_lora_layer_names()` (KerasHub), else
+            except a task's output head and `modules_to_save`; or `None`
+            for the backbone's `default_lora_layer_names()` (KerasHub), else
             `["query", "value", "query_dense", "value_dense"]`.
+        adapter_name: The new adapter's name; it must not exist in `model`.
+        bias: `"none"`, `"all"` (every bias of `model` trains) or
+            `"gralora_only"` (the adapted layers' biases train), as PEFT.
+            At most one adapter of a model may use a mode other than "none".
+        modules_to_save: Layer names, or a regular expression over layer
+            paths, whose weights train with this adapter and are saved in
+            its adapter file (e.g. a task's new head). Each layer belongs to
+            one adapter (PEFT keeps a copy per adapter).
+        layers_to_transform: An int or a list of ints: adapt the targets only
+            in those blocks (only with a list of target names, as PEFT).
+        layers_pattern: The name of the blocks that `layers_to_transform`
+            counts, e.g. `"transformer_layer"` or `"decoder_block"`; default:
+            the first path segment that ends in a number.
 
     Returns:
         The adapted layers' paths.
@@ -50,122 +69,105 @@ def enable_gralora(model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target
     >>> outputs = keras.layers.Dense(8, name="head")(
     ...     keras.layers.Dense(32, name="query")(inputs))
     >>> model = keras.Model(inputs, outputs)
-    >>> enable_gralora(model, r=4, k=2)
+    >>> enable_gralora(model, r=4, k=2, modules_to_save=["head"])
+    ['query']
+    >>> enable_gralora(model, r=8, k=4, adapter_name="other")  # inactive until set active
     ['query']
     """
-    config = GraLoRAConfig(r, k, hybrid_r, alpha, dropout)
-    config.validate("enable_gralora")
+    where = "enable_gralora"
+    config = GraLoRAConfig(r, k, hybrid_r, alpha, dropout, bias=bias).validate(where)
+    check_adapter_name(adapter_name, where)
     if not model.built:
+        raise ValueError(f"{where}: model '{model.name}' is not built yet; call it on data or build it first.")
+    existing = adapter_configs(model)
+    if adapter_name in existing:
         raise ValueError(
-            f"enable_gralora: model '{model.name}' is not built yet; call it on data or build it first."
+            f"{where}: model '{model.name}' already has an adapter named {adapter_name!r} "
+            f"(adapters: {list(existing)}). Choose a new adapter_name, or `delete_adapter` it first."
         )
-    targets = select_targets(model, target_layer_names, config)
-    return enable_on_layers(model, [(layer, config) for layer in targets])
+    check_bias_owner(model, existing, adapter_name, bias)
+    saved = modules_to_save_paths(model, modules_to_save, existing)
+    targets = select_targets(model, target_layer_names, config, layers_to_transform, layers_pattern, saved)
+    config = dataclasses.replace(config, modules_to_save=tuple(saved))
+    return enable_on_layers(model, [(layer, adapter_name, config) for layer in targets])
 
 
-def enable_on_layers(model, layer_configs):
-    """Adapts each `(layer, config)` pair after checking them all; freezes `model`.
+def check_bias_owner(model, configs, adapter_name, bias):
+    """Only one adapter of a model may train biases (PEFT's rule)."""
+    owners = [name for name, config in configs.items() if config.bias != "none"]
+    if bias != "none" and owners:
+        raise ValueError(
+            f"enable_gralora: adapter {owners[0]!r} of model '{model.name}' already trains biases "
+            f"(bias={configs[owners[0]].bias!r}); only one adapter may use a bias mode other than 'none', "
+            f"so adapter {adapter_name!r} cannot use bias={bias!r}. Use bias='none'."
+        )
+
+
+def enable_on_layers(model, plan):
+    """Adds each `(layer, adapter name, config)` after checking them all; sets trainability.
 
     Returns the adapted layers' paths. Nothing changes when a check fails.
     """
-    for layer, config in layer_configs:
-        check_adaptable(layer, config)
+    for layer, name, config in plan:
+        check_adaptable(layer, name, config)
+    active = active_adapters(model)
+    first = not adapted_layers(model)
+    for layer, name, config in plan:
+        if isinstance(layer, GraLoRAAdapter):
+            layer.add_adapter(name, config)
+        else:
+            adapt_in_place(layer, name, config)
+            if not first:  # a newly adapted layer follows the model's active set
+                layer.set_active_adapters(active)
     freeze(model)
-    for layer, config in layer_configs:
-        adapt_in_place(layer, config)
+    sync_trainable(model)
     reset_compiled_functions(model)
-    return [layer.path for layer, _ in layer_configs]
+    return [layer.path for layer, _, _ in plan]
 
 
-def check_adaptable(layer, config):
-    """Raises `ValueError` unless `layer` (plain Dense/EinsumDense) can carry `config`."""
+def check_adaptable(layer, name, config):
+    """Raises `ValueError` unless `layer` can take adapter `name` with `config`."""
     if isinstance(layer, GraLoRAAdapter):
-        raise ValueError(f"{describe(layer)} at '{layer.path}' already carries a GraLoRA adapter.")
-    check_base_layer(layer, config)
-    config.validate_features(*ADAPTED_CLASS[type(layer)].matrix_shape_of(layer), describe(layer))
-
-
-def adaptable_layers(model):
-    """Every plain Dense/EinsumDense (or adapted one) inside `model`, in order."""
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if type(layer) in ADAPTED_CLASS or isinstance(layer, GraLoRAAdapter)
-    ]
-
-
-def adapted_layers(model):
-    """The GraLoRA layers inside `model`."""
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GraLoRAAdapter)]
-
-
-def select_targets(model, target_layer_names, config):
-    candidates = adaptable_layers(model)
-    if target_layer_names is None:
-        target_layer_names = default_target_names(model)
-    if target_layer_names == "all":
-        head = set(map(id, output_head_layers(model)))
-        targets = [
-            layer for layer in candidates
-            if id(layer) not in head and _adaptable(layer, config)
-        ]
-    elif isinstance(target_layer_names, str):
-        pattern = re.compile(target_layer_names)
-        targets = [layer for layer in candidates if pattern.fullmatch(layer.path)]
-    elif isinstance(target_layer_names, (list, tuple, set)) and all(
-        isinstance(name, str) for name in target_layer_names
-    ):
-        names = set(target_layer_names)
-        targets = [layer for layer in candidates if layer.name in names]
+        if name in layer.adapter_names:
+            raise ValueError(
+                f"{describe(layer)} at '{layer.path}' already has an adapter named {name!r}. "
+                "Choose another adapter_name, or delete that adapter first."
+            )
+        config.validate(describe(layer))
     else:
-        raise ValueError(
-            f"enable_gralora: target_layer_names={target_layer_names!r} is not a list of layer names, "
-            "a regular expression string, 'all' or None."
-        )
-    if not targets:
-        available = sorted({layer.name for layer in candidates})
-        raise ValueError(
-            f"enable_gralora: target_layer_names={target_layer_names!r} matched no Dense or "
-            f"EinsumDense layer of '{model.name}'. Its Dense/EinsumDense layer names are: {available}"
-            " (a string is a regular expression over whole layer paths, e.g. '.*(query|value)')."
-        )
-    if already := [layer.path for layer in targets if isinstance(layer, GraLoRAAdapter)]:
-        raise ValueError(
-            f"enable_gralora: GraLoRA is already enabled on {already}. Enabling a layer twice is "
-            "not supported; load a fresh model, or target other layers."
-        )
-    return targets
+        check_base_layer(layer, config)
+    config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
 
 
-def default_target_names(model):
-    backbone = getattr(model, "backbone", model)
-    if hasattr(backbone, "default_lora_layer_names"):
-        return backbone.default_lora_layer_names()
-    return list(FALLBACK_TARGETS)
+def adapter_configs(model):
+    """`{name: config}` of every adapter in `model`, in creation order (first layer's config)."""
+    configs = {}
+    for layer in adapted_layers(model):
+        for name in layer.adapter_names:
+            configs.setdefault(name, layer.adapter(name).config)
+    return configs
 
 
-def output_head_layers(model):
-    """Layers a task adds on top of its backbone, or a functional model's output layers."""
-    backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, keras.layers.Layer) and backbone is not model:
-        inside = {id(layer) for layer in backbone._flatten_layers(include_self=True)}
-        return [layer for layer in model._flatten_layers(include_self=False) if id(layer) not in inside]
-    try:
-        return [history[0] for history in (t._keras_history for t in keras.tree.flatten(model.outputs))]
-    except (AttributeError, ValueError):  # not a functional model
-        return []
+def active_adapters(model):
+    """The names of the active adapters of `model` (the forward pass sums them)."""
+    names = adapter_configs(model)
+    active = []
+    for layer in adapted_layers(model):
+        active += [name for name in layer.active_adapters if name in names and name not in active]
+    return active
 
 
-def _adaptable(layer, config):
-    """Whether `config` can adapt `layer` ("all" skips the layers it cannot)."""
-    cls = ADAPTED_CLASS.get(type(layer))
-    if cls is None:
-        return False
-    try:  # an einsum that is no projection, or features that do not split into k blocks
-        config.validate_features(*cls.matrix_shape_of(layer), where=layer.path)
-    except ValueError:
-        return False
-    return True
+def adapt_in_place(layer, name, config):
+    """Turns a built Dense/EinsumDense into its GraLoRA variant, keeping the object."""
+    layer.__class__ = ADAPTED_CLASS[type(layer)]
+    layer._init_gralora(config, name)
+    layer._build_gralora()
+
+
+def unadapt_in_place(layer):
+    """Turns a GraLoRA layer without adapters back into its plain Keras class."""
+    del layer._gralora, layer._gralora_seed
+    layer.__class__ = BASE_CLASS[type(layer)]
 
 
 def freeze(model):
@@ -175,26 +177,33 @@ def freeze(model):
         layer.trainable = False
 
 
-def adapt_in_place(layer, config):
-    """Turns a built Dense/EinsumDense into its GraLoRA variant, keeping the object."""
-    layer.__class__ = ADAPTED_CLASS[type(layer)]
-    layer.trainable = True  # the layer's own flag; its kernel and bias get frozen below
-    layer._init_gralora(config)
-    layer._build_gralora()
+def sync_trainable(model):
+    """Active adapters and their `modules_to_save` train; biases as the bias modes say.
+
+    Leaves every other weight as it is (see `freeze`).
+    """
+    layers = adapted_layers(model)
+    for layer in layers:
+        layer.trainable = True  # the layer's own flag: its kernel and bias are frozen again next
+        layer.freeze_base()
+        layer._refresh()
+    active = active_adapters(model)
+    by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    for name, config in adapter_configs(model).items():
+        for variable in bias_variables(model, config.bias):
+            variable.trainable = True
+        for path in config.modules_to_save:
+            if path in by_path:
+                by_path[path].trainable = name in active
 
 
-def merge_gralora(model, safe=False):
-    """Folds every adapter inside `model` into its kernel (see `GraLoRADense.merge`)."""
-    for layer in adapted_layers(model):
-        layer.merge(safe=safe)
-    reset_compiled_functions(model)
-
-
-def unmerge_gralora(model):
-    """Takes every merged adapter inside `model` back out of its kernel."""
-    for layer in adapted_layers(model):
-        layer.unmerge()
-    reset_compiled_functions(model)
+def bias_variables(model, mode):
+    """The biases bias mode `mode` trains in `model`: PEFT's every `bias` / the adapted layers'."""
+    if mode == "gralora_only":
+        return [layer.bias for layer in adapted_layers(model) if layer.bias is not None]
+    if mode == "all":  # Keras names a normalization's bias `beta`; torch calls it `bias` too
+        return [v for v in model.weights if v.name in ("bias", "beta")]
+    return []
 
 
 def reset_compiled_functions(model):
@@ -203,44 +212,3 @@ def reset_compiled_functions(model):
     for name in ("train_function", "test_function", "predict_function", "generate_function"):
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
-
-
-def gralora_summary(model, print_fn=print):
-    """Per adapted layer: path, in, out, r, k, hybrid_r, trainable count; and totals.
-
-    Prints a table (PEFT's `print_trainable_parameters`, per layer) and
-    returns `{"layers": [...], "trainable": int, "total": int, "share": float}`.
-    """
-    rows = []
-    for layer in adapted_layers(model):
-        in_features, out_features = layer.matrix_shape_of(layer)
-        cfg = layer.gralora_config
-        count = sum(_size(v) for v in layer.adapter_variables)
-        rows.append(dict(path=layer.path, in_features=in_features, out_features=out_features,
-                         r=cfg.r, k=cfg.k, hybrid_r=cfg.hybrid_r, trainable=count))
-    trainable = sum(_size(v) for v in model.trainable_weights)
-    total = sum(_size(v) for v in model.weights)
-    summary = {"layers": rows, "trainable": trainable, "total": total, "share": trainable / max(total, 1)}
-    if print_fn is not None:
-        print_fn(_format_summary(summary))
-    return summary
-
-
-def _size(variable):
-    return math.prod(variable.shape)
-
-
-def _format_summary(summary):
-    header = ("path", "in", "out", "r", "k", "hybrid_r", "trainable")
-    rows = [
-        (row["path"], row["in_features"], row["out_features"], row["r"], row["k"], row["hybrid_r"],
-         f"{row['trainable']:,}")
-        for row in summary["layers"]
-    ]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)) for line in [header, *rows]]
-    lines.append(
-        f"trainable params: {summary['trainable']:,} || all params: {summary['total']:,} "
-        f"|| trainable%: {100 * summary['share']:.4f}"
-    )
-    return "\n".join(lines)

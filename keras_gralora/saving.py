@@ -1,196 +1,211 @@
-"""Adapter files (`.weights.h5`) and the merged export.
+"""Adapter files (`save_gralora_weights` / `load_gralora_weights`) and the merged export.
 
-An adapter file holds only the adapter variables, keyed by each layer's
-`path` (never by position, see keras-hub issue 2701), with the settings that
-re-create them. Loading validates the whole file against the model before it
-assigns anything; saving writes a temporary file and renames it.
-
-Layout (HDF5):
-
-    attrs: format="keras_gralora.adapters", format_version=1
-    layers/<i>/ attrs: path, in_features, out_features, config (JSON)
-                datasets: gralora_a, gralora_b[, gralora_hybrid_a, gralora_hybrid_b]
+Loading reads the whole file, checks every adapter, layer, bias and module
+against the model, and only then changes anything; saving writes a
+temporary file and renames it (format: `keras_gralora/adapter_file.py`).
 """
 
-import contextlib
-import json
+import dataclasses
 import os
-import tempfile
 
-import h5py
 import numpy as np
 from keras import ops
 
-from keras_gralora import inject
-from keras_gralora.config import GraLoRAConfig
-
-FORMAT = "keras_gralora.adapters"
-FORMAT_VERSION = 1
-SUFFIX = ".weights.h5"
+from keras_gralora import adapter_file, adapters, inject
+from keras_gralora.adapter_file import FileAdapter, LayerEntry
+from keras_gralora.config import check_adapter_name
+from keras_gralora.layers.named_adapter import ROLES
 
 
-def save_gralora_weights(model, filepath):
-    """Saves the adapters of `model` to `filepath` (a `.weights.h5` file).
+def save_gralora_weights(model, filepath, adapter_names=None):
+    """Saves adapters of `model` to `filepath` (a `.weights.h5` file).
 
-    Refuses, leaving any existing file untouched, when the name does not end
-    in `.weights.h5` or the model has no adapters.
+    Args:
+        model: The model the adapters were enabled on (or one containing it).
+        filepath: Ends in `.weights.h5`; an existing file is replaced only
+            once the new one is complete.
+        adapter_names: A name or list of names; `None` saves every adapter.
+            Each adapter travels with its settings, its active state, the
+            biases its bias mode trains and its `modules_to_save` weights.
     """
-    filepath = _check_filename(filepath)
-    layers = inject.adapted_layers(model)
-    if not layers:
+    where = "save_gralora_weights"
+    filepath = adapter_file.check_filename(filepath)
+    if not inject.adapted_layers(model):
         raise ValueError(
-            f"save_gralora_weights: model '{model.name}' has no GraLoRA adapters to save. "
-            "Call `enable_gralora(model, ...)` first."
+            f"{where}: model '{model.name}' has no GraLoRA adapters to save. Call `enable_gralora(model, ...)` first."
         )
-    with _atomic_write(filepath, SUFFIX) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            for i, layer in enumerate(layers):
-                group = f.create_group(f"layers/{i}")
-                in_features, out_features = layer.matrix_shape_of(layer)
-                group.attrs.update(
-                    path=layer.path, in_features=in_features, out_features=out_features,
-                    config=json.dumps(layer.gralora_config.to_dict()),
-                )
-                for variable in layer.adapter_variables:
-                    group.create_dataset(variable.name, data=ops.convert_to_numpy(variable))
+    names = adapters.adapter_names(model) if adapter_names is None else adapter_names
+    names = adapters.check_names(model, [names] if isinstance(names, str) else names, where)
+    adapter_file.write(filepath, [_collect(model, name, where) for name in names])
 
 
-def load_gralora_weights(model, filepath):
+def _collect(model, name, where):
+    layers = {
+        layer.path: LayerEntry(
+            layer.adapter(name).config, layer.matrix_shape_of(layer),
+            {role: _array(v) for role, v in zip(ROLES, layer.adapter(name).variables)},
+        )
+        for layer in inject.adapted_layers(model) if name in layer.adapter_names
+    }
+    config = next(iter(layers.values())).config
+    by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    if missing := [path for path in config.modules_to_save if path not in by_path]:
+        raise ValueError(
+            f"{where}: adapter {name!r} trains modules_to_save {missing}, which model '{model.name}' lacks. "
+            "Save from the model the adapter was enabled on (a task, not its backbone)."
+        )
+    modules = {v.path: _array(v) for path in config.modules_to_save for v in by_path[path].weights}
+    biases = {v.path: _array(v) for v in inject.bias_variables(model, config.bias)}
+    return FileAdapter(name, name in inject.active_adapters(model), layers, biases, modules)
+
+
+def _array(variable):
+    return np.asarray(ops.convert_to_numpy(variable))
+
+
+@dataclasses.dataclass
+class _Plan:
+    name: str  # in the model
+    saved: FileAdapter
+    layers: list  # (layer, LayerEntry)
+    new: bool
+
+
+def load_gralora_weights(model, filepath, adapter_names=None):
     """Loads adapters saved by `save_gralora_weights` onto `model`.
 
-    A model without adapters gets GraLoRA enabled with the file's settings on
-    the file's layers first; an adapted model must match the file. Every
-    check runs before any weight changes.
+    Args:
+        model: Any model with the file's layer paths: without adapters, or
+            with others (the file's are added beside them, inactive unless
+            the model had none), or with the same adapters on the same
+            layers and settings (their weights are replaced).
+        filepath: A `.weights.h5` adapter file (format version 1 or 2).
+        adapter_names: `None` loads every adapter of the file; a name or a
+            list loads those; a dict `{name in file: name in model}` renames.
+
+    Returns:
+        The paths of the layers that received adapters. Every check runs
+        before any weight changes.
     """
-    filepath = _check_filename(filepath)
-    entries = read_adapter_file(filepath)
-    plan = _match(model, entries, filepath)
-    to_enable = [(layer, entry["config"]) for layer, entry in plan if not isinstance(layer, inject.GraLoRAAdapter)]
-    if to_enable:
-        inject.enable_on_layers(model, to_enable)
-    for layer, entry in plan:
-        merged = layer.merged
-        layer.unmerge()
-        for variable in layer.adapter_variables:
-            variable.assign(entry["arrays"][variable.name])
-        if merged:
-            layer.merge()
-    inject.reset_compiled_functions(model)
-    return [layer.path for layer, _ in plan]
+    where = "load_gralora_weights"
+    filepath = adapter_file.check_filename(filepath)
+    saved = adapter_file.read(filepath, where)
+    renames = _renames(saved, adapter_names, filepath)
+    had_adapters = bool(inject.adapted_layers(model))
+    active = adapters.active_adapters(model)
+    plans = [_plan(model, saved[name], target, filepath) for name, target in renames.items()]
+    _check_owners(model, plans, filepath)
+    if new := [(layer, plan.name, entry.config) for plan in plans if plan.new for layer, entry in plan.layers]:
+        inject.enable_on_layers(model, new)
+    variables = {v.path: v for v in model.weights}
+    for plan in plans:
+        _assign(plan, variables)
+    if not had_adapters:
+        active = [plan.name for plan in plans if plan.saved.active] or [plans[0].name]
+    adapters.set_active_adapters(model, active)
+    return list(dict.fromkeys(layer.path for plan in plans for layer, _ in plan.layers))
 
 
-def export_merged(model, filepath):
-    """Saves `model` with every adapter merged into a plain Dense/EinsumDense, as `.keras`.
-
-    The file loads with `keras.models.load_model` where keras_gralora is not
-    installed. `model` itself is left exactly as it was.
-    """
-    filepath = os.fspath(filepath)
-    if not filepath.endswith(".keras"):
-        raise ValueError(f"export_merged: the file name must end in '.keras', got '{filepath}'.")
-    layers = inject.adapted_layers(model)
-    saved = [(layer, type(layer), layer.merged, ops.convert_to_numpy(layer._kernel)) for layer in layers]
-    try:
-        for layer in layers:
-            layer.merge()
-            layer.__class__ = inject.BASE_CLASS[type(layer)]  # plain layer: config and weights drop the adapter
-        with _atomic_write(filepath, ".keras") as tmp:
-            model.save(tmp)
-    finally:
-        for layer, cls, merged, kernel in saved:
-            layer.__class__ = cls
-            layer._kernel.assign(kernel)
-            layer._gralora_merged = merged
-
-
-def read_adapter_file(filepath):
-    """Reads and checks a whole adapter file into memory: `{path: entry}`."""
-    if not os.path.isfile(filepath):
-        raise FileNotFoundError(f"load_gralora_weights: no adapter file at '{filepath}'.")
-    try:
-        with h5py.File(filepath, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise ValueError(
-                    f"load_gralora_weights: '{filepath}' is an HDF5 file but not a keras_gralora adapter "
-                    f"file (format attribute {f.attrs.get('format')!r}, expected {FORMAT!r}). Adapter files "
-                    "come from `save_gralora_weights`; whole-model weights load with `model.load_weights`."
-                )
-            version = int(f.attrs.get("format_version", -1))
-            if version != FORMAT_VERSION:
-                raise ValueError(
-                    f"load_gralora_weights: '{filepath}' has format version {version}; this keras_gralora "
-                    f"reads version {FORMAT_VERSION}. Use the keras_gralora release that wrote it."
-                )
-            return dict(_read_entry(group) for group in f.get("layers", {}).values())
-    except OSError as error:  # h5py's word for "not HDF5", "truncated", "unreadable"
+def _renames(saved, adapter_names, filepath):
+    where = "load_gralora_weights"
+    if adapter_names is None:
+        renames = {name: name for name in saved}
+    elif isinstance(adapter_names, dict):
+        renames = dict(adapter_names)
+    else:
+        names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
+        renames = {name: name for name in names} if isinstance(names, (list, tuple)) else None
+    if not renames or not all(isinstance(k, str) and isinstance(v, str) for k, v in renames.items()):
         raise ValueError(
-            f"load_gralora_weights: cannot read '{filepath}' as HDF5 (not an HDF5 file, or truncated): {error}"
-        ) from error
+            f"{where}: adapter_names={adapter_names!r} must be a name, a non-empty list of names, or a dict "
+            "{name in file: name in model}."
+        )
+    if unknown := [name for name in renames if name not in saved]:
+        raise ValueError(f"{where}: '{filepath}' has no adapter {unknown}; it holds {list(saved)}.")
+    if len(set(renames.values())) < len(renames):
+        raise ValueError(f"{where}: adapter_names={adapter_names!r} gives two adapters the same name.")
+    return renames
 
 
-def _read_entry(group):
-    attrs = group.attrs
-    entry = {
-        "config": GraLoRAConfig(**json.loads(attrs["config"])),
-        "shape": (int(attrs["in_features"]), int(attrs["out_features"])),
-        "arrays": {name: np.asarray(data) for name, data in group.items()},
-    }
-    return str(attrs["path"]), entry
-
-
-def _match(model, entries, filepath):
-    """Pairs each file entry with the model's layer, raising on any mismatch."""
+def _plan(model, saved, name, filepath):
+    where = "load_gralora_weights"
+    check_adapter_name(name, where)
     by_path = {layer.path: layer for layer in inject.adaptable_layers(model)}
-    if missing := sorted(set(entries) - set(by_path)):
+    if missing := [path for path in saved.layers if path not in by_path]:
         raise ValueError(
-            f"load_gralora_weights: '{filepath}' has adapters for layer paths {missing} that model "
-            f"'{model.name}' lacks. Its Dense/EinsumDense paths are: {sorted(by_path)}"
+            f"{where}: '{filepath}' has adapters for layer paths {missing} that model '{model.name}' lacks. "
+            f"Its Dense/EinsumDense paths are: {sorted(by_path)}"
         )
-    adapted = {layer.path for layer in inject.adapted_layers(model)}
-    if adapted and adapted != set(entries):
+    holders = [layer.path for layer in inject.adapted_layers(model) if name in layer.adapter_names]
+    if holders and set(holders) != set(saved.layers):
         raise ValueError(
-            f"load_gralora_weights: model '{model.name}' has adapted layers {sorted(adapted - set(entries))} "
-            f"that '{filepath}' lacks, and the file has {sorted(set(entries) - adapted)} that the model "
-            "has not adapted. Load onto a model adapted on the same layers, or onto one without adapters."
+            f"{where}: model '{model.name}' already has an adapter named {name!r}, on layers "
+            f"{sorted(set(holders) - set(saved.layers))} that '{filepath}' lacks, and the file has it on "
+            f"{sorted(set(saved.layers) - set(holders))} that the model has not adapted. Delete it first "
+            f"(`delete_adapter(model, {name!r})`), or load under another name: adapter_names={{{saved.name!r}: "
+            f"'{name}_2'}}."
         )
-    plan = []
-    for path, entry in entries.items():
-        layer = by_path[path]
-        _check_layer(layer, path, entry, filepath)
-        plan.append((layer, entry))
-    return plan
+    layers = [(by_path[path], entry) for path, entry in saved.layers.items()]
+    for layer, entry in layers:
+        _check_layer(layer, name, entry, filepath, existing=bool(holders))
+    _check_arrays(model, {**saved.biases, **saved.modules}, filepath)
+    return _Plan(name, saved, layers, new=not holders)
 
 
-def _check_layer(layer, path, entry, filepath):
-    file_config = entry["config"]
-    if isinstance(layer, inject.GraLoRAAdapter):
-        for name in ("r", "k", "hybrid_r", "alpha"):
-            ours, theirs = getattr(layer.gralora_config, name), getattr(file_config, name)
+def _check_layer(layer, name, entry, filepath, existing):
+    where, path = "load_gralora_weights", layer.path
+    if existing:
+        for field in ("r", "k", "hybrid_r", "alpha"):
+            ours, theirs = getattr(layer.adapter(name).config, field), getattr(entry.config, field)
             if ours != theirs:
                 raise ValueError(
-                    f"load_gralora_weights: layer '{path}' has {name}={ours!r}, '{filepath}' has "
-                    f"{name}={theirs!r}. Load onto a model enabled with the file's settings, or onto one "
-                    "without adapters (they are then enabled from the file)."
+                    f"{where}: adapter {name!r} of layer '{path}' has {field}={ours!r}, '{filepath}' has "
+                    f"{field}={theirs!r}. Delete that adapter first, load under another name, or load onto a "
+                    "model without it (it is then enabled from the file)."
                 )
-        shape = layer.matrix_shape_of(layer)
-        expected = {v.name: tuple(v.shape) for v in layer.adapter_variables}
     else:
-        inject.check_adaptable(layer, file_config)
-        shape = inject.ADAPTED_CLASS[type(layer)].matrix_shape_of(layer)
-        expected = _adapter_shapes(shape, file_config)
-    if shape != entry["shape"]:
+        inject.check_adaptable(layer, name, entry.config)
+    shape = inject.adapted_class(layer).matrix_shape_of(layer)
+    if shape != entry.shape:
         raise ValueError(
-            f"load_gralora_weights: layer '{path}' maps {shape[0]} -> {shape[1]} features, "
-            f"'{filepath}' was saved from {entry['shape'][0]} -> {entry['shape'][1]}."
+            f"{where}: layer '{path}' maps {shape[0]} -> {shape[1]} features, "
+            f"'{filepath}' was saved from {entry.shape[0]} -> {entry.shape[1]}."
         )
-    saved = {name: array.shape for name, array in entry["arrays"].items()}
+    expected = _adapter_shapes(shape, entry.config)
+    saved = {role: array.shape for role, array in entry.arrays.items()}
     if saved != expected:
+        raise ValueError(f"{where}: layer '{path}' needs adapter variables {expected}, '{filepath}' holds {saved}.")
+
+
+def _check_arrays(model, arrays, filepath):
+    """Saved biases and modules_to_save weights must exist in `model` with the same shapes."""
+    variables = {v.path: v for v in model.weights}
+    for path, array in arrays.items():
+        if path not in variables or tuple(variables[path].shape) != array.shape:
+            found = "missing" if path not in variables else f"of shape {tuple(variables[path].shape)}"
+            raise ValueError(
+                f"load_gralora_weights: '{filepath}' holds weight '{path}' of shape {array.shape} "
+                f"(a trained bias or a modules_to_save weight); in model '{model.name}' it is {found}."
+            )
+
+
+def _check_owners(model, plans, filepath):
+    """After loading, one adapter at most may train biases and each module has one adapter."""
+    configs = {**inject.adapter_configs(model), **{plan.name: plan.saved.config for plan in plans}}
+    owners = [name for name, config in configs.items() if config.bias != "none"]
+    if len(owners) > 1:
         raise ValueError(
-            f"load_gralora_weights: layer '{path}' needs adapter variables {expected}, "
-            f"'{filepath}' holds {saved}."
+            f"load_gralora_weights: adapters {owners} (from the model and '{filepath}') would all train biases; "
+            "only one adapter may use a bias mode other than 'none'. Load the others onto another model."
         )
+    seen = {}
+    for name, config in configs.items():
+        for path in config.modules_to_save:
+            if seen.setdefault(path, name) != name:
+                raise ValueError(
+                    f"load_gralora_weights: module '{path}' would train and save with adapters "
+                    f"{[seen[path], name]}; a module belongs to one adapter. Delete one first."
+                )
 
 
 def _adapter_shapes(shape, config):
@@ -201,24 +216,37 @@ def _adapter_shapes(shape, config):
     return shapes
 
 
-def _check_filename(filepath):
+def _assign(plan, variables):
+    for layer, entry in plan.layers:
+        merged = layer.merged_adapters
+        layer.unmerge()
+        for role, variable in zip(ROLES, layer.adapter(plan.name).variables):
+            variable.assign(entry.arrays[role])
+        layer.merge(merged)
+    for path, array in {**plan.saved.biases, **plan.saved.modules}.items():
+        variables[path].assign(array)
+
+
+def export_merged(model, filepath):
+    """Saves `model` with its active adapters merged into plain Dense/EinsumDense layers, as `.keras`.
+
+    The file loads with `keras.models.load_model` where keras_gralora is not
+    installed. `model` itself is left exactly as it was.
+    """
     filepath = os.fspath(filepath)
-    if not filepath.endswith(SUFFIX):
-        raise ValueError(
-            f"Adapter files must end in '{SUFFIX}', got '{filepath}'. For example: 'task.gralora{SUFFIX}'."
-        )
-    return filepath
-
-
-@contextlib.contextmanager
-def _atomic_write(filepath, suffix):
-    """Yields a temporary path beside `filepath`; renames it into place on success only."""
-    folder = os.path.dirname(os.path.abspath(filepath))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
+    if not filepath.endswith(".keras"):
+        raise ValueError(f"export_merged: the file name must end in '.keras', got '{filepath}'.")
+    layers = inject.adapted_layers(model)
+    saved = [(layer, type(layer), layer.merged_adapters, _array(layer._kernel)) for layer in layers]
     try:
-        yield tmp
-        os.replace(tmp, filepath)
+        for layer in layers:
+            layer.merge()
+            layer.__class__ = inject.BASE_CLASS[type(layer)]  # plain layer: config and weights drop the adapter
+        with adapter_file.atomic_write(filepath, ".keras") as tmp:
+            model.save(tmp)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for layer, cls, merged, kernel in saved:
+            layer.__class__ = cls
+            layer._kernel.assign(kernel)
+            layer._gralora.merged[:] = merged
+            layer._refresh()

@@ -65,7 +65,7 @@ def test_default_targets_keep_layer_objects_and_freeze_everything_else():
     assert paths == ["query", "value"]
     assert model.get_layer("query") is query and isinstance(query, GraLoRAEinsumDense)
     assert isinstance(value, GraLoRADense) and value.path == "value"
-    assert {v.name for v in model.trainable_weights} == {"gralora_a", "gralora_b"}
+    assert {v.name for v in model.trainable_weights} == {"gralora_a.default", "gralora_b.default"}
     assert len(model.trainable_weights) == 4
     np.testing.assert_array_equal(to_numpy(model(x)), before)  # B starts at zero
 
@@ -104,8 +104,9 @@ def test_training_moves_only_the_adapters_and_merge_keeps_outputs():
     merged = model.predict(x, verbose=0)  # compiled functions were reset by the merge
     np.testing.assert_allclose(merged, expected, atol=1e-4)
     for layer in keras_gralora.inject.adapted_layers(model):
-        layer.gralora_b.assign(np.zeros(layer.gralora_b.shape, "float32"))
-        layer.gralora_hybrid_b.assign(np.zeros(layer.gralora_hybrid_b.shape, "float32"))
+        _, b, _, hybrid_b = layer.adapter("default").variables
+        b.assign(np.zeros(b.shape, "float32"))
+        hybrid_b.assign(np.zeros(hybrid_b.shape, "float32"))
     np.testing.assert_allclose(model.predict(x, verbose=0), merged, atol=1e-6)
 
 
@@ -127,7 +128,7 @@ def test_target_layer_names_of_the_wrong_type_are_rejected(targets):
 def test_enabling_a_layer_twice_is_an_error():
     model = functional_model()
     enable_gralora(model, r=4, k=2)
-    with pytest.raises(ValueError, match=r"already enabled on \['query', 'value'\]"):
+    with pytest.raises(ValueError, match=r"already has an adapter named 'default'.*Choose a new adapter_name"):
         enable_gralora(model, r=4, k=2)
 
 
@@ -148,12 +149,13 @@ def test_summary_counts_like_peft():
     enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["query", "ffn"])
     lines = []
     summary = keras_gralora.gralora_summary(model, print_fn=lines.append)
-    assert [(row["path"], row["in_features"], row["out_features"], row["trainable"]) for row in summary["layers"]] == [
+    assert [(row["path"], row["in_features"], row["out_features"], row["parameters"]) for row in summary["layers"]] == [
         ("query", 16, 16, 6 * 32), ("ffn", 16, 32, 6 * 48)
     ]
     assert summary["trainable"] == 6 * 32 + 6 * 48
     assert summary["total"] == model.count_params()
     assert "trainable params: 480 ||" in lines[0]
+    assert lines[0].splitlines()[1].split()[:2] == ["query", "default*"]
 
 
 def test_mixed_bfloat16_training_keeps_float32_adapters():

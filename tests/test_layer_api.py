@@ -50,9 +50,11 @@ def test_get_config_round_trips_every_argument():
         use_bias=False, name="proj",
     )
     config = layer.get_config()
-    assert {key: config[key] for key in ("r", "k", "hybrid_r", "alpha", "dropout", "init_weights")} == {
-        "r": 6, "k": 3, "hybrid_r": 2, "alpha": 5.0, "dropout": 0.1, "init_weights": False,
-    }
+    assert config["adapters"] == [{
+        "name": "default", "r": 6, "k": 3, "hybrid_r": 2, "alpha": 5.0, "dropout": 0.1, "init_weights": False,
+        "bias": "none", "modules_to_save": [],
+    }]
+    assert config["active_adapters"] == ["default"]
     clone = GraLoRADense.from_config(config)
     assert clone.get_config() == config
     einsum = GraLoRAEinsumDense("btd,ndh->btnh", (None, 4, 6), r=4, k=2, hybrid_r=1, alpha=3, bias_axes="h")
@@ -132,7 +134,8 @@ def test_dropout_applies_to_the_adapter_input_only_and_only_in_training():
     np.testing.assert_array_equal(to_numpy(layer(x, training=False)), inference)
     assert not np.allclose(to_numpy(layer(x, training=True)), inference)
     # With the adapter silenced, training output is the untouched base output.
-    layer.gralora_b.assign(np.zeros(layer.gralora_b.shape, "float32"))
+    b = layer.adapter("default").variables[1]
+    b.assign(np.zeros(b.shape, "float32"))
     base = x @ to_numpy(layer.kernel) + to_numpy(layer.bias)
     np.testing.assert_allclose(to_numpy(layer(x, training=True)), base, rtol=1e-5, atol=1e-6)
 

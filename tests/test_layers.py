@@ -29,7 +29,7 @@ def dense_reference(layer, x):
     kernel, bias = to_numpy(layer.kernel), to_numpy(layer.bias)
     a, b, *hybrid = reference.adapter_arrays(layer)
     base = np.asarray(x, np.float64) @ kernel + bias
-    return base + reference.forward(x, a, b, layer.gralora_config.scale, *hybrid)
+    return base + reference.forward(x, a, b, layer.adapter("default").config.scale, *hybrid)
 
 
 dense_shapes = st.fixed_dictionaries(
@@ -58,7 +58,7 @@ def test_dense_matches_reference(shape):
     assert_close(y, dense_reference(layer, x))
     adapter = reference.adapter_arrays(layer)
     delta_kernel = layer.delta_kernel()
-    assert_close(delta_kernel, reference.delta(*adapter[:2], layer.gralora_config.scale, *adapter[2:]))
+    assert_close(delta_kernel, reference.delta(*adapter[:2], layer.adapter("default").config.scale, *adapter[2:]))
     # x @ delta_kernel() is the adapter's own contribution to the output.
     base = x.astype(np.float64) @ to_numpy(layer.kernel) + to_numpy(layer.bias)
     assert_close(x.astype(np.float64) @ to_numpy(delta_kernel), to_numpy(y) - base, rtol=1e-4)
@@ -67,12 +67,12 @@ def test_dense_matches_reference(shape):
 def test_scale_and_parameter_count():
     layer = GraLoRADense(48, r=8, k=4, hybrid_r=4)
     layer.build((None, 32))
-    assert layer.gralora_config.scale == 2.0
-    assert GraLoRADense(48, r=8, k=4, hybrid_r=4, alpha=6).gralora_config.scale == 0.5
+    assert layer.adapter("default").config.scale == 2.0
+    assert GraLoRADense(48, r=8, k=4, hybrid_r=4, alpha=6).adapter("default").config.scale == 0.5
     shapes = {v.name: tuple(v.shape) for v in layer.weights}
     assert shapes == {
-        "kernel": (32, 48), "bias": (48,), "gralora_a": (4, 8, 8), "gralora_b": (4, 8, 12),
-        "gralora_hybrid_a": (32, 4), "gralora_hybrid_b": (4, 48),
+        "kernel": (32, 48), "bias": (48,), "gralora_a.default": (4, 8, 8), "gralora_b.default": (4, 8, 12),
+        "gralora_hybrid_a.default": (32, 4), "gralora_hybrid_b.default": (4, 48),
     }
     trainable = sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
     assert trainable == 8 * (32 + 48) + 4 * (32 + 48)
@@ -138,8 +138,8 @@ def test_safe_merge_refuses_non_finite_kernel():
     layer = GraLoRADense(8, r=2, k=2, init_weights=False)
     layer.build((None, 8))
     kernel = to_numpy(layer.kernel)
-    layer.gralora_b.assign(np.full((2, 2, 4), np.inf, "float32"))
-    with pytest.raises(ValueError, match=r"GraLoRADense '.*': merging would make the kernel non-finite"):
+    layer.adapter("default").variables[1].assign(np.full((2, 2, 4), np.inf, "float32"))
+    with pytest.raises(ValueError, match=r"GraLoRADense '.*': merging \[\'default\'\] would make the kernel non-finite"):
         layer.merge(safe=True)
     np.testing.assert_array_equal(to_numpy(layer.kernel), kernel)
     assert not layer.merged
@@ -161,7 +161,7 @@ def einsum_reference(layer, equation, x, matrix_axes):
     matrix_axes = list(matrix_axes)
     permuted_shape = tuple(kernel.shape[i] for i in matrix_axes)
     adapter = reference.adapter_arrays(layer)
-    delta = reference.delta(*adapter[:2], layer.gralora_config.scale, *adapter[2:])
+    delta = reference.delta(*adapter[:2], layer.adapter("default").config.scale, *adapter[2:])
     delta_kernel = delta.reshape(permuted_shape).transpose(np.argsort(matrix_axes))
     y = np.einsum(equation, np.asarray(x, np.float64), kernel + delta_kernel)
     return y + to_numpy(layer.bias), delta_kernel

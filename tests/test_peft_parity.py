@@ -25,17 +25,24 @@ def peft_linear(in_features, out_features, r, k, hybrid_r, alpha):
     return model, model.base_model.model.proj
 
 
-def copy_peft_weights(layer, module):
-    def array(tensor):
-        return tensor.detach().numpy()
+def array(tensor):
+    return tensor.detach().numpy()
 
+
+def copy_peft_weights(layer, module):
     layer.kernel.assign(array(module.base_layer.weight).T)
     layer.bias.assign(array(module.base_layer.bias))
-    layer.gralora_a.assign(array(module.gralora_A["default"]))
-    layer.gralora_b.assign(array(module.gralora_B["default"]))
-    if layer.gralora_config.hybrid_r:
-        layer.gralora_hybrid_a.assign(array(module.gralora_A_general["default"].weight).T)
-        layer.gralora_hybrid_b.assign(array(module.gralora_B_general["default"].weight).T)
+    copy_peft_adapter(layer, module, "default")
+
+
+def copy_peft_adapter(layer, module, name):
+    """PEFT adapter `name` of `module` into our adapter of the same name (hybrid matrices transposed)."""
+    a, b, *hybrid = layer.adapter(name).variables
+    a.assign(array(module.gralora_A[name]))
+    b.assign(array(module.gralora_B[name]))
+    if hybrid:
+        hybrid[0].assign(array(module.gralora_A_general[name].weight).T)
+        hybrid[1].assign(array(module.gralora_B_general[name].weight).T)
 
 
 @pytest.mark.parametrize("in_features, out_features, r, k, hybrid_r, alpha", [
@@ -54,4 +61,4 @@ def test_outputs_deltas_and_counts_equal_peft(in_features, out_features, r, k, h
     np.testing.assert_allclose(ops.convert_to_numpy(layer.delta_kernel()), expected_delta, rtol=1e-5, atol=1e-6)
     peft_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert sum(int(np.prod(v.shape)) for v in layer.trainable_weights) == peft_trainable
-    assert layer.gralora_config.scale == module.scaling["default"]
+    assert layer.adapter("default").config.scale == module.scaling["default"]

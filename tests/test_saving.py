@@ -64,7 +64,7 @@ def test_adapter_file_round_trip_onto_a_fresh_model(tmp_path):
     assert load_gralora_weights(fresh, path) == ["query", "ffn", "value"]
     np.testing.assert_array_equal(to_numpy(fresh(X)), to_numpy(model(X)))
     assert {v.name for v in fresh.trainable_weights} == {
-        "gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b"
+        "gralora_a.default", "gralora_b.default", "gralora_hybrid_a.default", "gralora_hybrid_b.default"
     }
     adapter_bytes = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_weights)
     assert adapter_bytes < os.path.getsize(path) <= adapter_bytes + 16 * 1024
@@ -122,21 +122,21 @@ def _set(name, value):
 
 def _group_attr(name, value):
     def edit(f):
-        f["layers/1"].attrs[name] = value
+        f["adapters/default/layers/1"].attrs[name] = value
     return edit
 
 
 def _config_value(name, value):
     def edit(f):
-        config = json.loads(f["layers/0"].attrs["config"])
-        f["layers/0"].attrs["config"] = json.dumps({**config, name: value})
+        config = json.loads(f["adapters/default/layers/0"].attrs["config"])
+        f["adapters/default/layers/0"].attrs["config"] = json.dumps({**config, name: value})
     return edit
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "adapted"])
 @pytest.mark.parametrize("edit, message", [
     (_foreign, r"is an HDF5 file but not a keras_gralora adapter file"),
-    (_set("format_version", 7), r"has format version 7; this keras_gralora reads version 1"),
+    (_set("format_version", 7), r"has format version 7; this keras_gralora reads versions \[1, 2\]"),
     (_group_attr("path", "encoder/ffn"), r"adapters for layer paths \['encoder/ffn'\] that model 'tiny' lacks"),
     (_group_attr("in_features", 64), r"layer 'ffn' maps 16 -> 32 features, '.*' was saved from 64 -> 32"),
 ])
@@ -152,9 +152,9 @@ def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("r", 8, r"layer 'query' has r=4, '.*' has r=8"),
-    ("k", 1, r"layer 'query' has k=2, '.*' has k=1"),
-    ("hybrid_r", 0, r"layer 'query' has hybrid_r=2, '.*' has hybrid_r=0"),
+    ("r", 8, r"adapter 'default' of layer 'query' has r=4, '.*' has r=8"),
+    ("k", 1, r"adapter 'default' of layer 'query' has k=2, '.*' has k=1"),
+    ("hybrid_r", 0, r"adapter 'default' of layer 'query' has hybrid_r=2, '.*' has hybrid_r=0"),
 ])
 def test_settings_that_differ_from_the_adapted_model_are_refused(tmp_path, name, value, message):
     path = tmp_path / "other.weights.h5"
@@ -171,7 +171,8 @@ def test_layers_the_file_lacks_are_refused(tmp_path):
     save_gralora_weights(adapted_model(targets=("query",)), path)
     model = adapted_model(seed=3)
     before = snapshot(model)
-    with pytest.raises(ValueError, match=r"has adapted layers \['ffn', 'value'\] that '.*' lacks"):
+    with pytest.raises(ValueError, match=r"already has an adapter named 'default', on layers \['ffn', 'value'\] "
+                                         r"that '.*' lacks.*delete_adapter"):
         load_gralora_weights(model, path)
     assert_unchanged(model, before)
 

@@ -1,49 +1,37 @@
-"""What GraLoRADense and GraLoRAEinsumDense share: adapter weights, forward, merge."""
+"""What GraLoRADense and GraLoRAEinsumDense share: named adapters, forward, merge.
+
+A layer holds any number of named adapters (creation order). The forward
+pass adds every *active* adapter that is not merged, each with its own
+scale, as PEFT does; `merge` folds adapters into the kernel and `unmerge`
+takes them all back out. Model-wide bookkeeping (which adapters are active
+everywhere, deleting, disabling) lives in `keras_gralora/adapters.py`.
+"""
 
 import contextlib
+import dataclasses
 
 import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
 from keras_gralora.backend import compiled
+from keras_gralora.config import check_adapter_name
+from keras_gralora.layers.named_adapter import (
+    ADAPTER_DTYPE, ROLES, NamedAdapter, check_base_layer, describe,
+)
+from keras_gralora.layers.serialization import AdapterSerialization
 
-# Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
-ADAPTER_DTYPE = "float32"
-
-
-def describe(layer):
-    """How error messages name a layer."""
-    return f"{type(layer).__name__} '{layer.name}'"
-
-
-def check_base_layer(layer, config):
-    """Checks that a Dense/EinsumDense can carry `config`; returns the config.
-
-    Works on the plain Keras layer too, so `inject.py` can check every target
-    before it changes any.
-    """
-    where = describe(layer)
-    if getattr(layer, "lora_rank", None):
-        raise ValueError(
-            f"{where}: Keras LoRA (lora_rank={layer.lora_rank}) and GraLoRA cannot be combined "
-            "on one layer. Drop `lora_rank`/`enable_lora`; GraLoRA's `r` plays that role."
-        )
-    if getattr(layer, "quantization_mode", None):
-        raise ValueError(
-            f"{where}: the layer is quantized (mode {layer.quantization_mode!r}); GraLoRA adapts "
-            "float kernels. Enable GraLoRA before quantizing, or on an unquantized model."
-        )
-    if layer.kernel_constraint is not None:
-        raise ValueError(
-            f"{where}: the base layer has kernel_constraint={layer.kernel_constraint!r}, which "
-            "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
-            "Remove the kernel constraint."
-        )
-    return config.validate(where)
+@dataclasses.dataclass(eq=False)
+class _State:
+    adapters: dict  # name -> NamedAdapter, creation order
+    active: tuple = ()  # may name adapters other layers have and this one lacks
+    merged: list = dataclasses.field(default_factory=list)  # merge order
+    enabled: bool = True
+    forward: tuple = ()  # derived: the adapters `call` adds
+    merged_active: tuple = ()  # derived: active adapters already in the kernel
 
 
-class GraLoRAAdapter:
+class GraLoRAAdapter(AdapterSerialization):
     """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
 
     The host class provides `_base_output(inputs)` (its frozen projection,
@@ -54,20 +42,27 @@ class GraLoRAAdapter:
     """
 
     def call(self, inputs, training=None):
+        state = self._gralora
         x = self._base_output(inputs)
         if self.bias is not None:
             x = ops.add(x, self.bias)
-        if not self.merged:  # a merged adapter already lives in the kernel
+        if training and state.merged_active and self.trainable:
+            raise ValueError(
+                f"{self._gralora_where()}: adapters {list(state.merged_active)} are merged into the kernel "
+                "and active, so training would never move them (a merged adapter gets no gradient). Call "
+                "`keras_gralora.unmerge_gralora(model)` before training, then merge again when done."
+            )
+        if state.forward:
             x = ops.add(x, ops.cast(self._adapter_output(inputs, training), x.dtype))
         if self.activation is not None:
             x = self.activation(x)
         return x
 
-    def _init_gralora(self, config):
-        self.gralora_config = check_base_layer(self, config)
-        self._gralora_merged = False
+    def _init_gralora(self, config, adapter_name):
         with self._unlocked_tracker():
-            self._gralora_seed = keras.random.SeedGenerator() if config.dropout > 0 else None
+            self._gralora = _State(adapters={})
+            self._gralora_seed = None
+        self.add_adapter(adapter_name, config)
 
     def _gralora_where(self):
         return describe(self)
@@ -75,26 +70,128 @@ class GraLoRAAdapter:
     def _kernel_matrix_shape(self):
         return self.matrix_shape_of(self)
 
+    # --- Named adapters (layer level; see `keras_gralora/adapters.py` for the model) ---
+
+    @property
+    def adapter_names(self):
+        """The names of this layer's adapters, in creation order."""
+        return list(self._gralora.adapters)
+
+    def adapter(self, name):
+        """The `NamedAdapter` called `name`: `.config`, `.variables`."""
+        if name not in self._gralora.adapters:
+            raise ValueError(
+                f"{self._gralora_where()} has no adapter named {name!r}; its adapters are {self.adapter_names}."
+            )
+        return self._gralora.adapters[name]
+
+    @property
+    def active_adapters(self):
+        """The active adapters' names (the forward pass adds those this layer has)."""
+        return list(self._gralora.active)
+
+    @property
+    def merged_adapters(self):
+        """The names of the adapters folded into the kernel, in merge order."""
+        return list(self._gralora.merged)
+
+    @property
+    def merged(self):
+        """Whether any adapter is currently folded into the kernel."""
+        return bool(self._gralora.merged)
+
+    @property
+    def adapter_variables(self):
+        """Every adapter's variables, adapter by adapter in creation order."""
+        return [v for adapter in self._gralora.adapters.values() for v in adapter.variables]
+
+    def add_adapter(self, name, config):
+        """Adds adapter `name` with `config`; it is active only if it is the layer's first.
+
+        On a built layer the variables are created at once, else at build.
+        """
+        where = self._gralora_where()
+        check_adapter_name(name, where)
+        if name in self._gralora.adapters:
+            raise ValueError(
+                f"{where} already has an adapter named {name!r} (adapters: {self.adapter_names}). "
+                "Choose another adapter_name, or delete that adapter first."
+            )
+        check_base_layer(self, config)
+        adapter = NamedAdapter(name, config)
+        if self.built:
+            adapter.variables = self._create_variables(name, config)
+        self._gralora.adapters[name] = adapter
+        if config.dropout > 0 and self._gralora_seed is None:
+            with self._unlocked_tracker():
+                self._gralora_seed = keras.random.SeedGenerator()
+        if len(self._gralora.adapters) == 1:
+            self._gralora.active = (name,)
+        self._refresh()
+
+    def delete_adapter(self, name):
+        """Removes adapter `name` and its variables; refuses a merged adapter."""
+        adapter = self.adapter(name)
+        if name in self._gralora.merged:
+            raise ValueError(
+                f"{self._gralora_where()}: adapter {name!r} is merged into the kernel; deleting it would "
+                "leave its update in the kernel for good. Unmerge first (`unmerge_gralora`)."
+            )
+        del self._gralora.adapters[name]
+        for variable in adapter.variables:
+            self._untrack_variable(variable)
+        self._gralora.active = tuple(n for n in self._gralora.active if n != name)
+        self._refresh()
+
+    def set_active_adapters(self, names):
+        """Makes exactly `names` active (and trainable); the rest inactive and frozen."""
+        self._gralora.active = tuple(names)
+        self._refresh()
+
+    def enable_adapters(self, enabled):
+        """`False`: the forward pass adds no adapter (merged ones stay in the kernel)."""
+        self._gralora.enabled = bool(enabled)
+        self._refresh()
+
+    def _refresh(self):
+        """Derives trainability and the forward list from the state."""
+        state = self._gralora
+        for adapter in state.adapters.values():
+            for variable in adapter.variables:
+                variable.trainable = adapter.name in state.active
+        forward = [n for n in state.active if n in state.adapters and n not in state.merged]
+        state.forward = tuple(state.adapters[n] for n in forward) if state.enabled else ()
+        state.merged_active = tuple(n for n in state.merged if n in state.active)
+
+    # --- Weights ---
+
     def _build_gralora(self):
-        """Freezes the base weights and creates the adapter weights."""
-        config = self.gralora_config
-        in_features, out_features = self._kernel_matrix_shape()
-        config.validate_features(in_features, out_features, self._gralora_where())
-        r, k, hybrid_r = config.r, config.k, config.hybrid_r
+        """Freezes the base weights and creates the pending adapters' weights."""
+        self.freeze_base()
+        for adapter in self._gralora.adapters.values():
+            if not adapter.variables:
+                adapter.variables = self._create_variables(adapter.name, adapter.config)
+        self._refresh()
+
+    def freeze_base(self):
+        """Makes the kernel and bias non-trainable (the adapters keep their state)."""
         self._kernel.trainable = False
         if self.bias is not None:
             self.bias.trainable = False
 
+    def _create_variables(self, name, config):
+        in_features, out_features = self._kernel_matrix_shape()
+        config.validate_features(in_features, out_features, self._gralora_where())
+        r, k, hybrid_r = config.r, config.k, config.hybrid_r
+        # (shape, fan_in of its init, whether it is a B: zero unless init_weights=False)
+        specs = [((k, in_features // k, r), in_features // k, False), ((k, r, out_features // k), r, True)]
+        if hybrid_r:
+            specs += [((in_features, hybrid_r), in_features, False), ((hybrid_r, out_features), hybrid_r, True)]
         with self._unlocked_tracker(), self._open_name_scope():
-            self.gralora_a = self._add_adapter_weight("gralora_a", (k, in_features // k, r), in_features // k)
-            self.gralora_b = self._add_adapter_weight("gralora_b", (k, r, out_features // k), r, zero=True)
-            if hybrid_r:
-                self.gralora_hybrid_a = self._add_adapter_weight(
-                    "gralora_hybrid_a", (in_features, hybrid_r), in_features
-                )
-                self.gralora_hybrid_b = self._add_adapter_weight(
-                    "gralora_hybrid_b", (hybrid_r, out_features), hybrid_r, zero=True
-                )
+            return tuple(
+                self._add_adapter_weight(f"{role}.{name}", shape, fan_in, zero=is_b and config.init_weights)
+                for role, (shape, fan_in, is_b) in zip(ROLES, specs)
+            )
 
     @contextlib.contextmanager
     def _unlocked_tracker(self):
@@ -108,133 +205,100 @@ class GraLoRAAdapter:
             if locked:
                 self._tracker.lock()
 
-    def _add_adapter_weight(self, name, shape, fan_in, zero=False):
-        if zero and self.gralora_config.init_weights:
+    def _add_adapter_weight(self, name, shape, fan_in, zero):
+        if zero:
             initializer = "zeros"
         else:
             bound = gralora_ops.kaiming_uniform_bound(fan_in)
             initializer = keras.initializers.RandomUniform(-bound, bound)
-        return self.add_weight(
-            name=name, shape=shape, initializer=initializer, dtype=ADAPTER_DTYPE, autocast=False
-        )
+        return self.add_weight(name=name, shape=shape, initializer=initializer, dtype=ADAPTER_DTYPE, autocast=False)
 
-    @property
-    def adapter_variables(self):
-        """The adapter's variables, in PEFT's order (A, B, hybrid A, hybrid B)."""
-        names = ("gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b")
-        return [getattr(self, name) for name in names if hasattr(self, name)]
-
-    @property
-    def merged(self):
-        """Whether the adapter is currently folded into the kernel."""
-        return self._gralora_merged
+    # --- Forward ---
 
     def _gralora_output(self, x, training):
-        """Adapter output for `x [..., in]`, in float32, scaled; `[..., out]`."""
-        k, block_in, _ = self.gralora_a.shape
-        out_features = k * self.gralora_b.shape[-1]
+        """Summed output of the adapters to add, for `x [..., in]`: float32, scaled, `[..., out]`."""
+        k, block_in, _ = self._gralora.forward[0].variables[0].shape
         lead = tuple(ops.shape(x)[:-1])
         # One 2-D [tokens, in] view for every matmul: XLA on CPU was several
         # times slower differentiating matmuls over rank-3 inputs (benchmarks/).
         # Sizes come from the weights: a traced `x` may not know its last axis.
         x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, k * block_in))
-        if training and self._gralora_seed is not None:
-            x = keras.random.dropout(x, self.gralora_config.dropout, seed=self._gralora_seed)
-        y = gralora_ops.block_forward(x, *self._adapter_factors())
-        return ops.reshape(y, lead + (out_features,))
+        y = None
+        for adapter in self._gralora.forward:
+            rate = adapter.config.dropout
+            inputs = keras.random.dropout(x, rate, seed=self._gralora_seed) if training and rate else x
+            out = gralora_ops.block_forward(inputs, *adapter.factors())
+            y = out if y is None else ops.add(y, out)
+        return ops.reshape(y, lead + (ops.shape(y)[-1],))
 
-    def delta_matrix(self):
-        """`scale * update` as the `[in, out]` matrix, float32."""
-        return self._delta(kernel_view=None)
+    # --- Deltas and merging ---
 
-    def delta_kernel(self):
-        """`scale * update` in the kernel's own shape and axis order, float32."""
-        return self._delta(kernel_view=self._kernel_view())
+    def delta_matrix(self, adapter_name=None):
+        """`scale * update` as the `[in, out]` matrix, float32 (see `delta_kernel`)."""
+        return self._delta(adapter_name, kernel_view=None)
+
+    def delta_kernel(self, adapter_name=None):
+        """`scale * update` in the kernel's own shape and axis order, float32.
+
+        `adapter_name=None` sums the active adapters this layer has (what
+        `merge()` adds).
+        """
+        return self._delta(adapter_name, kernel_view=self._kernel_view())
 
     def _kernel_view(self):
         """`(shape, perm)` taking the `[in, out]` matrix to the kernel: none needed."""
         return None
 
-    def _delta(self, kernel_view):
-        a, b, scale, *hybrid = self._adapter_factors()
-        tensors = [ops.convert_to_tensor(v) for v in (a, b, *hybrid)]
-        return _compiled_delta(*tensors, scale=scale, kernel_view=kernel_view)
+    def _delta(self, names, kernel_view):
+        if names is None:
+            names = [n for n in self._gralora.active if n in self._gralora.adapters]
+        elif isinstance(names, str):
+            names = [names]
+        if not names:
+            raise ValueError(f"{self._gralora_where()}: no active adapter, so there is no delta to compute.")
+        total = None
+        for name in names:
+            a, b, scale, *hybrid = self.adapter(name).factors()
+            tensors = [ops.convert_to_tensor(v) for v in (a, b, *hybrid)]
+            delta = _compiled_delta(*tensors, scale=scale, kernel_view=kernel_view)
+            total = delta if total is None else ops.add(total, delta)
+        return total
 
-    def _adapter_factors(self):
-        """`(a, b, scale[, hybrid_a, hybrid_b])`, the arguments of the ops."""
-        hybrid = (self.gralora_hybrid_a, self.gralora_hybrid_b) if self.gralora_config.hybrid_r else ()
-        return (self.gralora_a, self.gralora_b, self.gralora_config.scale, *hybrid)
-
-    def merge(self, safe=False):
-        """Folds the adapter into the kernel; a no-op when already merged.
+    def merge(self, adapter_names=None, safe=False):
+        """Folds adapters into the kernel; already merged ones are skipped.
 
         Args:
+            adapter_names: Names to merge; `None` merges the active ones.
             safe: When `True`, check the merged kernel is finite first and
                 raise `ValueError` (kernel unchanged) if it is not.
         """
-        if self._gralora_merged:
+        if adapter_names is None:
+            adapter_names = [n for n in self._gralora.active if n in self._gralora.adapters]
+        todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
+        if not todo:
             return
-        merged = self._kernel + ops.cast(self.delta_kernel(), self._kernel.dtype)
+        merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
         if safe and not bool(ops.all(ops.isfinite(merged))):
             raise ValueError(
-                f"{self._gralora_where()}: merging would make the kernel non-finite (NaN or inf); "
+                f"{self._gralora_where()}: merging {todo} would make the kernel non-finite (NaN or inf); "
                 "the adapter weights are broken. The kernel was left unchanged."
             )
         self._kernel.assign(merged)
-        self._gralora_merged = True
+        self._gralora.merged.extend(todo)
+        self._refresh()
 
     def unmerge(self):
-        """Takes a merged adapter back out of the kernel; a no-op when not merged."""
-        if not self._gralora_merged:
+        """Takes every merged adapter back out of the kernel; a no-op when none is merged."""
+        if not self._gralora.merged:
             return
         self._kernel.assign(self._unmerged_kernel())
-        self._gralora_merged = False
+        self._gralora.merged.clear()
+        self._refresh()
 
     def _unmerged_kernel(self):
-        if not self._gralora_merged:
+        if not self._gralora.merged:
             return ops.convert_to_tensor(self._kernel)
-        return self._kernel - ops.cast(self.delta_kernel(), self._kernel.dtype)
-
-    # Saving: the files always hold the base kernel unmerged, so a merged
-    # layer and an unmerged one save the same thing and reload unmerged.
-    def _named_variables(self):
-        named = {"kernel": self._kernel}
-        if self.bias is not None:
-            named["bias"] = self.bias
-        named.update((v.name, v) for v in self.adapter_variables)
-        return named
-
-    def save_own_variables(self, store):
-        if not self.built:
-            return
-        for name, variable in self._named_variables().items():
-            store[name] = self._unmerged_kernel() if name == "kernel" else variable
-
-    def load_own_variables(self, store):
-        if not self.built:
-            return
-        expected = self._named_variables()
-        missing = sorted(set(expected) - set(store.keys()))
-        unexpected = sorted(set(store.keys()) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"{self._gralora_where()}: the saved variables do not match this layer "
-                f"(missing: {missing}, unexpected: {unexpected}). Was the file saved from a layer "
-                f"with other settings than {self.gralora_config}?"
-            )
-        for name, variable in expected.items():
-            saved_shape = tuple(store[name].shape)
-            if saved_shape != tuple(variable.shape):
-                raise ValueError(
-                    f"{self._gralora_where()}: saved `{name}` has shape {saved_shape}, "
-                    f"this layer's has {tuple(variable.shape)}."
-                )
-        for name, variable in expected.items():
-            variable.assign(store[name])
-        self._gralora_merged = False
-
-    def get_config(self):
-        return {**super().get_config(), **self.gralora_config.to_dict()}
+        return self._kernel - ops.cast(self._delta(self._gralora.merged, self._kernel_view()), self._kernel.dtype)
 
 
 @compiled(static_argnames=("scale", "kernel_view"))

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_gralora.config import GraLoRAConfig
+from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter
 
 
@@ -28,6 +28,8 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         dropout: Dropout rate on the adapter input during training.
         init_weights: `False` initialises B at random instead of zero
             (for tests).
+        adapter_name: The name of the adapter these settings create; add
+            more with `add_adapter(name, GraLoRAConfig(...))`.
         **kwargs: Any other `keras.layers.Dense` argument.
 
     Example:
@@ -36,14 +38,18 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
     >>> y = layer(keras.ops.ones((2, 32)))
     >>> tuple(y.shape), layer.count_params() - 32 * 64 - 64
     ((2, 64), 768)
-    >>> layer.merge()  # fold the adapter into the kernel for serving
+    >>> layer.add_adapter("other", GraLoRAConfig(r=4, k=4))  # a second, inactive adapter
+    >>> layer.adapter_names, layer.active_adapters
+    (['default', 'other'], ['default'])
+    >>> layer.merge()  # fold the active adapters into the kernel for serving
     """
 
     def __init__(
-        self, units, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, init_weights=True, **kwargs
+        self, units, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, init_weights=True,
+        adapter_name=DEFAULT_ADAPTER, **kwargs
     ):
         super().__init__(units, **kwargs)
-        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights))
+        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
 
     def build(self, input_shape):
         super().build(input_shape)

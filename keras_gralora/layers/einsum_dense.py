@@ -6,7 +6,7 @@ import re
 import keras
 from keras import ops
 
-from keras_gralora.config import GraLoRAConfig
+from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter, describe
 
 
@@ -33,6 +33,8 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
             Defaults to `2 * (r + hybrid_r)` (scale 2).
         dropout: Dropout rate on the adapter input during training.
         init_weights: `False` initialises B at random instead of zero.
+        adapter_name: The name of the adapter these settings create; add
+            more with `add_adapter(name, GraLoRAConfig(...))`.
         **kwargs: Any other `keras.layers.EinsumDense` argument.
 
     Example:
@@ -53,10 +55,11 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
         alpha=None,
         dropout=0.0,
         init_weights=True,
+        adapter_name=DEFAULT_ADAPTER,
         **kwargs,
     ):
         super().__init__(equation, output_shape, **kwargs)
-        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights))
+        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
 
     def build(self, input_shape):
         super().build(input_shape)

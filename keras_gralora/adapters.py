@@ -1,0 +1,202 @@
+"""Named adapters across a model: activate, disable, delete, merge a subset, unload.
+
+PEFT's semantics (peft 0.21, `tuners_utils.py`): the forward pass sums the
+active adapters; only active adapters train; a merged adapter cannot be
+deleted; `disable_gralora` computes the base model. Pass the model the
+adapters were enabled on, or one that contains it (a task for its
+backbone). After changing which adapters train, compile the model again:
+a Keras optimizer only updates the variables it was built with.
+"""
+
+import contextlib
+import warnings
+
+from keras import ops
+
+from keras_gralora import inject
+
+
+def set_active_adapters(model, adapter_names):
+    """Makes exactly `adapter_names` (a name or a list) active, and trainable, in `model`.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = inject.enable_gralora(model, r=2, k=2, adapter_name="a")
+    >>> _ = inject.enable_gralora(model, r=4, k=2, adapter_name="b")
+    >>> active_adapters(model)
+    ['a']
+    >>> set_active_adapters(model, ["a", "b"])  # the forward pass sums both
+    >>> active_adapters(model)
+    ['a', 'b']
+    """
+    names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
+    check_names(model, names, "set_active_adapters", allow_empty=True)
+    for layer in inject.adapted_layers(model):
+        layer.set_active_adapters(names)
+    inject.sync_trainable(model)
+    inject.reset_compiled_functions(model)
+
+
+def active_adapters(model):
+    """The names of `model`'s active adapters, in activation order."""
+    return inject.active_adapters(model)
+
+
+def adapter_names(model):
+    """The names of every adapter in `model`, in creation order."""
+    return list(inject.adapter_configs(model))
+
+
+def check_names(model, names, where, allow_empty=False):
+    """Raises `ValueError` unless `names` is a list of `model`'s adapter names."""
+    known = adapter_names(model)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{where}: expected an adapter name or a list of them, got {names!r}.")
+    if not names and not allow_empty:
+        raise ValueError(f"{where}: the list of adapter names is empty; model '{model.name}' has {known}.")
+    if unknown := [n for n in names if n not in known]:
+        raise ValueError(
+            f"{where}: model '{model.name}' has no adapter named {unknown}; its adapters are {known}."
+        )
+    return list(names)
+
+
+@contextlib.contextmanager
+def disable_gralora(model):
+    """Context manager: inside it `model` computes the base model's output.
+
+    Merged adapters are taken out of their kernels on entry and the merged
+    kernels restored exactly on exit. Biases trained with `bias="all"` or
+    `"gralora_only"` stay as trained (a warning says so, as PEFT's).
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = inject.enable_gralora(model, r=2, k=2)
+    >>> with disable_gralora(model):
+    ...     base_output = model(keras.ops.ones((1, 8)))
+    """
+    layers = inject.adapted_layers(model)
+    if trained := {name: c.bias for name, c in inject.adapter_configs(model).items() if c.bias != "none"}:
+        warnings.warn(
+            f"disable_gralora: adapter(s) {trained} train biases; disabling adapters cannot undo bias changes, "
+            "so the output differs from the base model's wherever those biases were trained.",
+            stacklevel=3,
+        )
+    merged = [(layer, layer.merged_adapters, ops.convert_to_numpy(layer._kernel)) for layer in layers if layer.merged]
+    try:
+        for layer in layers:
+            layer.unmerge()
+            layer.enable_adapters(False)
+        inject.reset_compiled_functions(model)
+        yield model
+    finally:
+        for layer, names, kernel in merged:
+            layer._kernel.assign(kernel)
+            layer._gralora.merged[:] = names
+        for layer in layers:
+            layer.enable_adapters(True)
+        inject.reset_compiled_functions(model)
+
+
+def delete_adapter(model, adapter_name):
+    """Removes adapter `adapter_name` from every layer of `model`; refuses a merged one.
+
+    A layer left without adapters becomes its plain `Dense`/`EinsumDense`
+    again; the adapter's `modules_to_save` are frozen. When the deleted
+    adapter was active, the other active ones stay active; if none is left,
+    the first remaining adapter becomes active (with a warning), as PEFT.
+    """
+    where = "delete_adapter"
+    check_names(model, [adapter_name], where)
+    layers = [layer for layer in inject.adapted_layers(model) if adapter_name in layer.adapter_names]
+    if merged := [layer.path for layer in layers if adapter_name in layer.merged_adapters]:
+        raise ValueError(
+            f"{where}: adapter {adapter_name!r} is merged into {merged}; unmerge first "
+            "(`unmerge_gralora(model)`), then delete it."
+        )
+    config = inject.adapter_configs(model)[adapter_name]
+    active = [name for name in active_adapters(model) if name != adapter_name]
+    for layer in layers:
+        layer.delete_adapter(adapter_name)
+        if not layer.adapter_names:
+            inject.unadapt_in_place(layer)
+    _freeze_paths(model, config.modules_to_save)
+    remaining = adapter_names(model)
+    if not active and remaining:
+        warnings.warn(
+            f"delete_adapter: adapter {adapter_name!r} was the active adapter; {remaining[0]!r} is active now.",
+            stacklevel=2,
+        )
+        active = remaining[:1]
+    set_active_adapters(model, active)
+
+
+def merge_gralora(model, adapter_names=None, safe=False):
+    """Folds adapters into their kernels (default: the active ones).
+
+    Merged adapters stop costing time in the forward pass; outputs stay the
+    same. Training a merged adapter raises (unmerge first). With
+    `safe=True`, a merge that would make any kernel non-finite raises and
+    leaves every kernel as it was.
+    """
+    names = active_adapters(model) if adapter_names is None else adapter_names
+    names = check_names(model, [names] if isinstance(names, str) else names, "merge_gralora", allow_empty=True)
+    layers = inject.adapted_layers(model)
+    kernels = [(layer, ops.convert_to_numpy(layer._kernel), layer.merged_adapters) for layer in layers] if safe else []
+    try:
+        for layer in layers:
+            layer.merge([name for name in names if name in layer.adapter_names], safe=safe)
+    except ValueError:
+        for layer, kernel, merged in kernels:
+            layer._kernel.assign(kernel)
+            layer._gralora.merged[:] = merged
+            layer._refresh()
+        raise
+    inject.reset_compiled_functions(model)
+
+
+def unmerge_gralora(model):
+    """Takes every merged adapter inside `model` back out of its kernel."""
+    for layer in inject.adapted_layers(model):
+        layer.unmerge()
+    inject.reset_compiled_functions(model)
+
+
+def merge_and_unload(model, safe=False):
+    """Merges the active adapters, then leaves plain Dense/EinsumDense layers; returns `model`."""
+    merge_gralora(model, safe=safe)
+    return _unload(model)
+
+
+def unload_gralora(model):
+    """Drops every adapter without merging (merged ones are taken out first); returns `model`.
+
+    The layers become the plain Dense/EinsumDense they were, with their
+    original kernels (PEFT's `unload`).
+    """
+    unmerge_gralora(model)
+    return _unload(model)
+
+
+def _unload(model):
+    for name, config in inject.adapter_configs(model).items():
+        _freeze_paths(model, config.modules_to_save)
+    for layer in inject.adapted_layers(model):
+        for variable in layer.adapter_variables:
+            layer._untrack_variable(variable)
+        inject.unadapt_in_place(layer)
+    inject.reset_compiled_functions(model)
+    return model
+
+
+def _freeze_paths(model, paths):
+    for layer in model._flatten_layers(include_self=False):
+        if layer.path in paths:
+            layer.trainable = False
+

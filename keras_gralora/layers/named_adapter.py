@@ -1,0 +1,57 @@
+"""The parts of a GraLoRA layer that need no layer: checks, names, one adapter's record."""
+
+import dataclasses
+
+# Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
+ADAPTER_DTYPE = "float32"
+ROLES = ("gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b")
+
+
+def describe(layer):
+    """How error messages name a layer."""
+    return f"{type(layer).__name__} '{layer.name}'"
+
+
+def check_base_layer(layer, config):
+    """Checks that a Dense/EinsumDense can carry `config`; returns the config.
+
+    Works on the plain Keras layer too, so `inject.py` can check every target
+    before it changes any.
+    """
+    where = describe(layer)
+    if getattr(layer, "lora_rank", None):
+        raise ValueError(
+            f"{where}: Keras LoRA (lora_rank={layer.lora_rank}) and GraLoRA cannot be combined "
+            "on one layer. Drop `lora_rank`/`enable_lora`; GraLoRA's `r` plays that role."
+        )
+    if getattr(layer, "quantization_mode", None):
+        raise ValueError(
+            f"{where}: the layer is quantized (mode {layer.quantization_mode!r}); GraLoRA adapts "
+            "float kernels. Enable GraLoRA before quantizing, or on an unquantized model."
+        )
+    if layer.kernel_constraint is not None:
+        raise ValueError(
+            f"{where}: the base layer has kernel_constraint={layer.kernel_constraint!r}, which "
+            "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
+            "Remove the kernel constraint."
+        )
+    return config.validate(where)
+
+
+@dataclasses.dataclass(eq=False)
+class NamedAdapter:
+    """One adapter of a layer: its name, settings and (once built) variables.
+
+    `variables` are in PEFT's order: A `(k, in/k, r)`, B `(k, r, out/k)`,
+    then hybrid A `(in, hybrid_r)` and hybrid B `(hybrid_r, out)` when
+    `config.hybrid_r > 0`. Their names end in `.<adapter name>`.
+    """
+
+    name: str
+    config: object
+    variables: tuple = ()
+
+    def factors(self):
+        """`(a, b, scale[, hybrid_a, hybrid_b])`, the arguments of `keras_gralora.ops`."""
+        a, b, *hybrid = self.variables
+        return (a, b, self.config.scale, *hybrid)

@@ -1,0 +1,198 @@
+"""Which layers an adapter touches: its targets, their blocks, its `modules_to_save`.
+
+Pure look-ups: nothing here changes a model, so `enable_gralora` can check
+everything before it adapts any layer.
+"""
+
+import re
+
+import keras
+
+from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.dense import GraLoRADense
+from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
+
+ADAPTED_CLASS = {keras.layers.Dense: GraLoRADense, keras.layers.EinsumDense: GraLoRAEinsumDense}
+BASE_CLASS = {adapted: base for base, adapted in ADAPTED_CLASS.items()}
+FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
+WHERE = "enable_gralora"
+
+
+def adapted_class(layer):
+    """The GraLoRA class `layer` becomes (or is); `None` for other layers."""
+    if isinstance(layer, GraLoRAAdapter):
+        return type(layer)
+    return ADAPTED_CLASS.get(type(layer))
+
+
+def adaptable_layers(model):
+    """Every plain Dense/EinsumDense (or adapted one) inside `model`, in order."""
+    return [layer for layer in model._flatten_layers(include_self=False) if adapted_class(layer)]
+
+
+def adapted_layers(model):
+    """The GraLoRA layers inside `model`, in model order."""
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GraLoRAAdapter)]
+
+
+def select_targets(model, target_layer_names, config, layers_to_transform=None, layers_pattern=None, saved=()):
+    """The layers `enable_gralora` adapts; `saved` are `modules_to_save` paths."""
+    candidates = adaptable_layers(model)
+    names = default_target_names(model) if target_layer_names is None else target_layer_names
+    if names == "all":
+        excluded = {id(layer) for layer in output_head_layers(model)}
+        targets = [
+            layer for layer in candidates
+            if id(layer) not in excluded and not _inside(layer, saved) and _adaptable(layer, config)
+        ]
+    elif isinstance(names, str):
+        pattern = re.compile(names)
+        targets = [layer for layer in candidates if pattern.fullmatch(layer.path)]
+    elif isinstance(names, (list, tuple, set)) and all(isinstance(name, str) for name in names):
+        targets = [layer for layer in candidates if layer.name in set(names)]
+    else:
+        raise ValueError(
+            f"{WHERE}: target_layer_names={target_layer_names!r} is not a list of layer names, "
+            "a regular expression string, 'all' or None."
+        )
+    if layers_to_transform is not None or layers_pattern is not None:
+        targets = _in_blocks(model, targets, names, layers_to_transform, layers_pattern)
+    if not targets:
+        available = sorted({layer.name for layer in candidates})
+        raise ValueError(
+            f"{WHERE}: target_layer_names={target_layer_names!r} matched no Dense or EinsumDense layer of "
+            f"'{model.name}'{_blocks_note(layers_to_transform)}. Its Dense/EinsumDense layer names are: "
+            f"{available} (a string is a regular expression over whole layer paths, e.g. '.*(query|value)')."
+        )
+    if both := [layer.path for layer in targets if _inside(layer, saved)]:
+        raise ValueError(
+            f"{WHERE}: {both} are both targets and (inside) modules_to_save {list(saved)}; a layer is either "
+            "adapted or saved whole. Leave it out of one of them."
+        )
+    return targets
+
+
+def default_target_names(model):
+    backbone = getattr(model, "backbone", model)
+    if hasattr(backbone, "default_lora_layer_names"):
+        return backbone.default_lora_layer_names()
+    return list(FALLBACK_TARGETS)
+
+
+def output_head_layers(model):
+    """Layers a task adds on top of its backbone, or a functional model's output layers."""
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, keras.layers.Layer) and backbone is not model:
+        inside = {id(layer) for layer in backbone._flatten_layers(include_self=True)}
+        return [layer for layer in model._flatten_layers(include_self=False) if id(layer) not in inside]
+    try:
+        return [history[0] for history in (t._keras_history for t in keras.tree.flatten(model.outputs))]
+    except (AttributeError, ValueError):  # not a functional model
+        return []
+
+
+def _adaptable(layer, config):
+    """Whether `config` can adapt `layer` ("all" skips the layers it cannot)."""
+    try:  # an einsum that is no projection, or features that do not split into k blocks
+        config.validate_features(*adapted_class(layer).matrix_shape_of(layer), where=layer.path)
+    except ValueError:
+        return False
+    return True
+
+
+def _inside(layer, paths):
+    return any(layer.path == path or layer.path.startswith(path + "/") for path in paths)
+
+
+def modules_to_save_paths(model, modules_to_save, configs):
+    """The paths of the layers `modules_to_save` names; `configs` are the model's adapters'."""
+    if modules_to_save is None:
+        return []
+    layers = [layer for layer in model._flatten_layers(include_self=False) if layer.weights]
+    if isinstance(modules_to_save, str):
+        pattern = re.compile(modules_to_save)
+        chosen = [layer for layer in layers if pattern.fullmatch(layer.path)]
+    elif isinstance(modules_to_save, (list, tuple)) and all(isinstance(name, str) for name in modules_to_save):
+        chosen = [layer for layer in layers if layer.name in modules_to_save or layer.path in modules_to_save]
+    else:
+        raise ValueError(
+            f"{WHERE}: modules_to_save={modules_to_save!r} is not a list of layer names or a regular "
+            "expression string over layer paths."
+        )
+    if not chosen:
+        raise ValueError(
+            f"{WHERE}: modules_to_save={modules_to_save!r} matched no layer with weights in '{model.name}'. "
+            f"Its layers with weights are: {sorted({layer.name for layer in layers})}"
+        )
+    paths = [layer.path for layer in chosen]
+    if adapted := [layer.path for layer in chosen if isinstance(layer, GraLoRAAdapter) or adapted_layers(layer)]:
+        raise ValueError(f"{WHERE}: modules_to_save {adapted} carry GraLoRA adapters; they cannot also be saved whole.")
+    for name, config in configs.items():
+        if taken := sorted(set(paths) & set(config.modules_to_save)):
+            raise ValueError(
+                f"{WHERE}: modules_to_save {taken} already train and save with adapter {name!r}; keras_gralora "
+                "keeps one copy of a module, so it belongs to one adapter. Delete that adapter first, or "
+                "leave the module out."
+            )
+    return paths
+
+
+def block_index(model, layer, patterns=None):
+    """The block number in `layer`'s path (relative to `model`), or `None`.
+
+    The block is the first path segment above the layer that is one of
+    `patterns` followed by a number (`transformer_layer_3`), or, with no
+    patterns, the first that ends in a number (KerasHub's names).
+    """
+    path = layer.path
+    if path.startswith(model.path + "/"):
+        path = path[len(model.path) + 1:]
+    regex = r".*?_?(\d+)" if not patterns else rf"(?:{'|'.join(map(re.escape, patterns))})_?(\d+)"
+    for segment in path.split("/")[:-1]:
+        if match := re.fullmatch(regex, segment):
+            return int(match.group(1))
+    return None
+
+
+def _in_blocks(model, targets, names, layers_to_transform, layers_pattern):
+    """`targets` in the blocks `layers_to_transform` names, after checking both arguments."""
+    if layers_to_transform is None:
+        raise ValueError(
+            f"{WHERE}: layers_pattern={layers_pattern!r} needs layers_to_transform (the block indices to "
+            "adapt), as in PEFT."
+        )
+    if isinstance(names, str):
+        raise ValueError(
+            f"{WHERE}: layers_to_transform works with a list of target layer names only (as PEFT), got "
+            f"target_layer_names={names!r}. Pass a list of names, e.g. ['query', 'value']."
+        )
+    indices = [layers_to_transform] if _is_int(layers_to_transform) else layers_to_transform
+    if not isinstance(indices, (list, tuple)) or not indices or not all(_is_int(i) and i >= 0 for i in indices):
+        raise ValueError(
+            f"{WHERE}: layers_to_transform must be a non-negative int or a non-empty list of them, "
+            f"got layers_to_transform={layers_to_transform!r}."
+        )
+    patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
+    if patterns is not None and (not patterns or not all(isinstance(p, str) and p for p in patterns)):
+        raise ValueError(f"{WHERE}: layers_pattern must be a block name or a list of them, got {layers_pattern!r}.")
+    blocks = {id(layer): block_index(model, layer, patterns) for layer in adaptable_layers(model)}
+    available = sorted({block for block in blocks.values() if block is not None})
+    if not available:
+        raise ValueError(
+            f"{WHERE}: no layer path of '{model.name}' has a block segment for layers_pattern={layers_pattern!r} "
+            "(a path segment such as 'transformer_layer_3'). Pass the block name as layers_pattern."
+        )
+    if out := [i for i in indices if i not in available]:
+        raise ValueError(
+            f"{WHERE}: layers_to_transform={layers_to_transform!r}: blocks {out} are out of range; "
+            f"'{model.name}' has blocks {available} (layers_pattern={layers_pattern!r})."
+        )
+    return [layer for layer in targets if blocks[id(layer)] in indices]
+
+
+def _blocks_note(layers_to_transform):
+    return "" if layers_to_transform is None else f" in blocks {layers_to_transform!r}"
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)

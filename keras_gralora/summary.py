@@ -1,0 +1,53 @@
+"""`gralora_summary`: PEFT's `print_trainable_parameters`, per layer and adapter."""
+
+import math
+
+from keras_gralora import inject
+
+
+def gralora_summary(model, print_fn=print):
+    """One row per layer and adapter, in model order, active adapters marked `*`; and totals.
+
+    Prints a table and returns `{"layers": [...], "trainable": int,
+    "total": int, "share": float}`; each row holds path, adapter, active,
+    merged, in_features, out_features, r, k, hybrid_r and the adapter's
+    parameter count.
+    """
+    rows = []
+    for layer in inject.adapted_layers(model):
+        in_features, out_features = layer.matrix_shape_of(layer)
+        for name in layer.adapter_names:
+            adapter = layer.adapter(name)
+            rows.append(dict(
+                path=layer.path, adapter=name, active=name in layer.active_adapters,
+                merged=name in layer.merged_adapters, in_features=in_features, out_features=out_features,
+                r=adapter.config.r, k=adapter.config.k, hybrid_r=adapter.config.hybrid_r,
+                parameters=sum(_size(v) for v in adapter.variables),
+            ))
+    trainable = sum(_size(v) for v in model.trainable_weights)
+    total = sum(_size(v) for v in model.weights)
+    summary = {"layers": rows, "trainable": trainable, "total": total, "share": trainable / max(total, 1)}
+    if print_fn is not None:
+        print_fn(_format_summary(summary))
+    return summary
+
+
+def _size(variable):
+    return math.prod(variable.shape)
+
+
+def _format_summary(summary):
+    header = ("path", "adapter", "in", "out", "r", "k", "hybrid_r", "params")
+    rows = [
+        (row["path"], row["adapter"] + ("*" if row["active"] else "") + (" (merged)" if row["merged"] else ""),
+         row["in_features"], row["out_features"], row["r"], row["k"], row["hybrid_r"], f"{row['parameters']:,}")
+        for row in summary["layers"]
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)) for line in [header, *rows]]
+    lines.append("(* active)")
+    lines.append(
+        f"trainable params: {summary['trainable']:,} || all params: {summary['total']:,} "
+        f"|| trainable%: {100 * summary['share']:.4f}"
+    )
+    return "\n".join(lines)
