@@ -59,7 +59,7 @@ class FileAdapter:
 
 def write(filepath, adapters):
     """Writes `adapters` (a list of `FileAdapter`) to `filepath`, atomically."""
-    with atomic_write(filepath, SUFFIX) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_write(filepath, SUFFIX) as tmp, h5py.File(tmp, "w", libver="latest") as f:  # compact groups
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         for index, adapter in enumerate(adapters):

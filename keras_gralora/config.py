@@ -6,7 +6,7 @@ import re
 
 BIAS_MODES = ("none", "all", "gralora_only")
 DEFAULT_ADAPTER = "default"
-_ADAPTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_ADAPTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +113,8 @@ def check_adapter_name(name, where):
     """Raises `ValueError` unless `name` can name an adapter (and its variables)."""
     if not isinstance(name, str) or not _ADAPTER_NAME.fullmatch(name):
         raise ValueError(
-            f"{where}: adapter_name={name!r} is not a valid adapter name. Use letters, digits, '_', '.' "
-            "and '-' (it becomes part of variable names), e.g. 'default' or 'task-2'."
+            f"{where}: adapter_name={name!r} is not a valid adapter name. Use letters, digits, '_' and '-' "
+            "(it becomes part of variable names, where torch forbids '.'), e.g. 'default' or 'task-2'."
         )
     return name
 

@@ -65,7 +65,7 @@ def test_default_targets_keep_layer_objects_and_freeze_everything_else():
     assert paths == ["query", "value"]
     assert model.get_layer("query") is query and isinstance(query, GraLoRAEinsumDense)
     assert isinstance(value, GraLoRADense) and value.path == "value"
-    assert {v.name for v in model.trainable_weights} == {"gralora_a.default", "gralora_b.default"}
+    assert {v.name for v in model.trainable_weights} == {"gralora_a_default", "gralora_b_default"}
     assert len(model.trainable_weights) == 4
     np.testing.assert_array_equal(to_numpy(model(x)), before)  # B starts at zero
 

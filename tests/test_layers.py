@@ -71,8 +71,8 @@ def test_scale_and_parameter_count():
     assert GraLoRADense(48, r=8, k=4, hybrid_r=4, alpha=6).adapter("default").config.scale == 0.5
     shapes = {v.name: tuple(v.shape) for v in layer.weights}
     assert shapes == {
-        "kernel": (32, 48), "bias": (48,), "gralora_a.default": (4, 8, 8), "gralora_b.default": (4, 8, 12),
-        "gralora_hybrid_a.default": (32, 4), "gralora_hybrid_b.default": (4, 48),
+        "kernel": (32, 48), "bias": (48,), "gralora_a_default": (4, 8, 8), "gralora_b_default": (4, 8, 12),
+        "gralora_hybrid_a_default": (32, 4), "gralora_hybrid_b_default": (4, 48),
     }
     trainable = sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
     assert trainable == 8 * (32 + 48) + 4 * (32 + 48)

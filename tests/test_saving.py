@@ -64,7 +64,7 @@ def test_adapter_file_round_trip_onto_a_fresh_model(tmp_path):
     assert load_gralora_weights(fresh, path) == ["query", "ffn", "value"]
     np.testing.assert_array_equal(to_numpy(fresh(X)), to_numpy(model(X)))
     assert {v.name for v in fresh.trainable_weights} == {
-        "gralora_a.default", "gralora_b.default", "gralora_hybrid_a.default", "gralora_hybrid_b.default"
+        "gralora_a_default", "gralora_b_default", "gralora_hybrid_a_default", "gralora_hybrid_b_default"
     }
     adapter_bytes = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_weights)
     assert adapter_bytes < os.path.getsize(path) <= adapter_bytes + 16 * 1024

@@ -17,7 +17,7 @@ from keras_gralora import ops as gralora_ops
 from keras_gralora.backend import compiled
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers.named_adapter import (
-    ADAPTER_DTYPE, ROLES, NamedAdapter, check_base_layer, describe,
+    ADAPTER_DTYPE, ROLES, NamedAdapter, check_base_layer, describe, variable_name,
 )
 from keras_gralora.layers.serialization import AdapterSerialization
 
@@ -189,7 +189,7 @@ class GraLoRAAdapter(AdapterSerialization):
             specs += [((in_features, hybrid_r), in_features, False), ((hybrid_r, out_features), hybrid_r, True)]
         with self._unlocked_tracker(), self._open_name_scope():
             return tuple(
-                self._add_adapter_weight(f"{role}.{name}", shape, fan_in, zero=is_b and config.init_weights)
+                self._add_adapter_weight(variable_name(role, name), shape, fan_in, zero=is_b and config.init_weights)
                 for role, (shape, fan_in, is_b) in zip(ROLES, specs)
             )
 

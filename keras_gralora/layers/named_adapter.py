@@ -7,6 +7,11 @@ ADAPTER_DTYPE = "float32"
 ROLES = ("gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b")
 
 
+def variable_name(role, adapter_name):
+    """`gralora_a_math`: the variable of `role` in adapter `adapter_name` (torch forbids dots)."""
+    return f"{role}_{adapter_name}"
+
+
 def describe(layer):
     """How error messages name a layer."""
     return f"{type(layer).__name__} '{layer.name}'"
@@ -44,7 +49,7 @@ class NamedAdapter:
 
     `variables` are in PEFT's order: A `(k, in/k, r)`, B `(k, r, out/k)`,
     then hybrid A `(in, hybrid_r)` and hybrid B `(hybrid_r, out)` when
-    `config.hybrid_r > 0`. Their names end in `.<adapter name>`.
+    `config.hybrid_r > 0`. Their names end in `_<adapter name>`.
     """
 
     name: str

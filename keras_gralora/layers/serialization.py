@@ -2,14 +2,14 @@
 
 The config lists every adapter with its settings and the active ones, so
 `.keras` files rebuild the layer as it was. The variables are stored under
-their names (`kernel`, `bias`, `gralora_a.<adapter>`, ...), the kernel
+their names (`kernel`, `bias`, `gralora_a_<adapter>`, ...), the kernel
 always unmerged, so a merged layer and an unmerged one save the same thing
 and reload unmerged. Files written before adapters had names (one adapter,
 `gralora_a`, `r`/`k` at the top of the config) still load.
 """
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
-from keras_gralora.layers.named_adapter import ROLES
+from keras_gralora.layers.named_adapter import ROLES, variable_name
 
 
 class AdapterSerialization:
@@ -76,5 +76,5 @@ class AdapterSerialization:
         """`{our variable name: its key in store}`; files without adapter names map to our one adapter."""
         keys = {key: key for key in store.keys()}
         if any(role in keys for role in ROLES) and self.adapter_names == [DEFAULT_ADAPTER]:
-            keys = {(f"{key}.{DEFAULT_ADAPTER}" if key in ROLES else key): key for key in keys}
+            keys = {(variable_name(key, DEFAULT_ADAPTER) if key in ROLES else key): key for key in keys}
         return keys
