@@ -46,7 +46,7 @@ class GraLoRAAdapter(AdapterSerialization):
         x = self._base_output(inputs)
         if self.bias is not None:
             x = ops.add(x, self.bias)
-        if training and state.merged_active and self.trainable:
+        if training and state.merged_active and self.trainable:  # `fit` checks earlier: train_guard.py
             raise ValueError(
                 f"{self._gralora_where()}: adapters {list(state.merged_active)} are merged into the kernel "
                 "and active, so training would never move them (a merged adapter gets no gradient). Call "
