@@ -52,13 +52,16 @@ def _settings(backbone):
         layer.path: [{"name": name, **layer.adapter(name).config.to_dict()} for name in layer.adapter_names]
         for layer in inject.adapted_layers(backbone)
     }
-    return {"version": SETTINGS_VERSION, "layers": layers, "active": adapters.active_adapters(backbone)}
+    return {
+        "version": SETTINGS_VERSION, "layers": layers, "adapters": adapters.adapter_names(backbone),
+        "active": adapters.active_adapters(backbone),
+    }
 
 
 def _enable_from_settings(backbone, settings):
     if "version" not in settings:  # keras_gralora 0.1: {path: config}, one adapter
         settings = {"layers": {path: [{"name": DEFAULT_ADAPTER, **c}] for path, c in settings.items()},
-                    "active": [DEFAULT_ADAPTER]}
+                    "adapters": [DEFAULT_ADAPTER], "active": [DEFAULT_ADAPTER]}
     by_path = {layer.path: layer for layer in inject.adaptable_layers(backbone)}
     if missing := sorted(set(settings["layers"]) - set(by_path)):
         raise ValueError(
@@ -71,8 +74,8 @@ def _enable_from_settings(backbone, settings):
         for entry in entries
         if not isinstance(by_path[path], inject.GraLoRAAdapter) or entry["name"] not in by_path[path].adapter_names
     ]
-    if plan:
-        inject.enable_on_layers(backbone, plan)
+    if plan:  # added in the saved creation order
+        inject.enable_on_layers(backbone, sorted(plan, key=lambda item: settings["adapters"].index(item[1])))
     adapters.set_active_adapters(backbone, settings["active"])
 
 

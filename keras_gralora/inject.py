@@ -141,15 +141,17 @@ def check_adaptable(layer, name, config):
 
 def adapter_configs(model):
     """`{name: config}` of every adapter in `model`, in creation order (first layer's config)."""
-    configs = {}
+    found = {}
     for layer in adapted_layers(model):
         for name in layer.adapter_names:
-            configs.setdefault(name, layer.adapter(name).config)
-    return configs
+            adapter = layer.adapter(name)
+            if name not in found or adapter.created < found[name].created:
+                found[name] = adapter
+    return {name: adapter.config for name, adapter in sorted(found.items(), key=lambda item: item[1].created)}
 
 
 def active_adapters(model):
-    """The names of the active adapters of `model` (the forward pass sums them)."""
+    """The names of the active adapters of `model` (the forward pass sums them), in activation order."""
     names = adapter_configs(model)
     active = []
     for layer in adapted_layers(model):

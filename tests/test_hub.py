@@ -148,3 +148,63 @@ np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(x)))
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(backbone(x)), atol=1e-4)
+
+
+def test_layers_to_transform_adapts_only_the_named_blocks():
+    backbone = CASES["llama"][0]()
+    paths = backbone.enable_gralora(r=4, k=2, target_layer_names=["query", "value"], layers_to_transform=1)
+    assert paths == [p for p in paths if p.startswith("transformer_layer_1/")] and len(paths) == 2
+    paths = keras_gralora.enable_gralora(backbone, r=4, k=2, target_layer_names=["key"], adapter_name="k0",
+                                         layers_to_transform=[0], layers_pattern="transformer_layer")
+    assert paths == ["transformer_layer_0/self_attention/key"]
+    for kwargs, message in [
+        (dict(layers_to_transform=[2]), r"blocks \[2\] are out of range; 'llama_backbone.*' has blocks \[0, 1\]"),
+        (dict(layers_to_transform=0, target_layer_names=".*query"), r"works with a list of target layer names only"),
+        (dict(layers_to_transform=[-1]), r"must be a non-negative int or a non-empty list of them"),
+        (dict(layers_to_transform=[0], layers_pattern="decoder_block"), r"no layer path .* has a block segment"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            keras_gralora.enable_gralora(backbone, r=4, k=2, adapter_name="bad", **{"target_layer_names": ["query"],
+                                                                                    **kwargs})
+    assert keras_gralora.adapter_names(backbone) == ["default", "k0"]
+
+
+def two_adapter_gpt2():
+    backbone = adapted_gpt2()
+    backbone.enable_gralora(r=8, k=4, target_layer_names=["query", "key"], adapter_name="second", bias="gralora_only")
+    keras_gralora.set_active_adapters(backbone, ["second", "default"])
+    rng = np.random.default_rng(4)
+    for v in backbone.trainable_weights:
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
+    return backbone
+
+
+def assert_same_adapters(loaded, backbone, x):
+    np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(backbone(x)))
+    assert keras_gralora.active_adapters(loaded) == ["second", "default"]
+    for ours, theirs in zip(keras_gralora.inject.adapted_layers(loaded), keras_gralora.inject.adapted_layers(backbone)):
+        assert ours.path == theirs.path and ours.adapter_names == theirs.adapter_names
+        assert [ours.adapter(n).config for n in ours.adapter_names] == [theirs.adapter(n).config for n in theirs.adapter_names]
+    assert {v.path for v in loaded.trainable_weights} == {v.path for v in backbone.trainable_weights}
+
+
+def test_keras_weights_and_preset_files_keep_every_adapter_and_its_active_state(tmp_path):
+    backbone = two_adapter_gpt2()
+    x, _ = batch("gpt2")
+    backbone.save(tmp_path / "backbone.keras")
+    assert_same_adapters(keras.models.load_model(tmp_path / "backbone.keras"), backbone, x)
+    backbone.save_weights(tmp_path / "backbone.weights.h5")
+    fresh = gpt2_backbone()
+    fresh.load_weights(tmp_path / "backbone.weights.h5")
+    assert_same_adapters(fresh, backbone, x)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    assert_same_adapters(models.Backbone.from_preset(str(tmp_path / "preset")), backbone, x)
+
+
+def test_summary_lists_blocks_in_model_order():
+    backbone = two_adapter_gpt2()
+    rows = keras_gralora.gralora_summary(backbone, print_fn=None)["layers"]
+    query = [(row["adapter"], row["active"]) for row in rows if row["path"] == "transformer_layer_0/self_attention/query"]
+    assert query == [("default", True), ("second", True)]
+    assert rows[0]["path"].startswith("transformer_layer_0/")
+    assert [row["path"].split("/")[0] for row in rows] == sorted(row["path"].split("/")[0] for row in rows)

@@ -1,6 +1,9 @@
 """The parts of a GraLoRA layer that need no layer: checks, names, one adapter's record."""
 
 import dataclasses
+import itertools
+
+_CREATION = itertools.count()  # orders adapters across layers (`adapter_names(model)`)
 
 # Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
 ADAPTER_DTYPE = "float32"
@@ -55,6 +58,7 @@ class NamedAdapter:
     name: str
     config: object
     variables: tuple = ()
+    created: int = dataclasses.field(default_factory=lambda: next(_CREATION))
 
     def factors(self):
         """`(a, b, scale[, hybrid_a, hybrid_b])`, the arguments of `keras_gralora.ops`."""
