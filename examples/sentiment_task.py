@@ -40,17 +40,22 @@ def label(mean_rating):
     return 0 if mean_rating <= -1 else 2 if mean_rating >= 1 else 1
 
 
-def load_lexicon(num_train, num_test, seed=0):
-    """`(train, test)`, each `(texts, labels)`: disjoint, shuffled with `seed`."""
+def load_lexicon(num_train, num_test, seed=0, with_ratings=False):
+    """`(train, test)`, each `(texts, labels)`: disjoint, shuffled with `seed`.
+
+    `with_ratings=True` adds each entry's mean rating: `(texts, labels, ratings)`.
+    """
     with open(package_file("vaderSentiment", "vader_lexicon.txt"), encoding="utf-8") as f:
         rows = [line.split("\t") for line in f if line.strip()]
     texts = np.array([row[0] for row in rows])
-    labels = np.array([label(float(row[1])) for row in rows], dtype="int32")
+    ratings = np.array([float(row[1]) for row in rows], dtype="float32")
+    labels = np.array([label(rating) for rating in ratings], dtype="int32")
     if num_train + num_test > len(texts):
         raise SystemExit(f"The lexicon has {len(texts)} entries; asked for {num_train} + {num_test}.")
     order = np.random.default_rng(seed).permutation(len(texts))
     test, train = order[:num_test], order[num_test:num_test + num_train]
-    return (texts[train], labels[train]), (texts[test], labels[test])
+    columns = (texts, labels, ratings) if with_ratings else (texts, labels)
+    return tuple(c[train] for c in columns), tuple(c[test] for c in columns)
 
 
 def classifier(preset, seed, sequence_length=16):

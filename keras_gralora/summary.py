@@ -2,11 +2,11 @@
 
 import math
 
-from keras_gralora import inject
+from keras_gralora import inject, selection
 
 
 def gralora_summary(model, print_fn=print):
-    """One row per layer and adapter, in model order, active adapters marked `*`; and totals.
+    """One row per layer and adapter, block 0 first, active adapters marked `*`; and totals.
 
     Prints a table and returns `{"layers": [...], "trainable": int,
     "total": int, "share": float}`; each row holds path, adapter, active,
@@ -14,7 +14,7 @@ def gralora_summary(model, print_fn=print):
     parameter count.
     """
     rows = []
-    for layer in inject.adapted_layers(model):
+    for layer in _in_block_order(model, inject.adapted_layers(model)):
         in_features, out_features = layer.matrix_shape_of(layer)
         for name in layer.adapter_names:
             adapter = layer.adapter(name)
@@ -30,6 +30,16 @@ def gralora_summary(model, print_fn=print):
     if print_fn is not None:
         print_fn(_format_summary(summary))
     return summary
+
+
+def _in_block_order(model, layers):
+    """Block 0 first (Keras may list a backbone's blocks last to first); layers outside blocks last."""
+    def key(item):
+        position, layer = item
+        block = selection.block_index(model, layer)
+        return (math.inf if block is None else block, position)
+
+    return [layer for _, layer in sorted(enumerate(layers), key=key)]
 
 
 def _size(variable):

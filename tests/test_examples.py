@@ -1,4 +1,4 @@
-"""The README's main job, `examples/finetune.py`, end to end on real MiniLM with a tiny configuration.
+"""The README's main job, `examples/finetune.py`, and `examples/two_tasks.py`, end to end on real MiniLM, tiny.
 
 It loads the pretrained backbone and the lexicon from their packages
 (`scripts/env.sh` installs them), trains one step, and runs every check the
@@ -26,3 +26,8 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
     assert 0.0 <= result["before"] <= 1.0
     assert result["reloaded"] == result["after"]
     assert sorted(os.listdir(tmp_path)) == ["minilm-sentiment-merged.keras", "minilm-sentiment.gralora.weights.h5"]
+
+    import two_tasks  # the README's second example, in the same slow test
+
+    accuracy = two_tasks.main(["--examples", "16", "--test-examples", "16", "--steps", "1", "--out", str(tmp_path)])
+    assert set(accuracy) == {(task, adapter) for task in two_tasks.TASKS for adapter in two_tasks.TASKS}
