@@ -29,5 +29,6 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
 
     import two_tasks  # the README's second example, in the same slow test
 
-    accuracy = two_tasks.main(["--examples", "16", "--test-examples", "16", "--steps", "1", "--out", str(tmp_path)])
+    accuracy = two_tasks.main(["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1",
+                               "--out", str(tmp_path)])
     assert set(accuracy) == {(task, adapter) for task in two_tasks.TASKS for adapter in two_tasks.TASKS}
