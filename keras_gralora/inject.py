@@ -168,6 +168,8 @@ def adapt_in_place(layer, name, config):
 
 def unadapt_in_place(layer):
     """Turns a GraLoRA layer without adapters back into its plain Keras class."""
+    if layer._gralora_seed is not None:
+        layer._tracker.untrack(layer._gralora_seed)
     del layer._gralora, layer._gralora_seed
     layer.__class__ = BASE_CLASS[type(layer)]
 

@@ -18,10 +18,9 @@ from keras_gralora.layers.adapter import GraLoRAAdapter
 def check_no_merged_training(model):
     """Raises `ValueError` if `model` would train an adapter that is merged into its kernel."""
     stuck = {
-        layer.path: list(layer._gralora.merged_active)
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, GraLoRAAdapter) and layer._gralora.merged_active
-        and any(v.trainable for v in layer.adapter_variables)
+        layer.path: names
+        for layer in model._flatten_layers(include_self=False) if isinstance(layer, GraLoRAAdapter)
+        if (names := [n for n in layer._gralora.merged_active if any(v.trainable for v in layer.adapter(n).variables)])
     }
     if stuck and model.trainable:
         raise ValueError(

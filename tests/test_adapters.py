@@ -180,3 +180,12 @@ def test_summary_lists_adapters_per_layer_with_the_active_ones_marked():
         warnings.simplefilter("error")
         keras_gralora.set_active_adapters(model, [])
     assert not model.trainable_weights
+
+
+def test_unloading_an_adapter_with_dropout_leaves_exactly_the_plain_model():
+    model = mlp()
+    plain = [(v.path, tuple(v.shape)) for v in model.variables]
+    enable_gralora(model, r=4, k=2, dropout=0.1, target_layer_names=["up"])
+    assert len(model.variables) > len(plain)  # adapters and the dropout seed
+    keras_gralora.unload_gralora(model)
+    assert [(v.path, tuple(v.shape)) for v in model.variables] == plain
