@@ -61,7 +61,7 @@ def check_names(model, names, where, allow_empty=False):
         raise ValueError(
             f"{where}: model '{model.name}' has no adapter named {unknown}; its adapters are {known}."
         )
-    return list(names)
+    return list(dict.fromkeys(names))  # each once: a name twice would add its adapter twice
 
 
 @contextlib.contextmanager

@@ -144,8 +144,8 @@ class GraLoRAAdapter(AdapterSerialization):
         self._refresh()
 
     def set_active_adapters(self, names):
-        """Makes exactly `names` active (and trainable); the rest inactive and frozen."""
-        self._gralora.active = tuple(names)
+        """Makes exactly `names` (a name or a list) active and trainable; the rest inactive and frozen."""
+        self._gralora.active = tuple(dict.fromkeys([names] if isinstance(names, str) else names))
         self._refresh()
 
     def enable_adapters(self, enabled):
@@ -268,12 +268,14 @@ class GraLoRAAdapter(AdapterSerialization):
         """Folds adapters into the kernel; already merged ones are skipped.
 
         Args:
-            adapter_names: Names to merge; `None` merges the active ones.
+            adapter_names: A name or a list of names; `None` merges the active ones.
             safe: When `True`, check the merged kernel is finite first and
                 raise `ValueError` (kernel unchanged) if it is not.
         """
         if adapter_names is None:
             adapter_names = [n for n in self._gralora.active if n in self._gralora.adapters]
+        elif isinstance(adapter_names, str):
+            adapter_names = [adapter_names]
         todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
         if not todo:
             return
