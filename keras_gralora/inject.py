@@ -9,7 +9,7 @@ the new one added beside them.
 
 import dataclasses
 
-import keras
+import keras  # noqa: F401  (enable_gralora's example uses it)
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 from keras_gralora.layers.adapter import GraLoRAAdapter

@@ -152,7 +152,7 @@ def test_a_layer_config_and_weights_from_version_1_still_load():
     layer.build((None, 8))
     assert layer.adapter_names == ["default"]
     rng = np.random.default_rng(0)
-    store = {name: rng.standard_normal(shape).astype("float32")
-             for name, shape in [("kernel", (8, 8)), ("bias", (8,)), ("gralora_a", (2, 4, 4)), ("gralora_b", (2, 4, 4))]}
+    shapes = {"kernel": (8, 8), "bias": (8,), "gralora_a": (2, 4, 4), "gralora_b": (2, 4, 4)}
+    store = {name: rng.standard_normal(shape).astype("float32") for name, shape in shapes.items()}
     layer.load_own_variables(store)
     np.testing.assert_array_equal(to_numpy(layer.adapter("default").variables[1]), store["gralora_b"])

@@ -149,7 +149,8 @@ def test_bad_arguments_change_nothing(kwargs, message):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: keras_gralora.set_active_adapters(m, ["a", "z"]), r"set_active_adapters: model .* has no adapter named \['z'\]; its adapters are \['a', 'b'\]"),
+    (lambda m: keras_gralora.set_active_adapters(m, ["a", "z"]),
+     r"set_active_adapters: model .* has no adapter named \['z'\]; its adapters are \['a', 'b'\]"),
     (lambda m: keras_gralora.merge_gralora(m, ["z"]), r"merge_gralora: .* no adapter named \['z'\]"),
     (lambda m: keras_gralora.delete_adapter(m, "z"), r"delete_adapter: .* no adapter named \['z'\]"),
     (lambda m: keras_gralora.set_active_adapters(m, 3), r"expected an adapter name or a list of them, got 3"),

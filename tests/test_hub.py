@@ -7,7 +7,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 import helpers
 import keras_gralora
@@ -184,7 +183,9 @@ def assert_same_adapters(loaded, backbone, x):
     assert keras_gralora.active_adapters(loaded) == ["second", "default"]
     for ours, theirs in zip(keras_gralora.inject.adapted_layers(loaded), keras_gralora.inject.adapted_layers(backbone)):
         assert ours.path == theirs.path and ours.adapter_names == theirs.adapter_names
-        assert [ours.adapter(n).config for n in ours.adapter_names] == [theirs.adapter(n).config for n in theirs.adapter_names]
+        assert [ours.adapter(n).config for n in ours.adapter_names] == [
+            theirs.adapter(n).config for n in theirs.adapter_names
+        ]
     assert {v.path for v in loaded.trainable_weights} == {v.path for v in backbone.trainable_weights}
 
 
@@ -204,7 +205,7 @@ def test_keras_weights_and_preset_files_keep_every_adapter_and_its_active_state(
 def test_summary_lists_blocks_in_model_order():
     backbone = two_adapter_gpt2()
     rows = keras_gralora.gralora_summary(backbone, print_fn=None)["layers"]
-    query = [(row["adapter"], row["active"]) for row in rows if row["path"] == "transformer_layer_0/self_attention/query"]
+    query = [(r["adapter"], r["active"]) for r in rows if r["path"] == "transformer_layer_0/self_attention/query"]
     assert query == [("default", True), ("second", True)]
     assert rows[0]["path"].startswith("transformer_layer_0/")
     assert [row["path"].split("/")[0] for row in rows] == sorted(row["path"].split("/")[0] for row in rows)

@@ -139,7 +139,7 @@ def test_safe_merge_refuses_non_finite_kernel():
     layer.build((None, 8))
     kernel = to_numpy(layer.kernel)
     layer.adapter("default").variables[1].assign(np.full((2, 2, 4), np.inf, "float32"))
-    with pytest.raises(ValueError, match=r"GraLoRADense '.*': merging \[\'default\'\] would make the kernel non-finite"):
+    with pytest.raises(ValueError, match=r"GraLoRADense '.*': merging \['default'\] would make the kernel non-finite"):
         layer.merge(safe=True)
     np.testing.assert_array_equal(to_numpy(layer.kernel), kernel)
     assert not layer.merged

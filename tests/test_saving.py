@@ -10,7 +10,6 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 from helpers import to_numpy
 import keras_gralora

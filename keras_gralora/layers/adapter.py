@@ -1,9 +1,9 @@
-"""What GraLoRADense and GraLoRAEinsumDense share: named adapters, forward, merge.
+"""What GraLoRADense and GraLoRAEinsumDense share: named adapters and the forward pass.
 
 A layer holds any number of named adapters (creation order). The forward
 pass adds every *active* adapter that is not merged, each with its own
-scale, as PEFT does; `merge` folds adapters into the kernel and `unmerge`
-takes them all back out. Model-wide bookkeeping (which adapters are active
+scale, as PEFT does (merging: `layers/merging.py`; saving:
+`layers/serialization.py`). Model-wide bookkeeping (which adapters are active
 everywhere, deleting, disabling) lives in `keras_gralora/adapters.py`.
 """
 
@@ -14,12 +14,13 @@ import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
-from keras_gralora.backend import compiled
 from keras_gralora.config import check_adapter_name
+from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import (
     ADAPTER_DTYPE, ROLES, NamedAdapter, check_base_layer, describe, variable_name,
 )
 from keras_gralora.layers.serialization import AdapterSerialization
+
 
 @dataclasses.dataclass(eq=False)
 class _State:
@@ -31,7 +32,7 @@ class _State:
     merged_active: tuple = ()  # derived: active adapters already in the kernel
 
 
-class GraLoRAAdapter(AdapterSerialization):
+class GraLoRAAdapter(AdapterMerging, AdapterSerialization):
     """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
 
     The host class provides `_base_output(inputs)` (its frozen projection,
@@ -230,87 +231,3 @@ class GraLoRAAdapter(AdapterSerialization):
             out = gralora_ops.block_forward(inputs, *adapter.factors())
             y = out if y is None else ops.add(y, out)
         return ops.reshape(y, lead + (ops.shape(y)[-1],))
-
-    # --- Deltas and merging ---
-
-    def delta_matrix(self, adapter_name=None):
-        """`scale * update` as the `[in, out]` matrix, float32 (see `delta_kernel`)."""
-        return self._delta(adapter_name, kernel_view=None)
-
-    def delta_kernel(self, adapter_name=None):
-        """`scale * update` in the kernel's own shape and axis order, float32.
-
-        `adapter_name=None` sums the active adapters this layer has (what
-        `merge()` adds).
-        """
-        return self._delta(adapter_name, kernel_view=self._kernel_view())
-
-    def _kernel_view(self):
-        """`(shape, perm)` taking the `[in, out]` matrix to the kernel: none needed."""
-        return None
-
-    def _delta(self, names, kernel_view):
-        if names is None:
-            names = [n for n in self._gralora.active if n in self._gralora.adapters]
-        elif isinstance(names, str):
-            names = [names]
-        if not names:
-            raise ValueError(f"{self._gralora_where()}: no active adapter, so there is no delta to compute.")
-        total = None
-        for name in names:
-            a, b, scale, *hybrid = self.adapter(name).factors()
-            tensors = [ops.convert_to_tensor(v) for v in (a, b, *hybrid)]
-            delta = _compiled_delta(*tensors, scale=scale, kernel_view=kernel_view)
-            total = delta if total is None else ops.add(total, delta)
-        return total
-
-    def merge(self, adapter_names=None, safe=False):
-        """Folds adapters into the kernel; already merged ones are skipped.
-
-        Args:
-            adapter_names: A name or a list of names; `None` merges the active ones.
-            safe: When `True`, check the merged kernel is finite first and
-                raise `ValueError` (kernel unchanged) if it is not.
-        """
-        if adapter_names is None:
-            adapter_names = [n for n in self._gralora.active if n in self._gralora.adapters]
-        elif isinstance(adapter_names, str):
-            adapter_names = [adapter_names]
-        todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
-        if not todo:
-            return
-        merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
-        if safe and not bool(ops.all(ops.isfinite(merged))):
-            raise ValueError(
-                f"{self._gralora_where()}: merging {todo} would make the kernel non-finite (NaN or inf); "
-                "the adapter weights are broken. The kernel was left unchanged."
-            )
-        self._kernel.assign(merged)
-        self._gralora.merged.extend(todo)
-        self._refresh()
-
-    def unmerge(self):
-        """Takes every merged adapter back out of the kernel; a no-op when none is merged."""
-        if not self._gralora.merged:
-            return
-        self._kernel.assign(self._unmerged_kernel())
-        self._gralora.merged.clear()
-        self._refresh()
-
-    def _unmerged_kernel(self):
-        if not self._gralora.merged:
-            return ops.convert_to_tensor(self._kernel)
-        return self._kernel - ops.cast(self._delta(self._gralora.merged, self._kernel_view()), self._kernel.dtype)
-
-
-@compiled(static_argnames=("scale", "kernel_view"))
-def _compiled_delta(a, b, hybrid_a=None, hybrid_b=None, *, scale, kernel_view):
-    """`ops.delta_matrix`, then reshaped and transposed by `kernel_view`, as one program.
-
-    Module-level so that every layer of the same shapes shares one compilation.
-    """
-    matrix = gralora_ops.delta_matrix(a, b, scale, hybrid_a, hybrid_b)
-    if kernel_view is None:
-        return matrix
-    shape, perm = kernel_view
-    return ops.transpose(ops.reshape(matrix, shape), perm)

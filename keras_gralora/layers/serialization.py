@@ -25,7 +25,7 @@ class AdapterSerialization:
         adapters, active = config.pop("adapters", None), config.pop("active_adapters", None)
         if adapters is None:  # written before adapters had names: `r`, `k`, ... at the top
             return super().from_config(config)
-        named = [(entry["name"], GraLoRAConfig(**{k: v for k, v in entry.items() if k != "name"})) for entry in adapters]
+        named = [(e["name"], GraLoRAConfig(**{k: v for k, v in e.items() if k != "name"})) for e in adapters]
         (name, first), *rest = named
         layer = super().from_config({**config, **first.layer_kwargs(), "adapter_name": name})
         layer._gralora.adapters[name].config = first  # with the model-level settings the constructor lacks

@@ -1,0 +1,97 @@
+"""Deltas and merging for GraLoRA layers: `delta_kernel`, `merge`, `unmerge`.
+
+Merging adds adapters' deltas to the kernel; the forward pass then skips
+them. `unmerge` subtracts every merged delta again (float rounding aside,
+the original kernel); files always store that unmerged kernel.
+"""
+
+from keras import ops
+
+from keras_gralora import ops as gralora_ops
+from keras_gralora.backend import compiled
+
+
+class AdapterMerging:
+    """Mixin of `GraLoRAAdapter`; uses its `_gralora` state, `adapter()` and `_refresh()`."""
+
+    def delta_matrix(self, adapter_name=None):
+        """`scale * update` as the `[in, out]` matrix, float32 (see `delta_kernel`)."""
+        return self._delta(adapter_name, kernel_view=None)
+
+    def delta_kernel(self, adapter_name=None):
+        """`scale * update` in the kernel's own shape and axis order, float32.
+
+        `adapter_name=None` sums the active adapters this layer has (what
+        `merge()` adds).
+        """
+        return self._delta(adapter_name, kernel_view=self._kernel_view())
+
+    def _kernel_view(self):
+        """`(shape, perm)` taking the `[in, out]` matrix to the kernel: none needed."""
+        return None
+
+    def _delta(self, names, kernel_view):
+        if names is None:
+            names = [n for n in self._gralora.active if n in self._gralora.adapters]
+        elif isinstance(names, str):
+            names = [names]
+        if not names:
+            raise ValueError(f"{self._gralora_where()}: no active adapter, so there is no delta to compute.")
+        total = None
+        for name in names:
+            a, b, scale, *hybrid = self.adapter(name).factors()
+            tensors = [ops.convert_to_tensor(v) for v in (a, b, *hybrid)]
+            delta = _compiled_delta(*tensors, scale=scale, kernel_view=kernel_view)
+            total = delta if total is None else ops.add(total, delta)
+        return total
+
+    def merge(self, adapter_names=None, safe=False):
+        """Folds adapters into the kernel; already merged ones are skipped.
+
+        Args:
+            adapter_names: A name or a list of names; `None` merges the active ones.
+            safe: When `True`, check the merged kernel is finite first and
+                raise `ValueError` (kernel unchanged) if it is not.
+        """
+        if adapter_names is None:
+            adapter_names = [n for n in self._gralora.active if n in self._gralora.adapters]
+        elif isinstance(adapter_names, str):
+            adapter_names = [adapter_names]
+        todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
+        if not todo:
+            return
+        merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
+        if safe and not bool(ops.all(ops.isfinite(merged))):
+            raise ValueError(
+                f"{self._gralora_where()}: merging {todo} would make the kernel non-finite (NaN or inf); "
+                "the adapter weights are broken. The kernel was left unchanged."
+            )
+        self._kernel.assign(merged)
+        self._gralora.merged.extend(todo)
+        self._refresh()
+
+    def unmerge(self):
+        """Takes every merged adapter back out of the kernel; a no-op when none is merged."""
+        if not self._gralora.merged:
+            return
+        self._kernel.assign(self._unmerged_kernel())
+        self._gralora.merged.clear()
+        self._refresh()
+
+    def _unmerged_kernel(self):
+        if not self._gralora.merged:
+            return ops.convert_to_tensor(self._kernel)
+        return self._kernel - ops.cast(self._delta(self._gralora.merged, self._kernel_view()), self._kernel.dtype)
+
+
+@compiled(static_argnames=("scale", "kernel_view"))
+def _compiled_delta(a, b, hybrid_a=None, hybrid_b=None, *, scale, kernel_view):
+    """`ops.delta_matrix`, then reshaped and transposed by `kernel_view`, as one program.
+
+    Module-level so that every layer of the same shapes shares one compilation.
+    """
+    matrix = gralora_ops.delta_matrix(a, b, scale, hybrid_a, hybrid_b)
+    if kernel_view is None:
+        return matrix
+    shape, perm = kernel_view
+    return ops.transpose(ops.reshape(matrix, shape), perm)
