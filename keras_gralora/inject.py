@@ -128,15 +128,10 @@ def enable_on_layers(model, plan):
 def check_adaptable(layer, name, config):
     """Raises `ValueError` unless `layer` can take adapter `name` with `config`."""
     if isinstance(layer, GraLoRAAdapter):
-        if name in layer.adapter_names:
-            raise ValueError(
-                f"{describe(layer)} at '{layer.path}' already has an adapter named {name!r}. "
-                "Choose another adapter_name, or delete that adapter first."
-            )
-        config.validate(describe(layer))
+        layer.check_new_adapter(name, config)
     else:
         check_base_layer(layer, config)
-    config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
+        config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
 
 
 def adapter_configs(model):

@@ -111,14 +111,7 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization):
 
         On a built layer the variables are created at once, else at build.
         """
-        where = self._gralora_where()
-        check_adapter_name(name, where)
-        if name in self._gralora.adapters:
-            raise ValueError(
-                f"{where} already has an adapter named {name!r} (adapters: {self.adapter_names}). "
-                "Choose another adapter_name, or delete that adapter first."
-            )
-        check_base_layer(self, config)
+        self.check_new_adapter(name, config)
         adapter = NamedAdapter(name, config)
         if self.built:
             adapter.variables = self._create_variables(name, config)
@@ -129,6 +122,19 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization):
         if len(self._gralora.adapters) == 1:
             self._gralora.active = (name,)
         self._refresh()
+
+    def check_new_adapter(self, name, config):
+        """Raises `ValueError` unless `add_adapter(name, config)` would succeed; changes nothing."""
+        where = self._gralora_where()
+        check_adapter_name(name, where)
+        if name in self._gralora.adapters:
+            raise ValueError(
+                f"{where} at '{self.path}' already has an adapter named {name!r} (adapters: {self.adapter_names}). "
+                "Choose another adapter_name, or delete that adapter first."
+            )
+        check_base_layer(self, config)
+        if self.built:
+            config.validate_features(*self._kernel_matrix_shape(), where)
 
     def delete_adapter(self, name):
         """Removes adapter `name` and its variables; refuses a merged adapter."""
