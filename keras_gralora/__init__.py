@@ -1,6 +1,6 @@
 """keras_gralora: GraLoRA (Granular Low-Rank Adaptation) for Keras 3 and KerasHub."""
 
-from keras_gralora import hub, train_guard
+from keras_gralora import guards, hub
 from keras_gralora.adapters import (
     active_adapters, adapter_names, delete_adapter, disable_gralora, merge_and_unload, merge_gralora,
     set_active_adapters, unload_gralora, unmerge_gralora,
@@ -36,4 +36,4 @@ __all__ = [
 ]
 
 hub.install()
-train_guard.install()
+guards.install()

@@ -14,6 +14,7 @@ import keras  # noqa: F401  (enable_gralora's example uses it)
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import check_base_layer, describe
+from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
     ADAPTED_CLASS, BASE_CLASS, adaptable_layers, adapted_class, adapted_layers, modules_to_save_paths,
     select_targets,
@@ -157,6 +158,7 @@ def active_adapters(model):
 def adapt_in_place(layer, name, config):
     """Turns a built Dense/EinsumDense into its GraLoRA variant, keeping the object."""
     layer.__class__ = ADAPTED_CLASS[type(layer)]
+    rebind_quantize(layer)
     layer._init_gralora(config, name)
     layer._build_gralora()
 
@@ -167,6 +169,7 @@ def unadapt_in_place(layer):
         layer._tracker.untrack(layer._gralora_seed)
     del layer._gralora, layer._gralora_seed
     layer.__class__ = BASE_CLASS[type(layer)]
+    rebind_quantize(layer)
 
 
 def freeze(model):

@@ -19,6 +19,7 @@ from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import (
     ADAPTER_DTYPE, ROLES, NamedAdapter, check_base_layer, describe, variable_name,
 )
+from keras_gralora.layers.quantized import QuantizedBase
 from keras_gralora.layers.serialization import AdapterSerialization
 
 
@@ -32,7 +33,7 @@ class _State:
     merged_active: tuple = ()  # derived: active adapters already in the kernel
 
 
-class GraLoRAAdapter(AdapterMerging, AdapterSerialization):
+class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
     """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
 
     The host class provides `_base_output(inputs)` (its frozen projection,
@@ -43,11 +44,14 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization):
     """
 
     def call(self, inputs, training=None):
+        return self._add_bias_adapters_activation(self._base_output(inputs), inputs, training)
+
+    def _add_bias_adapters_activation(self, x, inputs, training):
+        """The rest of the forward pass after the frozen projection `x` (float or quantized)."""
         state = self._gralora
-        x = self._base_output(inputs)
         if self.bias is not None:
             x = ops.add(x, self.bias)
-        if training and state.merged_active and self.trainable:  # `fit` checks earlier: train_guard.py
+        if training and state.merged_active and self.trainable:  # `fit` checks earlier: guards.py
             raise ValueError(
                 f"{self._gralora_where()}: adapters {list(state.merged_active)} are merged into the kernel "
                 "and active, so training would never move them (a merged adapter gets no gradient). Call "

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.quantized import logical_kernel_shape
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
@@ -57,8 +58,8 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
 
     @classmethod
     def matrix_shape_of(cls, layer):
-        """`(in, out)` of a built `Dense` layer's kernel."""
-        return tuple(layer._kernel.shape)
+        """`(in, out)` of a built `Dense` layer's kernel (also when quantized)."""
+        return logical_kernel_shape(layer)
 
     def _base_output(self, inputs):
         return ops.matmul(inputs, self.kernel)

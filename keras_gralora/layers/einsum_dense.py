@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter, describe
+from keras_gralora.layers.quantized import logical_kernel_shape
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
@@ -72,17 +73,17 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
     @classmethod
     def matrix_shape_of(cls, layer):
         """`(in, out)` of a built `EinsumDense` layer's kernel read as a matrix."""
-        return ProjectionLayout.of(layer).matrix_shape(layer._kernel.shape)
+        return ProjectionLayout.of(layer).matrix_shape(logical_kernel_shape(layer))
 
     def _kernel_view(self):
-        return self._layout.kernel_view(self._kernel.shape)
+        return self._layout.kernel_view(logical_kernel_shape(self))
 
     def _base_output(self, inputs):
         return ops.einsum(self.equation, inputs, self.kernel)
 
     def _adapter_output(self, inputs, training):
         y = self._gralora_output(self._layout.flatten_input(inputs), training)
-        return self._layout.unflatten_output(y, self._kernel.shape)
+        return self._layout.unflatten_output(y, logical_kernel_shape(self))
 
 
 class ProjectionLayout:

@@ -60,6 +60,12 @@ class AdapterMerging:
         todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
         if not todo:
             return
+        if self.quantization_mode:
+            raise ValueError(
+                f"{self._gralora_where()}: merging into a {self.quantization_mode}-quantized kernel is not "
+                "supported yet. Serve the adapted quantized model as it is, or merge on the float model before "
+                "quantizing."
+            )
         merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
         if safe and not bool(ops.all(ops.isfinite(merged))):
             raise ValueError(

@@ -3,6 +3,8 @@
 import dataclasses
 import itertools
 
+from keras_gralora.layers.quantized import check_quantization_mode
+
 _CREATION = itertools.count()  # orders adapters across layers (`adapter_names(model)`)
 
 # Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
@@ -32,11 +34,7 @@ def check_base_layer(layer, config):
             f"{where}: Keras LoRA (lora_rank={layer.lora_rank}) and GraLoRA cannot be combined "
             "on one layer. Drop `lora_rank`/`enable_lora`; GraLoRA's `r` plays that role."
         )
-    if getattr(layer, "quantization_mode", None):
-        raise ValueError(
-            f"{where}: the layer is quantized (mode {layer.quantization_mode!r}); GraLoRA adapts "
-            "float kernels. Enable GraLoRA before quantizing, or on an unquantized model."
-        )
+    check_quantization_mode(layer.quantization_mode, where)
     if layer.kernel_constraint is not None:
         raise ValueError(
             f"{where}: the base layer has kernel_constraint={layer.kernel_constraint!r}, which "

@@ -35,11 +35,8 @@ class AdapterSerialization:
         return layer
 
     def _named_variables(self):
-        named = {"kernel": self._kernel}
-        if self.bias is not None:
-            named["bias"] = self.bias
-        named.update((v.name, v) for v in self.adapter_variables)
-        return named
+        """The layer's own variables by name: kernel, bias, a quantized kernel's scale (and zero point), adapters."""
+        return {v.name: v for v in self._trainable_variables + self._non_trainable_variables}
 
     def save_own_variables(self, store):
         if not self.built:

@@ -1,0 +1,101 @@
+"""GraLoRA over Keras' own int8 / int4 quantized kernels: the frozen base of QLoRA-style tuning.
+
+Keras' quantized `Dense` / `EinsumDense` compute the base projection from
+the integer kernel and its scale (`_int8_call`, `_int4_call`: the integer
+matmul under a custom gradient that dequantizes only for the input
+gradient), then add bias and activation. A GraLoRA layer reuses exactly
+that matmul as its frozen base (bias and activation are held back while it
+runs) and adds bias, the float32 adapters and activation itself, as for a
+float base. `quantize` on an adapted layer quantizes its base kernel with
+Keras' own quantizer and keeps the adapters.
+"""
+
+import contextlib
+import functools
+
+SUPPORTED_MODES = ("int8", "int4")
+
+
+def check_quantization_mode(mode, where):
+    """Raises `ValueError` unless GraLoRA can adapt a base quantized with `mode`."""
+    if mode is not None and mode not in SUPPORTED_MODES:
+        raise ValueError(
+            f"{where}: quantization mode {mode!r} cannot carry GraLoRA adapters; supported modes are "
+            f"{list(SUPPORTED_MODES)} (float8 rescales activations per step and gptq/awq replace the kernel "
+            "with calibrated weights, so Keras computes no plain quantized matmul to add the adapter to). "
+            "Quantize with 'int8' or 'int4', or adapt the float model."
+        )
+    return mode
+
+
+def logical_kernel_shape(layer):
+    """The float kernel's shape, also for an int4 kernel that Keras stores packed."""
+    if layer.quantization_mode == "int4":
+        if hasattr(layer, "original_kernel_shape"):  # EinsumDense
+            return tuple(layer.original_kernel_shape)
+        return (layer._kernel.shape[0], layer._orig_output_dim)  # Dense
+    return tuple(layer._kernel.shape)
+
+
+@contextlib.contextmanager
+def _held_back(layer, *names):
+    """`layer.<name>` reads `None` inside (bypassing Keras' attribute tracking), restored on exit."""
+    saved = {name: layer.__dict__[name] for name in names}
+    try:
+        for name in names:
+            object.__setattr__(layer, name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            object.__setattr__(layer, name, value)
+
+
+def rebind_quantize(layer):
+    """Points `layer.quantize` at its (new) class's method, wrapped as Keras wraps it.
+
+    Keras wraps each layer's `quantize` when the layer is created (resolve
+    the config, check the arguments, unlock the layer's state) and stores the
+    wrapper on the instance, so a layer whose class `inject.py` swaps would
+    keep calling its old class's method.
+    """
+    from keras.src.quantizers.quantization_config import validate_and_resolve_config  # what Keras' wrapper does
+
+    method = type(layer).quantize.__get__(layer)
+
+    @functools.wraps(method)
+    def quantize(mode=None, config=None, **kwargs):
+        config = validate_and_resolve_config(mode, config)
+        layer._check_quantize_args(config.mode, layer.compute_dtype)
+        layer._tracker.unlock()
+        try:
+            method(mode=config.mode, config=config, **kwargs)
+        finally:
+            layer._tracker.lock()
+
+    object.__setattr__(layer, "quantize", quantize)
+
+
+class QuantizedBase:
+    """Mixin of `GraLoRAAdapter`: the quantized call path and `quantize`."""
+
+    def quantized_call(self, inputs, training=None):
+        mode = check_quantization_mode(self.quantization_mode, self._gralora_where())
+        with _held_back(self, "bias", "activation"):
+            x = getattr(self, f"_{mode}_call")(inputs, training=training)  # Keras' own quantized matmul
+        return self._add_bias_adapters_activation(x, inputs, training)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantizes the base kernel with Keras' quantizer (`"int8"`, `"int4"`); keeps the adapters.
+
+        Refuses every other mode with a `ValueError` before anything changes
+        (Keras' `Model.quantize` would turn a `NotImplementedError` into a
+        warning and skip the layer).
+        """
+        check_quantization_mode(mode, self._gralora_where())
+        if self.merged:
+            raise ValueError(
+                f"{self._gralora_where()}: adapters {self.merged_adapters} are merged into the float kernel; "
+                "quantizing would freeze them into the integer kernel. Call `unmerge_gralora(model)` first."
+            )
+        super().quantize(mode, type_check=False, config=config)
+        self.freeze_base()

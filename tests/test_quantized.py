@@ -1,0 +1,126 @@
+"""GraLoRA on Keras' int8 / int4 quantized Dense and EinsumDense: both orders, exactness, training, files."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import random_input, to_numpy
+import keras_gralora
+from keras_gralora import enable_gralora, inject
+
+# (equation, output_shape, bias_axes, input shape): Dense, KerasHub's, Gemma's and the output projection
+LAYOUTS = {
+    "dense": (None, 16, None, (3, 5, 16)),
+    "btd,dnh->btnh": ("btd,dnh->btnh", (None, 2, 8), "nh", (3, 5, 16)),
+    "btd,ndh->btnh": ("btd,ndh->btnh", (None, 2, 8), "h", (3, 5, 16)),
+    "btnh,nhd->btd": ("btnh,nhd->btd", (None, 16), "d", (3, 5, 2, 8)),
+}
+
+
+def model_with(layout, seed=0):
+    equation, output_shape, bias_axes, x_shape = LAYOUTS[layout]
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(x_shape[1:])
+    if equation is None:
+        layer = keras.layers.Dense(output_shape, activation="gelu", bias_initializer="random_normal", name="proj")
+    else:
+        layer = keras.layers.EinsumDense(equation, output_shape, bias_axes=bias_axes,
+                                         bias_initializer="random_normal", name="proj")
+    return keras.Model(inputs, layer(inputs)), random_input(x_shape)
+
+
+def adapted(layout, mode, quantize_first):
+    model, x = model_with(layout)
+    if quantize_first:
+        model.quantize(mode)
+    enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
+    if not quantize_first:
+        model.quantize(mode)
+    rng = np.random.default_rng(1)
+    for v in model.trainable_weights:
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+    return model, x
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_both_orders_give_the_same_model_and_the_adapter_adds_exactly_its_delta(layout, mode):
+    first, x = adapted(layout, mode, quantize_first=True)
+    second, _ = adapted(layout, mode, quantize_first=False)
+    layer = first.get_layer("proj")
+    assert layer.quantization_mode == mode and second.get_layer("proj").quantization_mode == mode
+    for a, b in zip(first.weights, second.weights):
+        assert a.path == b.path
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+    y = to_numpy(first(x))
+    np.testing.assert_array_equal(to_numpy(second(x)), y)
+    if layout == "dense":  # a nonlinear activation: compare before it
+        layer.activation = None
+        y = to_numpy(first(x))
+    with keras_gralora.disable_gralora(first):
+        base = to_numpy(first(x))
+    delta = to_numpy(layer.delta_kernel(), np.float64)
+    equation = layer.equation if layout != "dense" else "...i,io->...o"
+    expected = np.einsum(equation, x.astype(np.float64), delta)
+    np.testing.assert_allclose(y - base, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("mode", ["float8"])
+def test_modes_gralora_cannot_serve_are_refused_in_both_orders_with_nothing_changed(mode):
+    model, _ = model_with("dense")
+    model.quantize(mode)
+    with pytest.raises(ValueError, match=rf"quantization mode '{mode}' cannot carry GraLoRA adapters; "
+                                         r"supported modes are \['int8', 'int4'\]"):
+        enable_gralora(model, r=4, k=2, target_layer_names=["proj"])
+    assert not inject.adapted_layers(model)
+
+    inputs = keras.Input((16,))
+    plain = keras.layers.Dense(16, name="plain")
+    model = keras.Model(inputs, keras.layers.Dense(16, name="proj")(plain(inputs)))
+    enable_gralora(model, r=4, k=2, target_layer_names=["proj"])
+    before = {v.path: to_numpy(v).copy() for v in model.weights}
+    with pytest.raises(ValueError, match=rf"quantization mode '{mode}' cannot carry GraLoRA adapters"):
+        model.quantize(mode)
+    assert plain.quantization_mode is None and model.get_layer("proj").quantization_mode is None
+    assert {v.path for v in model.weights} == set(before)
+
+
+def test_merging_a_quantized_layer_is_refused_clearly():
+    model, _ = adapted("dense", "int8", quantize_first=True)
+    with pytest.raises(ValueError, match=r"merging into a int8-quantized kernel is not supported yet"):
+        keras_gralora.merge_gralora(model)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_training_moves_only_the_adapters_and_keeps_integer_weights_bit_identical(mode):
+    model, x = adapted("btd,dnh->btnh", mode, quantize_first=False)
+    frozen = {v.path: to_numpy(v).copy() for v in model.weights if not v.trainable}
+    assert any(v.dtype == "int8" for v in model.weights)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    target = random_input((3, 5, 2, 8), seed=4)
+    history = model.fit(x, target, epochs=5, batch_size=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    for v in model.weights:
+        if v.path in frozen:
+            np.testing.assert_array_equal(to_numpy(v), frozen[v.path], err_msg=v.path)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_keras_files_and_adapter_files_round_trip_across_float_and_quantized_bases(tmp_path, mode):
+    model, x = adapted("btd,ndh->btnh", mode, quantize_first=True)
+    expected = to_numpy(model(x))
+    model.save(tmp_path / "q.keras")
+    loaded = keras.models.load_model(tmp_path / "q.keras")
+    assert loaded.get_layer("proj").quantization_mode == mode
+    np.testing.assert_array_equal(to_numpy(loaded(x)), expected)
+
+    keras_gralora.save_gralora_weights(model, tmp_path / "a.weights.h5")
+    float_model, _ = model_with("btd,ndh->btnh")
+    keras_gralora.load_gralora_weights(float_model, tmp_path / "a.weights.h5")  # quantized -> float
+    float_model.quantize(mode)
+    np.testing.assert_array_equal(to_numpy(float_model(x)), expected)
+    keras_gralora.save_gralora_weights(float_model, tmp_path / "b.weights.h5")
+    quantized, _ = model_with("btd,ndh->btnh")
+    quantized.quantize(mode)
+    keras_gralora.load_gralora_weights(quantized, tmp_path / "b.weights.h5")  # float-trained file -> quantized
+    np.testing.assert_array_equal(to_numpy(quantized(x)), expected)
