@@ -124,3 +124,14 @@ def test_keras_files_and_adapter_files_round_trip_across_float_and_quantized_bas
     quantized.quantize(mode)
     keras_gralora.load_gralora_weights(quantized, tmp_path / "b.weights.h5")  # float-trained file -> quantized
     np.testing.assert_array_equal(to_numpy(quantized(x)), expected)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_mixed_bfloat16_on_a_quantized_base_keeps_float32_adapters(mode):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model, x = adapted("btd,dnh->btnh", mode, quantize_first=False)
+    assert keras.ops.dtype(model(x)) == "bfloat16"
+    assert {v.dtype for v in model.trainable_weights} == {"float32"}
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    history = model.fit(x, random_input((3, 5, 2, 8), seed=4), epochs=3, batch_size=3, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
