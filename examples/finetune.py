@@ -39,12 +39,14 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/finetune", help="output folder (default runs/finetune)")
     parser.add_argument("--preset", default=None, help="local KerasHub BERT preset directory (default: MiniLM)")
+    parser.add_argument("--quantize", choices=("int8", "int4"), default=None,
+                        help="quantize the pretrained backbone (Keras' own int8/int4) before adapting it")
     return parser.parse_args(argv)
 
 
 def build(args):
     return sentiment_task.gralora_classifier(
-        args.preset, args.seed, args.r, args.k, args.hybrid_r, args.learning_rate
+        args.preset, args.seed, args.r, args.k, args.hybrid_r, args.learning_rate, quantize=args.quantize
     )
 
 
@@ -57,7 +59,7 @@ def main(argv=None):
     args.preset = args.preset or sentiment_task.minilm_preset()
     os.makedirs(args.out, exist_ok=True)
     train, test = sentiment_task.load_lexicon(args.examples, args.test_examples, args.seed)
-    print(f"backend={keras.backend.backend()}  preset={args.preset}")
+    print(f"backend={keras.backend.backend()}  preset={args.preset}  base={args.quantize or 'float32'}")
     print(f"train {len(train[0])} / held-out {len(test[0])} lexicon entries, classes {sentiment_task.CLASSES}")
 
     model = build(args)
@@ -74,12 +76,16 @@ def main(argv=None):
     adapter_file = os.path.join(args.out, "minilm-sentiment.gralora.weights.h5")
     keras_gralora.save_gralora_weights(model, adapter_file)  # the task: its head travels with the adapters
     print(f"adapter file: {adapter_file} ({os.path.getsize(adapter_file) / 2**20:.2f} MiB, adapters + head)")
-    reloaded = sentiment_task.classifier(args.preset, seed=args.seed + 1)  # another head; the file's replaces it
+    # Another head (replaced by the file's), on the same base: float or quantized.
+    reloaded = sentiment_task.classifier(args.preset, seed=args.seed + 1, quantize=args.quantize)
     keras_gralora.load_gralora_weights(reloaded, adapter_file)
     sentiment_task.compile_for_training(reloaded, args.learning_rate)
     reloaded_accuracy = accuracy(reloaded, test)
     check_same("reloaded", reloaded, test, logits, reloaded_accuracy, after)
 
+    if args.quantize:  # merging into quantized kernels is not supported yet (it raises)
+        print(f"merge and merged export: not yet available on a {args.quantize} base; skipped")
+        return {"before": before, "after": after, "reloaded": reloaded_accuracy}
     keras_gralora.merge_gralora(model)
     check_same("merged", model, test, logits, accuracy(model, test), after)
     exported = os.path.join(args.out, "minilm-sentiment-merged.keras")

@@ -58,26 +58,34 @@ def load_lexicon(num_train, num_test, seed=0, with_ratings=False):
     return tuple(c[train] for c in columns), tuple(c[test] for c in columns)
 
 
-def classifier(preset, seed, sequence_length=16):
-    """A `BertTextClassifier` for the 3 classes; `seed` fixes its new head."""
+def classifier(preset, seed, sequence_length=16, quantize=None):
+    """A `BertTextClassifier` for the 3 classes; `seed` fixes its new head.
+
+    `quantize` (`"int8"`, `"int4"`) quantizes the pretrained backbone with
+    Keras' own quantizer; the new head stays float.
+    """
     keras.utils.set_random_seed(seed)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
         preset, sequence_length=sequence_length
     )
-    return keras_hub.models.BertTextClassifier.from_preset(
+    model = keras_hub.models.BertTextClassifier.from_preset(
         preset, num_classes=len(CLASSES), preprocessor=preprocessor
     )
+    if quantize:
+        model.backbone.quantize(quantize)
+    return model
 
 
-def gralora_classifier(preset, seed, r, k, hybrid_r, learning_rate, train_head=True):
+def gralora_classifier(preset, seed, r, k, hybrid_r, learning_rate, train_head=True, quantize=None):
     """The classifier with GraLoRA on every Dense/EinsumDense of its backbone, compiled.
 
     With `train_head`, the new 3-class head trains with the adapters and is
     saved in the adapter file (`modules_to_save`, as PEFT), so the adapter
     file plus the preset is the whole fine-tune. Without it only the
-    adapters train and the head stays as drawn from `seed`.
+    adapters train and the head stays as drawn from `seed`. `quantize`: see
+    `classifier`.
     """
-    model = classifier(preset, seed)
+    model = classifier(preset, seed, quantize=quantize)
     keras_gralora.enable_gralora(
         model, r=r, k=k, hybrid_r=hybrid_r, target_layer_names="all",
         modules_to_save=["logits"] if train_head else None,
