@@ -27,6 +27,9 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
     assert result["reloaded"] == result["after"]
     assert sorted(os.listdir(tmp_path)) == ["minilm-sentiment-merged.keras", "minilm-sentiment.gralora.weights.h5"]
 
+    quantized = finetune.main([*argv[:-1], str(tmp_path / "int4"), "--quantize", "int4"])
+    assert quantized["reloaded"] == quantized["after"]
+
     import two_tasks  # the README's second example, in the same slow test
 
     accuracy = two_tasks.main(["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1",
