@@ -84,7 +84,7 @@ def main(argv=None):
     check_same("reloaded", reloaded, test, logits, reloaded_accuracy, after)
 
     if args.quantize:  # merging into quantized kernels is not supported yet (it raises)
-        print(f"merge and merged export: not yet available on a {args.quantize} base; skipped")
+        print(f"merge and merged export: not yet available on an {args.quantize} base; skipped")
         return {"before": before, "after": after, "reloaded": reloaded_accuracy}
     keras_gralora.merge_gralora(model)
     check_same("merged", model, test, logits, accuracy(model, test), after)

@@ -87,7 +87,7 @@ def test_modes_gralora_cannot_serve_are_refused_in_both_orders_with_nothing_chan
 
 def test_merging_a_quantized_layer_is_refused_clearly():
     model, _ = adapted("dense", "int8", quantize_first=True)
-    with pytest.raises(ValueError, match=r"merging into a int8-quantized kernel is not supported yet"):
+    with pytest.raises(ValueError, match=r"merging into an int8-quantized kernel is not supported yet"):
         keras_gralora.merge_gralora(model)
 
 

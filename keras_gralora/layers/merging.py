@@ -62,7 +62,7 @@ class AdapterMerging:
             return
         if self.quantization_mode:
             raise ValueError(
-                f"{self._gralora_where()}: merging into a {self.quantization_mode}-quantized kernel is not "
+                f"{self._gralora_where()}: merging into an {self.quantization_mode}-quantized kernel is not "
                 "supported yet. Serve the adapted quantized model as it is, or merge on the float model before "
                 "quantizing."
             )
