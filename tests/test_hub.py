@@ -211,7 +211,7 @@ def test_summary_lists_blocks_in_model_order():
     assert [row["path"].split("/")[0] for row in rows] == sorted(row["path"].split("/")[0] for row in rows)
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("mode", ["int4"])  # int8 trains in test_quantized.py; this one is slow on tensorflow
 def test_quantized_gemma_task_trains_adapters_only_and_its_files_round_trip(tmp_path, mode):
     make_backbone, make_task, _ = CASES["gemma"]
     keras.utils.set_random_seed(1)
