@@ -62,10 +62,8 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
     y = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
-    weights = [  # kernel, bias per layer: the same base in every configuration
-        w for _ in range(args.depth)
-        for w in (rng.standard_normal((args.width, args.width)).astype("float32") * 0.03, np.zeros(args.width, "float32"))
-    ]
+    kernels = [rng.standard_normal((args.width, args.width)).astype("float32") * 0.03 for _ in range(args.depth)]
+    weights = [w for kernel in kernels for w in (kernel, np.zeros(args.width, "float32"))]  # the same base everywhere
     kinds = [f"gralora {args.mode}", f"keras lora {args.mode}", "gralora float"]
     models = [configured(kind, args.mode, args.width, args.depth, args.r, weights) for kind in kinds]
     runs = [interleaved(models, x, y, args.steps) for _ in range(args.repeat)]
