@@ -11,7 +11,6 @@ a Keras optimizer only updates the variables it was built with.
 import contextlib
 import warnings
 
-from keras import ops
 
 from keras_gralora import inject
 
@@ -88,7 +87,7 @@ def disable_gralora(model):
             "so the output differs from the base model's wherever those biases were trained.",
             stacklevel=3,
         )
-    merged = [(layer, layer.merged_adapters, ops.convert_to_numpy(layer._kernel)) for layer in layers if layer.merged]
+    merged = [(layer, layer.merge_state()) for layer in layers if layer.merged]
     try:
         for layer in layers:
             layer.unmerge()
@@ -96,9 +95,8 @@ def disable_gralora(model):
         inject.reset_compiled_functions(model)
         yield model
     finally:
-        for layer, names, kernel in merged:
-            layer._kernel.assign(kernel)
-            layer._gralora.merged[:] = names
+        for layer, state in merged:
+            layer.restore_merge_state(state)
         for layer in layers:
             layer.enable_adapters(True)
         inject.reset_compiled_functions(model)
@@ -148,15 +146,13 @@ def merge_gralora(model, adapter_names=None, safe=False):
     names = active_adapters(model) if adapter_names is None else adapter_names
     names = check_names(model, [names] if isinstance(names, str) else names, "merge_gralora", allow_empty=True)
     layers = inject.adapted_layers(model)
-    kernels = [(layer, ops.convert_to_numpy(layer._kernel), layer.merged_adapters) for layer in layers] if safe else []
+    states = [(layer, layer.merge_state()) for layer in layers] if safe else []
     try:
         for layer in layers:
             layer.merge([name for name in names if name in layer.adapter_names], safe=safe)
     except ValueError:
-        for layer, kernel, merged in kernels:
-            layer._kernel.assign(kernel)
-            layer._gralora.merged[:] = merged
-            layer._refresh()
+        for layer, state in states:
+            layer.restore_merge_state(state)
         raise
     inject.reset_compiled_functions(model)
 

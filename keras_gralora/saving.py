@@ -237,7 +237,7 @@ def export_merged(model, filepath):
     if not filepath.endswith(".keras"):
         raise ValueError(f"export_merged: the file name must end in '.keras', got '{filepath}'.")
     layers = inject.adapted_layers(model)
-    saved = [(layer, type(layer), layer.merged_adapters, _array(layer._kernel)) for layer in layers]
+    saved = [(layer, type(layer), layer.merge_state()) for layer in layers]
     try:
         for layer in layers:
             layer.merge()
@@ -245,8 +245,6 @@ def export_merged(model, filepath):
         with adapter_file.atomic_write(filepath, ".keras") as tmp:
             model.save(tmp)
     finally:
-        for layer, cls, merged, kernel in saved:
+        for layer, cls, state in saved:
             layer.__class__ = cls
-            layer._kernel.assign(kernel)
-            layer._gralora.merged[:] = merged
-            layer._refresh()
+            layer.restore_merge_state(state)

@@ -84,6 +84,16 @@ class AdapterMerging:
         self._gralora.merged.clear()
         self._refresh()
 
+    def merge_state(self):
+        """`(kernel, merged names)` as they are now: `restore_merge_state` puts them back bit for bit."""
+        return ops.convert_to_numpy(self._kernel), self.merged_adapters
+
+    def restore_merge_state(self, state):
+        kernel, merged = state
+        self._kernel.assign(kernel)
+        self._gralora.merged[:] = merged
+        self._refresh()
+
     def _unmerged_kernel(self):
         if not self._gralora.merged:
             return ops.convert_to_tensor(self._kernel)
