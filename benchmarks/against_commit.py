@@ -67,21 +67,25 @@ def interleaved(models, x, y, steps, warmup=2):
     return [statistics.median(record) for record in times]
 
 
+def stack_arguments(parser):
+    """The stack's size and timing flags, shared with `quantized_step.py`."""
+    for name, default in (("width", 1024), ("depth", 4), ("batch", 16), ("seq", 128), ("r", 32), ("steps", 5),
+                          ("repeat", 3)):
+        parser.add_argument(f"--{name}", type=int, default=default)
+    return parser
+
+
+def stack_data(args, rng):
+    """Random inputs and targets `[batch, seq, width]` for the stack."""
+    return [rng.standard_normal((args.batch, args.seq, args.width)).astype("float32") for _ in range(2)]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--commit", required=True)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--r", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = stack_arguments(parser).parse_args()
     old = import_commit(args.commit)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
-    y = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
+    x, y = stack_data(args, np.random.default_rng(0))
     for k, hybrid_r in ((2, 0), (2, 8), (4, 0), (4, 8)):
         keras.utils.set_random_seed(0)
         new_model = stack(keras_gralora, args.width, args.depth, args.r, k, hybrid_r)

@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_gralora  # noqa: E402
-from against_commit import interleaved  # noqa: E402
+from against_commit import interleaved, stack_arguments, stack_data  # noqa: E402
 
 
 def stack(width, depth, weights):
@@ -51,17 +51,9 @@ def base_bytes(model):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", default="int8", choices=("int8", "int4"))
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--r", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = stack_arguments(parser).parse_args()
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
-    y = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
+    x, y = stack_data(args, rng)
     kernels = [rng.standard_normal((args.width, args.width)).astype("float32") * 0.03 for _ in range(args.depth)]
     weights = [w for kernel in kernels for w in (kernel, np.zeros(args.width, "float32"))]  # the same base everywhere
     kinds = [f"gralora {args.mode}", f"keras lora {args.mode}", "gralora float"]
