@@ -83,15 +83,18 @@ def main(argv=None):
     reloaded_accuracy = accuracy(reloaded, test)
     check_same("reloaded", reloaded, test, logits, reloaded_accuracy, after)
 
-    if args.quantize:  # merging into quantized kernels is not supported yet (it raises)
-        print(f"merge and merged export: not yet available on an {args.quantize} base; skipped")
-        return {"before": before, "after": after, "reloaded": reloaded_accuracy}
     keras_gralora.merge_gralora(model)
-    check_same("merged", model, test, logits, accuracy(model, test), after)
+    merged_accuracy = accuracy(model, test)
+    if args.quantize:  # the merged kernel is requantized: lossy, so report the change rather than require none
+        difference = np.abs(model.predict(test[0], batch_size=64, verbose=0) - logits).max()
+        print(f"merged {args.quantize} model (requantized): held-out accuracy {merged_accuracy:.4f} "
+              f"({merged_accuracy - after:+.4f}), largest logit change {difference:.2e}")
+    else:
+        check_same("merged", model, test, logits, merged_accuracy, after)
     exported = os.path.join(args.out, "minilm-sentiment-merged.keras")
     keras_gralora.export_merged(model, exported)
     print(f"merged model for serving: {exported} (plain Keras layers, loads without keras_gralora)")
-    return {"before": before, "after": after, "reloaded": reloaded_accuracy}
+    return {"before": before, "after": after, "reloaded": reloaded_accuracy, "merged": merged_accuracy}
 
 
 def check_same(what, model, test, expected_logits, value, expected):

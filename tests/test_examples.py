@@ -25,10 +25,12 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
     result = finetune.main(argv)
     assert 0.0 <= result["before"] <= 1.0
     assert result["reloaded"] == result["after"]
-    assert sorted(os.listdir(tmp_path)) == ["minilm-sentiment-merged.keras", "minilm-sentiment.gralora.weights.h5"]
+    files = ["minilm-sentiment-merged.keras", "minilm-sentiment.gralora.weights.h5"]
+    assert sorted(os.listdir(tmp_path)) == files
 
     quantized = finetune.main([*argv[:-1], str(tmp_path / "int4"), "--quantize", "int4"])
     assert quantized["reloaded"] == quantized["after"]
+    assert sorted(os.listdir(tmp_path / "int4")) == files  # the merged int4 export too
 
     import two_tasks  # the README's second example, in the same slow test
 

@@ -1,8 +1,5 @@
 """GraLoRA on tiny, randomly initialised KerasHub backbones and tasks (nothing downloads)."""
 
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -136,16 +133,16 @@ def test_merged_backbone_export_loads_without_keras_gralora(tmp_path):
     x, _ = batch("gpt2")
     keras_gralora.export_merged(backbone, tmp_path / "served.keras")
     np.savez(tmp_path / "x.npz", **x)
-    code = """
-import sys, numpy as np, keras, keras_hub
-model = keras.models.load_model(sys.argv[1] + "/served.keras")
-assert "keras_gralora" not in sys.modules
-x = dict(np.load(sys.argv[1] + "/x.npz"))
-np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(x)))
-"""
-    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-4000:]
+    helpers.run_python(
+        """
+        import sys, numpy as np, keras, keras_hub
+        model = keras.models.load_model(sys.argv[1] + "/served.keras")
+        assert "keras_gralora" not in sys.modules
+        x = dict(np.load(sys.argv[1] + "/x.npz"))
+        np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(x)))
+        """,
+        keras.backend.backend(), tmp_path,
+    )
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(backbone(x)), atol=1e-4)
 
 

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import random_input, to_numpy
+from helpers import random_input, run_python, to_numpy
 import keras_gralora
 from keras_gralora import enable_gralora, inject
+from keras_gralora.layers.quantized import dequantized_kernel, storage_values
 
 # (equation, output_shape, bias_axes, input shape): Dense, KerasHub's, Gemma's and the output projection
 LAYOUTS = {
@@ -85,10 +86,76 @@ def test_modes_gralora_cannot_serve_are_refused_in_both_orders_with_nothing_chan
     assert {v.path for v in model.weights} == set(before)
 
 
-def test_merging_a_quantized_layer_is_refused_clearly():
-    model, _ = adapted("dense", "int8", quantize_first=True)
-    with pytest.raises(ValueError, match=r"merging into an int8-quantized kernel is not supported yet"):
-        keras_gralora.merge_gralora(model)
+# (mode, int4 block size): int8, int4 in groups of 8 inputs (asymmetric, zero point), int4 per output channel
+MERGE_CASES = [("int8", None), ("int4", 8), ("int4", -1)]
+# The most a requantized entry may move, as a fraction of the kernel's largest |entry|: half a step of
+# abs-max int8 (127 levels a side) and of int4 (7 a side per channel; 15 levels per group, zero point).
+HALF_STEP = {"int8": 1 / 254, "int4": 1 / 14}
+
+
+def quantized_adapted(layout, mode, block_size):
+    model, x = model_with(layout)
+    config = keras.quantizers.Int4QuantizationConfig(block_size=block_size) if mode == "int4" else None
+    model.quantize(mode, config=config)
+    enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
+    rng = np.random.default_rng(1)
+    for v in model.trainable_weights:
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+    return model, x
+
+
+@pytest.mark.parametrize("mode, block_size", MERGE_CASES)
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_merge_requantizes_within_half_a_step_and_unmerge_restores_the_integers_exactly(layout, mode, block_size):
+    model, x = quantized_adapted(layout, mode, block_size)
+    layer = model.get_layer("proj")
+    original = storage_values(layer)
+    adapted_output = to_numpy(model(x))
+    target = to_numpy(dequantized_kernel(layer, original)) + to_numpy(layer.delta_kernel())
+
+    keras_gralora.merge_gralora(model)
+    merged = storage_values(layer)
+    assert layer.merged_adapters == ["default"] and merged.keys() == original.keys()
+    assert {name: value.dtype for name, value in merged.items()} == {n: v.dtype for n, v in original.items()}
+    error = np.abs(to_numpy(dequantized_kernel(layer, merged)) - target).max()
+    assert error <= HALF_STEP[mode] * np.abs(target).max() * (1 + 1e-5)
+    assert error < np.abs(to_numpy(layer.delta_kernel())).max() / 2  # the delta is in the integers
+    merged_output = to_numpy(model(x))
+    assert np.abs(merged_output - adapted_output).max() < 0.2 * np.abs(adapted_output).max()
+
+    keras_gralora.unmerge_gralora(model)
+    for name, value in storage_values(layer).items():
+        np.testing.assert_array_equal(value, original[name], err_msg=name)
+    np.testing.assert_array_equal(to_numpy(model(x)), adapted_output)
+
+
+def test_a_merged_quantized_model_saves_unmerged_and_exports_quantized_and_merged(tmp_path):
+    models = {mode: quantized_adapted("btd,ndh->btnh", mode, 8)[0] for mode in ("int8", "int4")}
+    x = random_input(LAYOUTS["btd,ndh->btnh"][3])
+    np.save(tmp_path / "x.npy", x)
+    for mode, model in models.items():
+        adapted_output = to_numpy(model(x))
+        keras_gralora.merge_gralora(model, adapter_names=["default"])
+        merged_output = to_numpy(model(x))
+        model.save(tmp_path / f"{mode}.keras")  # the whole model: stored unmerged, reloads unmerged
+        loaded = keras.models.load_model(tmp_path / f"{mode}.keras")
+        assert loaded.get_layer("proj").merged_adapters == []
+        np.testing.assert_array_equal(to_numpy(loaded(x)), adapted_output)
+        keras_gralora.export_merged(model, tmp_path / f"{mode}-merged.keras")
+        np.save(tmp_path / f"{mode}.npy", merged_output)
+    run_python(
+        """
+        import sys, numpy as np, keras
+        x = np.load(sys.argv[1] + "/x.npy")
+        for mode in ("int8", "int4"):
+            layer = keras.models.load_model(f"{sys.argv[1]}/{mode}-merged.keras").get_layer("proj")
+            assert type(layer) is keras.layers.EinsumDense and layer.quantization_mode == mode, layer
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), np.load(f"{sys.argv[1]}/{mode}.npy"),
+                                       atol=1e-5)
+        assert "keras_gralora" not in sys.modules
+        """,
+        keras.backend.backend(), tmp_path,
+    )
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])

@@ -2,20 +2,16 @@
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import h5py
 import keras
 import numpy as np
 import pytest
 
-from helpers import to_numpy
+from helpers import run_python, to_numpy
 import keras_gralora
 from keras_gralora import enable_gralora, load_gralora_weights, save_gralora_weights
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BACKEND = keras.backend.backend()
 
 
@@ -206,16 +202,6 @@ def test_whole_model_weights_file_round_trip(tmp_path):
     loaded = keras.models.load_model(tmp_path / "merged.keras")
     np.testing.assert_allclose(to_numpy(loaded(X)), to_numpy(fresh(X)), atol=1e-5)
     assert len(loaded.trainable_weights) == len(model.trainable_weights)
-
-
-def run_python(code, backend, *args):
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        env=env, cwd=HERE, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout
 
 
 def test_merged_export_loads_without_keras_gralora(tmp_path):

@@ -28,6 +28,7 @@ class _State:
     adapters: dict  # name -> NamedAdapter, creation order
     active: tuple = ()  # may name adapters other layers have and this one lacks
     merged: list = dataclasses.field(default_factory=list)  # merge order
+    quantized_original: dict = None  # a quantized kernel's storage before the first merge (exact unmerge)
     enabled: bool = True
     forward: tuple = ()  # derived: the adapters `call` adds
     merged_active: tuple = ()  # derived: active adapters already in the kernel

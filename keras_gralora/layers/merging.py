@@ -1,14 +1,16 @@
 """Deltas and merging for GraLoRA layers: `delta_kernel`, `merge`, `unmerge`.
 
 Merging adds adapters' deltas to the kernel; the forward pass then skips
-them. `unmerge` subtracts every merged delta again (float rounding aside,
-the original kernel); files always store that unmerged kernel.
+them. `unmerge` takes every merged delta out again (a float kernel: float
+rounding aside; an int8/int4 kernel: exactly, see `layers/quantized.py`);
+files always store that unmerged kernel.
 """
 
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
 from keras_gralora.backend import compiled
+from keras_gralora.layers.quantized import dequantized_kernel, requantized, storage_values
 
 
 class AdapterMerging:
@@ -60,44 +62,61 @@ class AdapterMerging:
         todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
         if not todo:
             return
-        if self.quantization_mode:
-            raise ValueError(
-                f"{self._gralora_where()}: merging into an {self.quantization_mode}-quantized kernel is not "
-                "supported yet. Serve the adapted quantized model as it is, or merge on the float model before "
-                "quantizing."
-            )
-        merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
+        quantized = self.quantization_mode is not None
+        if quantized:  # lossy: dequantize the original, add every merged delta, requantize (`layers/quantized.py`)
+            original = self._gralora.quantized_original or storage_values(self)
+            merged = dequantized_kernel(self, original) + self._delta(self._gralora.merged + todo, self._kernel_view())
+        else:
+            merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
         if safe and not bool(ops.all(ops.isfinite(merged))):
             raise ValueError(
                 f"{self._gralora_where()}: merging {todo} would make the kernel non-finite (NaN or inf); "
                 "the adapter weights are broken. The kernel was left unchanged."
             )
-        self._kernel.assign(merged)
+        if quantized:
+            self._assign_storage(requantized(self, merged))
+            self._gralora.quantized_original = original
+        else:
+            self._kernel.assign(merged)
         self._gralora.merged.extend(todo)
         self._refresh()
 
     def unmerge(self):
-        """Takes every merged adapter back out of the kernel; a no-op when none is merged."""
+        """Takes every merged adapter back out of the kernel; a no-op when none is merged.
+
+        A float kernel gets the deltas subtracted (float rounding aside, the
+        original); a quantized one gets its original integer kernel and scale
+        back, bit for bit.
+        """
         if not self._gralora.merged:
             return
-        self._kernel.assign(self._unmerged_kernel())
+        self._assign_storage(self.unmerged_storage())
         self._gralora.merged.clear()
+        self._gralora.quantized_original = None
         self._refresh()
 
     def merge_state(self):
-        """`(kernel, merged names)` as they are now: `restore_merge_state` puts them back bit for bit."""
-        return ops.convert_to_numpy(self._kernel), self.merged_adapters
+        """The kernel's storage and merged names as they are now: `restore_merge_state` puts them back bit for bit."""
+        return storage_values(self), self.merged_adapters, self._gralora.quantized_original
 
     def restore_merge_state(self, state):
-        kernel, merged = state
-        self._kernel.assign(kernel)
+        values, merged, self._gralora.quantized_original = state
+        self._assign_storage(values)
         self._gralora.merged[:] = merged
         self._refresh()
 
-    def _unmerged_kernel(self):
+    def unmerged_storage(self):
+        """`{variable name: value}` of the kernel's storage with nothing merged (what files store)."""
         if not self._gralora.merged:
-            return ops.convert_to_tensor(self._kernel)
-        return self._kernel - ops.cast(self._delta(self._gralora.merged, self._kernel_view()), self._kernel.dtype)
+            return {}
+        if self.quantization_mode is not None:
+            return dict(self._gralora.quantized_original)
+        return {"kernel": self._kernel - ops.cast(self._delta(self._gralora.merged, self._kernel_view()), self._kernel.dtype)}
+
+    def _assign_storage(self, values):
+        variables = {v.name: v for v in self._trainable_variables + self._non_trainable_variables}
+        for name, value in values.items():
+            variables[name].assign(value)
 
 
 @compiled(static_argnames=("scale", "kernel_view"))

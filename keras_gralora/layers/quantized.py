@@ -8,10 +8,21 @@ that matmul as its frozen base (bias and activation are held back while it
 runs) and adds bias, the float32 adapters and activation itself, as for a
 float base. `quantize` on an adapted layer quantizes its base kernel with
 Keras' own quantizer and keeps the adapters.
+
+Merging into an integer kernel is lossy: the kernel is dequantized, the
+delta added in float32 and the sum requantized by Keras' own `quantize`
+(same mode and config, so the same block size), which moves each entry by
+at most half a quantization step. The original integer kernel and scale are
+kept (on the host, at the kernel's quantized size) so that `unmerge`
+restores them bit for bit, and files always store them.
 """
 
 import contextlib
 import functools
+
+import keras
+from keras import ops
+from keras.src.quantizers.quantizers import dequantize_with_sz_map  # Keras' grouped int4 dequantization
 
 SUPPORTED_MODES = ("int8", "int4")
 
@@ -35,6 +46,58 @@ def logical_kernel_shape(layer):
             return tuple(layer.original_kernel_shape)
         return (layer._kernel.shape[0], layer._orig_output_dim)  # Dense
     return tuple(layer._kernel.shape)
+
+
+STORAGE = ("kernel", "kernel_scale", "kernel_zero", "g_idx")
+
+
+def storage_values(layer):
+    """`{name: numpy array}` of the variables that hold the base kernel (a quantized one's scale, zero, groups)."""
+    variables = layer._trainable_variables + layer._non_trainable_variables  # its own, not a sublayer's
+    return {v.name: ops.convert_to_numpy(v) for v in variables if v.name in STORAGE}
+
+
+def dequantized_kernel(layer, values):
+    """The float32 kernel, in the float kernel's shape, that int8/int4 storage `values` stands for."""
+    mode = layer.quantization_mode
+    kernel, scale = ops.convert_to_tensor(values["kernel"]), ops.convert_to_tensor(values["kernel_scale"])
+    if mode == "int4":
+        columns = getattr(layer, "_int4_unpacked_column_size", None) or getattr(layer, "_orig_output_dim", None)
+        kernel = keras.quantizers.unpack_int4(kernel, columns, axis=-1)
+    kernel = ops.cast(kernel, "float32")
+    if "kernel_zero" in values:  # int4 in groups along the input axis: (q - zero) * scale
+        float_kernel = dequantize_with_sz_map(kernel, scale, values["kernel_zero"], values["g_idx"], group_axis=0)
+    elif mode == "int8" and hasattr(layer, "_adjust_scale_for_dequant"):  # EinsumDense: scale in the output's layout
+        float_kernel = ops.divide(kernel, layer._adjust_scale_for_dequant(scale))
+    else:
+        float_kernel = ops.divide(kernel, scale)
+    return ops.reshape(float_kernel, logical_kernel_shape(layer))
+
+
+def requantized(layer, float_kernel):
+    """Storage values for `float_kernel`, quantized by Keras' own `quantize` as `layer` was.
+
+    A scratch plain `Dense`/`EinsumDense` with the layer's settings, float32
+    and built like it, gets `float_kernel` and is quantized with the layer's
+    mode and config; its integer kernel and scale are returned.
+    """
+    base_class = next(c for c in type(layer).__mro__ if c in (keras.layers.Dense, keras.layers.EinsumDense))
+    config = {**base_class.get_config(layer), "dtype": "float32", "quantization_config": None}
+    scratch = base_class.from_config(config)
+    scratch.build_from_config(layer.get_build_config())
+    scratch._kernel.assign(float_kernel)
+    config = layer.quantization_config
+    block_size = getattr(layer.dtype_policy, "block_size", None)
+    if config is None and block_size is not None:  # a layer restored without its config: the policy has the size
+        config = keras.quantizers.Int4QuantizationConfig(block_size=block_size)
+    scratch.quantize(layer.quantization_mode, config=config)
+    got = (scratch.dtype_policy.quantization_mode, getattr(scratch.dtype_policy, "block_size", None))
+    if got != (layer.quantization_mode, block_size):
+        raise ValueError(
+            f"{layer.path}: requantizing the merged kernel gave (mode, block size) {got}, the layer has "
+            f"{(layer.quantization_mode, block_size)}; the kernel was left unchanged."
+        )
+    return storage_values(scratch)
 
 
 @contextlib.contextmanager

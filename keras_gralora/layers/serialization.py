@@ -41,8 +41,9 @@ class AdapterSerialization:
     def save_own_variables(self, store):
         if not self.built:
             return
+        unmerged = self.unmerged_storage()
         for name, variable in self._named_variables().items():
-            store[name] = self._unmerged_kernel() if name == "kernel" else variable
+            store[name] = unmerged.get(name, variable)
 
     def load_own_variables(self, store):
         if not self.built:
@@ -67,6 +68,7 @@ class AdapterSerialization:
         for name, variable in expected.items():
             variable.assign(store[keys[name]])
         self._gralora.merged.clear()
+        self._gralora.quantized_original = None
         self._refresh()
 
     def _stored_keys(self, store):
