@@ -111,7 +111,8 @@ class AdapterMerging:
             return {}
         if self.quantization_mode is not None:
             return dict(self._gralora.quantized_original)
-        return {"kernel": self._kernel - ops.cast(self._delta(self._gralora.merged, self._kernel_view()), self._kernel.dtype)}
+        delta = self._delta(self._gralora.merged, self._kernel_view())
+        return {"kernel": self._kernel - ops.cast(delta, self._kernel.dtype)}
 
     def _assign_storage(self, values):
         variables = {v.name: v for v in self._trainable_variables + self._non_trainable_variables}
