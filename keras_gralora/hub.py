@@ -8,6 +8,11 @@ reloaded backbone would come back without adapters. An adapted backbone
 therefore also writes its adapters' settings and active state into its own
 slot of any Keras weights file (`.keras`, `.weights.h5`, presets), and
 re-enables them on load before its layers read their weights.
+
+KerasHub 0.32's `Backbone.from_preset` drops a quantized backbone's saved
+`DTypePolicyMap` (its task loader keeps it since keras-hub#2367), so the
+backbone is rebuilt float and its int8/int4 weights cannot load; `install`
+makes the backbone loader keep the saved map too when no `dtype` is given.
 """
 
 import json
@@ -97,6 +102,18 @@ def _wrap_saving(backbone_class):
     backbone_class.load_own_variables = load_own_variables
 
 
+def _keep_saved_quantization(loader_class):
+    load_backbone = loader_class.load_backbone
+
+    def load_backbone_keeping_quantization(self, cls, load_weights, **kwargs):
+        saved = self.config.get("config", {}).get("dtype")
+        if kwargs.get("dtype") is None and isinstance(saved, dict) and saved.get("class_name") == "DTypePolicyMap":
+            kwargs["dtype"] = saved  # what KerasHub's task loader does (`_resolve_dtype`)
+        return load_backbone(self, cls, load_weights, **kwargs)
+
+    loader_class.load_backbone = load_backbone_keeping_quantization
+
+
 METHODS = (enable_gralora, merge_gralora, save_gralora_weights, load_gralora_weights)
 
 
@@ -112,5 +129,8 @@ def install():
     for method in METHODS:
         setattr(backbone_class, method.__name__, method)
     _wrap_saving(backbone_class)
+    from keras_hub.src.utils.preset_utils import KerasPresetLoader
+
+    _keep_saved_quantization(KerasPresetLoader)
     backbone_class._gralora_installed = True
     return True
