@@ -1,4 +1,4 @@
-"""The one seam that knows which backend runs: compiling a pure function.
+"""The one seam that knows which backend runs: compiling a pure function, variable placement.
 
 Eager jax and tensorflow dispatch every op on its own (0.1-0.6 ms each,
 more than the whole 1024 x 1024 delta's matmul), and eager jax writes
@@ -56,3 +56,12 @@ def _compile(fn, static_argnames):
         # Non-tensor arguments are already static for tf.function.
         return tf.function(fn, jit_compile=True)
     return fn
+
+
+def lays_out_variables():
+    """Whether new variables are placed by the active `keras.distribution`.
+
+    Keras 3.15 does so on jax only; its TensorFlow distribution backend is a
+    prototype ("DO NOT USE") that places nothing, and torch has none.
+    """
+    return keras.backend.backend() == "jax"

@@ -12,6 +12,7 @@ import dataclasses
 import keras  # noqa: F401  (enable_gralora's example uses it)
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
+from keras_gralora.distribution import check_placement
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import check_base_layer, describe
 from keras_gralora.layers.quantized import rebind_quantize
@@ -109,6 +110,8 @@ def enable_on_layers(model, plan):
 
     Returns the adapted layers' paths. Nothing changes when a check fails.
     """
+    if plan:
+        check_placement(model, f"adding GraLoRA adapters to '{model.name}'")
     for layer, name, config in plan:
         check_adaptable(layer, name, config)
     active = active_adapters(model)

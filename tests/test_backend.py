@@ -2,9 +2,10 @@
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
-from keras_gralora.backend import compiled
+from keras_gralora.backend import compiled, lays_out_variables
 from tests.helpers import to_numpy
 
 COMPILING_BACKENDS = ("jax", "tensorflow")  # eager dispatch costs there; torch runs eagerly
@@ -39,3 +40,14 @@ def test_compiled_traces_once_per_shape_on_compiling_backends():
     assert len(traces) == (1 if compiles else 3)
     fn(np.ones((6,), "float32"), scale=2.0, shape=(2, 3))  # a new shape: traced again
     assert len(traces) == (2 if compiles else 4)
+
+
+def test_new_variables_follow_a_distribution_exactly_where_the_seam_says():
+    if keras.backend.backend() == "torch":  # Keras 3.15 has no torch distribution backend
+        with pytest.raises(AttributeError, match="list_devices"):
+            keras.distribution.DataParallel()
+        assert not lays_out_variables()
+        return
+    with keras.distribution.DataParallel().scope():  # tensorflow: constructs, but places nothing
+        variable = keras.Variable(np.zeros(4, "float32"))
+    assert (variable._layout is not None) == lays_out_variables() == (keras.backend.backend() == "jax")
