@@ -107,7 +107,7 @@ def quantized_adapted(layout, mode, block_size):
 
 @pytest.mark.parametrize("mode, block_size", MERGE_CASES)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_merge_requantizes_within_a_quantization_step_and_unmerge_restores_the_integers_exactly(layout, mode, block_size):
+def test_merge_requantizes_within_a_step_and_unmerge_restores_the_integers_exactly(layout, mode, block_size):
     model, x = quantized_adapted(layout, mode, block_size)
     layer = model.get_layer("proj")
     original = storage_values(layer)
