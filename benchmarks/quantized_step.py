@@ -14,7 +14,7 @@ repeat, as one process's RSS depends on what ran in it before (measured:
 round robin in one process, Keras LoRA after GraLoRA added 0 MiB). Those
 processes fix glibc's mmap threshold (see `memory.py`) so that RSS follows
 live memory; the timing process keeps glibc's default, as users do (the
-fixed threshold made torch's int8 steps 1.6x slower).
+fixed threshold made torch's int8 steps 1.4x slower: 1.08-1.19 s against 0.77-0.84 s).
 
     KERAS_BACKEND=torch python benchmarks/quantized_step.py --mode int8 --repeat 3
     KERAS_BACKEND=jax python benchmarks/quantized_step.py --model minilm --mode int8 --with-memory

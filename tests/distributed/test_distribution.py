@@ -89,7 +89,10 @@ def test_training_equals_one_device_and_keeps_every_layout(name, kind):
     adapters = [v.path for v in task.backbone.weights if "gralora_" in v.path]
     assert adapters and all(not any(adapted[path]) for path in adapters)  # replicated by default
 
-    x, _ = data()
+    x, y = data()
+    np.testing.assert_allclose(task.evaluate(x, y, batch_size=BATCH, verbose=0),
+                               single.evaluate(x, y, batch_size=BATCH, verbose=0), rtol=1e-5)
+    assert_close(task.predict(x, batch_size=BATCH, verbose=0), single.predict(x, batch_size=BATCH, verbose=0))
     expected = to_numpy(task.backbone(x))
     keras_gralora.merge_gralora(task.backbone)
     assert specs(task.backbone) == adapted  # merged kernels keep their layouts
