@@ -14,7 +14,7 @@ from keras_gralora.layers.quantized import dequantized_kernel, requantized, stor
 
 
 class AdapterMerging:
-    """Mixin of `GraLoRAAdapter`; uses its `_gralora` state, `adapter()` and `_refresh()`."""
+    """Mixin of `GraLoRAAdapter`; uses its `_gralora` state, `adapter()`, `_refresh()` and `_named_variables()`."""
 
     def delta_matrix(self, adapter_name=None):
         """`scale * update` as the `[in, out]` matrix, float32 (see `delta_kernel`)."""
@@ -115,7 +115,7 @@ class AdapterMerging:
         return {"kernel": self._kernel - ops.cast(delta, self._kernel.dtype)}
 
     def _assign_storage(self, values):
-        variables = {v.name: v for v in self._trainable_variables + self._non_trainable_variables}
+        variables = self._named_variables()
         for name, value in values.items():
             variables[name].assign(value)
 
