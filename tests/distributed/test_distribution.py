@@ -143,6 +143,16 @@ def test_new_adapters_outside_the_models_distribution_are_refused_with_nothing_c
     keras.distribution.set_distribution(dist)  # set globally instead of a scope: works the same
     try:
         assert backbone.enable_gralora(r=4, k=2)
+        backbone.enable_gralora(r=8, k=2, adapter_name="other")  # the named-adapter functions, sharded
+        layouts = specs(backbone)
+        keras_gralora.set_active_adapters(backbone, ["default", "other"])
+        x, _ = data()
+        with keras_gralora.disable_gralora(backbone):
+            base = to_numpy(backbone(x))
+        keras_gralora.delete_adapter(backbone, "other")
+        assert specs(backbone) == {path: spec for path, spec in layouts.items() if "_other" not in path}
+        keras_gralora.set_active_adapters(backbone, [])
+        assert_close(backbone(x), base)
     finally:
         keras.distribution.set_distribution(None)
 
