@@ -1,13 +1,18 @@
-"""The compiled train step of a Gemma under ModelParallel (2 x 4 mesh, KerasHub's layout map), per adapter layout.
+"""Keras' compiled train step of a Gemma under ModelParallel (2 x 4 mesh, KerasHub's layout map), per adapter layout.
 
 On 8 virtual CPU devices (jax), a small Gemma (widths divisible by the
 mesh) gets GraLoRA with its adapters replicated (the default), GraLoRA with
 its adapters sharded like the base kernels (`A` over the kernel's input
-axis, `B` over its output axis), or Keras LoRA. For each, the train step's
-gradient program is compiled by XLA's SPMD partitioner; printed per
-configuration: the collectives in the partitioned program, its memory per
-device (`memory_analysis`: arguments, temporaries) and any warning XLA
-writes while compiling (e.g. "Involuntary full rematerialization").
+axis, `B` over its output axis), or Keras LoRA. For each, the train step
+that `fit` runs (`model.train_step` jitted with the state's shardings as
+`out_shardings`, as Keras' JAX trainer does; Adam) is compiled by XLA's
+SPMD partitioner. Printed per configuration: the collectives of the
+partitioned program, the all-gathers split into those of the model's
+forward and backward pass (activations; and of those, the ones in the
+adapted query / value projections) and the rest (XLA computes the
+optimizer update of a replicated variable in shards, then gathers it), the
+program's memory per device (`memory_analysis`) and any warning XLA writes
+while compiling (e.g. "Involuntary full rematerialization").
 
     KERAS_BACKEND=jax python benchmarks/sharded_step.py
 """
@@ -34,6 +39,9 @@ SIZES = dict(vocabulary_size=1024, num_layers=2, num_query_heads=8, num_key_valu
 LIKE_THE_BASE = {".*gralora_a_.*": (None, "batch", None), ".*gralora_b_.*": (None, None, "model")}
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 CONFIGS = ("gralora, adapters replicated", "gralora, adapters sharded like the base", "keras lora")
+BATCH, SEQ = 8, 48  # 384 tokens: no model width equals it
+BYTES = {"f32": 4, "s32": 4, "bf16": 2, "pred": 1}
+GATHER = re.compile(r"= (\w+)\[([\d,]*)\]\S* all-gather(?:-start)?\(.*?(?:op_name=\"([^\"]*)\"|$)", re.M)
 
 
 def build(config):
@@ -50,7 +58,27 @@ def build(config):
             backbone.enable_gralora(r=16, k=2)
         else:
             backbone.enable_lora(16)
-    return backbone, distribution
+        lm = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+        lm.compile(optimizer=keras.optimizers.Adam(1e-3),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return lm, distribution
+
+
+def compiled_train_step(lm, distribution, batch=BATCH, seq=SEQ):
+    """`lm.train_step` compiled as Keras' JAX trainer jits it for `fit` under a distribution."""
+    rng = np.random.default_rng(0)
+    token_ids = rng.integers(1, SIZES["vocabulary_size"], (batch, seq)).astype("int32")
+    x = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
+    y = rng.integers(1, SIZES["vocabulary_size"], (batch, seq)).astype("int32")
+    with distribution.scope():
+        lm._symbolic_build(data_batch=(x, y, None))
+        lm.optimizer.build(lm.trainable_variables)
+        put = lambda v: jax.device_put(v, distribution.get_data_layout(v.shape).backend_layout)  # noqa: E731
+        data = ({key: put(value) for key, value in x.items()}, put(y), None)
+        state = tuple([v.value for v in variables] for variables in (
+            lm.trainable_variables, lm.non_trainable_variables, lm.optimizer.variables, lm.metrics_variables))
+        step = jax.jit(lm.train_step, donate_argnums=0, out_shardings=(None, lm._get_state_sharding_spec()))
+        return step.lower(state, data).compile()
 
 
 @contextlib.contextmanager
@@ -69,42 +97,43 @@ def stderr_lines():
             lines.extend(line for line in capture.read().splitlines() if line.strip())
 
 
-def compiled_step(backbone, distribution, batch=8, seq=64):
-    rng = np.random.default_rng(0)
-    token_ids = rng.integers(1, SIZES["vocabulary_size"], (batch, seq)).astype("int32")
-    x = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}
-    x = {k: jax.device_put(v, distribution.get_data_layout(v.shape).backend_layout) for k, v in x.items()}
-    trainable = [v.value for v in backbone.trainable_variables]
-    frozen = [v.value for v in backbone.non_trainable_variables]
+def gathers(text, batch=BATCH, seq=SEQ):
+    """`{kind: [count, MiB]}` of the program's all-gathers (their per-device result sizes), by what they gather.
 
-    def loss(trainable, frozen, x):
-        hidden, _ = backbone.stateless_call(trainable, frozen, x)
-        return keras.ops.mean(keras.ops.square(hidden))
-
-    return jax.jit(jax.value_and_grad(loss)).lower(trainable, frozen, x).compile()
-
-
-def gathered_mib(text):
-    """MiB that the program's all-gathers produce on one device (their result shapes)."""
-    sizes = {"f32": 4, "s32": 4, "bf16": 2, "pred": 1}
-    total = 0
-    for dtype, dims in re.findall(r"= (\w+)\[([\d,]*)\]\S* all-gather(?:-start)?\(", text):
-        total += sizes.get(dtype, 4) * int(np.prod([int(d) for d in dims.split(",") if d]))
-    return total / 2**20
+    Token-sized: the result has the batch's `batch * seq` tokens as an axis,
+    or its `batch, seq` axes (activations and their gradients); the others
+    in the model's pass gather weights, weight gradients or per-token
+    statistics; outside it, XLA gathers the optimizer update it computed in
+    shards.
+    """
+    kinds = {kind: [0, 0.0] for kind in ("token-sized", "token-sized in query/value", "other in the model's pass",
+                                         "optimizer update")}
+    for dtype, dims, op_name in GATHER.findall(text):
+        shape = [int(d) for d in dims.split(",") if d]
+        mib = BYTES.get(dtype, 4) * int(np.prod(shape)) / 2**20
+        tokens = batch * seq in shape or f"{batch},{seq}," in dims + ","
+        chosen = ["optimizer update"] if "jvp(" not in (op_name or "") else (
+            ["other in the model's pass"] if not tokens else
+            ["token-sized"] + (["token-sized in query/value"] if re.search(r"/(query|value)/", op_name) else []))
+        for kind in chosen:
+            kinds[kind][0] += 1
+            kinds[kind][1] = round(kinds[kind][1] + mib, 3)
+    return kinds
 
 
 def main():
     for config in CONFIGS:
-        backbone, distribution = build(config)
+        lm, distribution = build(config)
         with stderr_lines() as warnings:
-            program = compiled_step(backbone, distribution)
+            program = compiled_train_step(lm, distribution)
         text, memory = program.as_text(), program.memory_analysis()
         print(json.dumps({
             "bench": "sharded_step", "config": config,
-            "trainable": sum(int(np.prod(v.shape)) for v in backbone.trainable_variables),
+            "trainable": sum(int(np.prod(v.shape)) for v in lm.trainable_variables),
             "collectives": {op: len(re.findall(rf"= \S+ {op}(-start)?\(", text)) for op in COLLECTIVES},
-            "all_gather_mib": round(gathered_mib(text), 3),
-            "argument_mib": memory.argument_size_in_bytes / 2**20, "temp_mib": memory.temp_size_in_bytes / 2**20,
+            "all_gathers": gathers(text),
+            "argument_mib": round(memory.argument_size_in_bytes / 2**20, 2),
+            "temp_mib": round(memory.temp_size_in_bytes / 2**20, 2),
             "xla_warnings": [line for line in warnings if "W" in line[:2] or "remat" in line.lower()][:5],
         }))
 

@@ -65,3 +65,32 @@ def lays_out_variables():
     prototype ("DO NOT USE") that places nothing, and torch has none.
     """
     return keras.backend.backend() == "jax"
+
+
+def keep_tokens_sharded(x, axis):
+    """`x`, its token `axis` split over the batch's mesh axis, inside a compiled step under a `keras.distribution`.
+
+    A sharding hint for XLA's SPMD partitioner (jax only, where Keras lays
+    out variables; the other axes are left to the partitioner); `x` itself
+    is returned everywhere else, and when the tokens do not divide evenly.
+    GraLoRA's rank-r features keep their tokens where the batch put them:
+    without the hint, under KerasHub's layout maps XLA gathers the output
+    gradient of each adapted projection over the batch axis instead
+    (`benchmarks/sharded_step.py`).
+    """
+    if not lays_out_variables():
+        return x
+    distribution = keras.distribution.distribution()
+    batch_axis = getattr(distribution, "batch_dim_name", None)
+    if batch_axis is None:
+        return x
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = distribution.device_mesh
+    shards = mesh.shape[mesh.axis_names.index(batch_axis)]
+    if not isinstance(x, jax.core.Tracer) or x.shape[axis] % shards:
+        return x
+    spec = [PartitionSpec.UNCONSTRAINED] * len(x.shape)
+    spec[axis] = batch_axis
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh.backend_mesh, PartitionSpec(*spec)))

@@ -7,9 +7,12 @@ variable's path, else replicated; `DataParallel` replicated. Adapter
 variables are created by Keras like any other (`<layer path>/gralora_a_<adapter>`, ...), so:
 
 - by default they are replicated on every device: GraLoRA's factors are
-  small (r x (in + out) per layer, like LoRA's), and replicated factors need
-  no collective in the forward pass beyond the base kernel's own (measured:
-  README, "Sharded training");
+  small (r x (in + out) per layer, like LoRA's); sharded like their kernels,
+  XLA re-partitions them in the backward pass ("Involuntary full
+  rematerialization") and gathers more (measured: README, "Sharded
+  training"). The adapter's rank-r features carry a sharding hint
+  (`backend.keep_tokens_sharded`) so that their tokens stay split like the
+  batch's;
 - a user's layout map keys for adapter paths (e.g. `".*gralora_b_.*"`) are
   honoured, and KerasHub's own keys (`...query.kernel`) do not match them
   (the names contain no "kernel"), unlike Keras LoRA's `lora_kernel_a`.

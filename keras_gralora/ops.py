@@ -16,6 +16,8 @@ import math
 
 from keras import ops
 
+from keras_gralora.backend import keep_tokens_sharded
+
 
 def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     """The scaled adapter applied to activations: `x [n, in] -> [n, out]`.
@@ -34,6 +36,7 @@ def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     s, block_out = r // k, b.shape[-1]
     x_blocks = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
     xa = ops.matmul(x_blocks, _rows_by_input_block(a, hybrid_a))  # [p, n, r(+h)]
+    xa = keep_tokens_sharded(xa, axis=1)  # under a keras.distribution: a hint to XLA, else xa itself
     block_xa = xa if hybrid_a is None else xa[..., :r]  # a no-op slice still costs a gradient op
     # Cross-block exchange: output block j gathers slice j of every input block p.
     features = ops.reshape(ops.transpose(ops.reshape(block_xa, (k, -1, k, s)), (2, 1, 0, 3)), (k, -1, r))

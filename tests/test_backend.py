@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_gralora.backend import compiled, lays_out_variables
+from keras_gralora.backend import compiled, keep_tokens_sharded, lays_out_variables
 from tests.helpers import to_numpy
 
 COMPILING_BACKENDS = ("jax", "tensorflow")  # eager dispatch costs there; torch runs eagerly
@@ -51,3 +51,14 @@ def test_new_variables_follow_a_distribution_exactly_where_the_seam_says():
     with keras.distribution.DataParallel().scope():  # tensorflow: constructs, but places nothing
         variable = keras.Variable(np.zeros(4, "float32"))
     assert (variable._layout is not None) == lays_out_variables() == (keras.backend.backend() == "jax")
+
+
+def test_keep_tokens_sharded_is_a_hint_only_inside_a_compiled_step_under_a_distribution():
+    x = keras.ops.ones((2, 6, 3))
+    assert keep_tokens_sharded(x, axis=1) is x  # no distribution
+    if keras.backend.backend() == "torch":  # no keras.distribution on torch (see above)
+        return
+    with keras.distribution.DataParallel().scope():
+        assert keep_tokens_sharded(x, axis=1) is x  # eager: nothing to hint
+        hinted = compiled(lambda t: keep_tokens_sharded(t, axis=1) * 2.0)(x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(hinted), np.full((2, 6, 3), 2.0, "float32"))
