@@ -7,6 +7,7 @@ from keras_gralora.adapters import (
 )
 from keras_gralora.config import GraLoRAConfig
 from keras_gralora.inject import enable_gralora
+from keras_gralora.interop import load_peft_adapter, save_peft_adapter
 from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
 from keras_gralora.saving import export_merged, load_gralora_weights, save_gralora_weights
 from keras_gralora.summary import gralora_summary
@@ -27,9 +28,11 @@ __all__ = [
     "export_merged",
     "gralora_summary",
     "load_gralora_weights",
+    "load_peft_adapter",
     "merge_and_unload",
     "merge_gralora",
     "save_gralora_weights",
+    "save_peft_adapter",
     "set_active_adapters",
     "unload_gralora",
     "unmerge_gralora",
