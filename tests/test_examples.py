@@ -1,4 +1,4 @@
-"""The README's main job, `examples/finetune.py`, and `examples/two_tasks.py`, end to end on real MiniLM, tiny.
+"""The README's examples end to end on real MiniLM, tiny: `finetune.py`, `two_tasks.py` and `peft_interop.py`.
 
 It loads the pretrained backbone and the lexicon from their packages
 (`scripts/env.sh` installs them), trains one step, and runs every check the
@@ -7,6 +7,7 @@ example makes itself: adapter file reload and merge give the trained accuracy.
 
 import os
 
+import keras
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -37,3 +38,12 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
     accuracy = two_tasks.main(["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1",
                                "--out", str(tmp_path)])
     assert set(accuracy) == {(task, adapter) for task in two_tasks.TASKS for adapter in two_tasks.TASKS}
+
+    import peft_interop  # the README's PEFT example: torch trains, this backend serves, PEFT reloads ours
+
+    result = peft_interop.main(["--examples", "32", "--test-examples", "16", "--steps", "1", "--out", str(tmp_path)])
+    assert result["backend"] == keras.backend.backend()
+    assert result["keras_vs_peft_max_logit_diff"] < 1e-3  # KerasHub's BERT GELU is the tanh one
+    assert result["keras_adapter_vs_keras_max_logit_diff"] < 1e-3
+    assert result["tanh_gelu_keras_adapter_vs_keras_max_logit_diff"] < 1e-5
+    assert result["tanh_gelu_peft_adapter_vs_keras_max_logit_diff"] < 1e-5
