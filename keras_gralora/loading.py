@@ -65,7 +65,7 @@ def _plan(model, saved, name, source):
     if holders and set(holders) != set(saved.layers):
         raise ValueError(
             f"{where}: model '{model.name}' already has an adapter named {name!r}, on layers "
-            f"{sorted(set(holders) - set(saved.layers))} that '{path}' lacks, and it has it on "
+            f"{sorted(set(holders) - set(saved.layers))} that '{path}' lacks, and the file has it on "
             f"{sorted(set(saved.layers) - set(holders))} that the model has not adapted. Delete it first "
             f"(`delete_adapter(model, {name!r})`), or load under another name: adapter_names={{{saved.name!r}: "
             f"'{name}_2'}}."
