@@ -78,7 +78,8 @@ def train(args):
         batch = order[step * 32:(step + 1) * 32]
         out = model(input_ids=torch.tensor(inputs["token_ids"][batch]),
                     token_type_ids=torch.tensor(inputs["segment_ids"][batch]),
-                    attention_mask=torch.tensor(inputs["padding_mask"][batch]), labels=torch.tensor(labels[batch]).long())
+                    attention_mask=torch.tensor(inputs["padding_mask"][batch]),
+                    labels=torch.tensor(labels[batch]).long())
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
