@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -24,6 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_gralora  # noqa: E402  (this checkout)
+from train_step import interleaved_medians  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD = "keras_gralora_at_commit"
@@ -54,17 +54,10 @@ def stack(package, width, depth, r, k, hybrid_r):
 
 
 def interleaved(models, x, y, steps, warmup=2):
-    """Median seconds of `train_on_batch` per model, steps taken round robin."""
-    for model in models:
-        for _ in range(warmup):
-            model.train_on_batch(x, y)
-    times = [[] for _ in models]
-    for _ in range(steps):
-        for model, record in zip(models, times):
-            start = time.perf_counter()
-            model.train_on_batch(x, y)  # returns Python floats: waits for the step
-            record.append(time.perf_counter() - start)
-    return [statistics.median(record) for record in times]
+    """Median seconds of `train_on_batch` per model, steps taken round robin (`train_step.interleaved_medians`)."""
+    medians = interleaved_medians({i: (lambda m=m: m.train_on_batch(x, y)) for i, m in enumerate(models)}, steps,
+                                  warmup)  # train_on_batch returns Python floats: it waits for the step
+    return [medians[i] for i in range(len(models))]
 
 
 def stack_arguments(parser):

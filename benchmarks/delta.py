@@ -20,7 +20,7 @@ import peft  # noqa: E402
 import torch  # noqa: E402
 
 from keras_gralora import GraLoRADense  # noqa: E402
-from train_step import median_seconds  # noqa: E402
+from train_step import interleaved_medians  # noqa: E402
 
 
 def wait(tensor):
@@ -46,18 +46,19 @@ def keras_layer_like(module, size, r, k):
     return layer
 
 
-def merge_seconds(merge, unmerge, steps):
-    """Median time of `merge()`; `unmerge()` runs untimed between calls."""
-
-    def merge_then_unmerge():
-        start = time.perf_counter()
+def interleaved_merge_medians(pairs, steps):
+    """`{name: median seconds of merge()}`: each round merges (timed) and unmerges (untimed) every pair in turn."""
+    for merge, unmerge in pairs.values():  # warm-up
         merge()
-        seconds = time.perf_counter() - start
         unmerge()
-        return seconds
-
-    merge_then_unmerge()
-    return sorted(merge_then_unmerge() for _ in range(steps))[steps // 2]
+    times = {name: [] for name in pairs}
+    for _ in range(steps):
+        for name, (merge, unmerge) in pairs.items():
+            start = time.perf_counter()
+            merge()
+            times[name].append(time.perf_counter() - start)
+            unmerge()
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
 def main():
@@ -76,16 +77,13 @@ def main():
             module.get_delta_weight("default").detach().numpy().T, rtol=1e-4, atol=1e-6,
         )
         with torch.no_grad():
-            timings = {
-                "delta": (
-                    median_seconds(lambda: wait(layer.delta_kernel()), args.steps),
-                    median_seconds(lambda: module.get_delta_weight("default"), args.steps),
-                ),
-                "merge": (
-                    merge_seconds(lambda: (layer.merge(), wait(layer.kernel.value)), layer.unmerge, args.steps),
-                    merge_seconds(module.merge, module.unmerge, args.steps),
-                ),
-            }
+            delta = interleaved_medians({"ours": lambda: wait(layer.delta_kernel()),
+                                         "peft": lambda: module.get_delta_weight("default")}, args.steps)
+            merge = interleaved_merge_medians({
+                "ours": (lambda: (layer.merge(), wait(layer.kernel.value)), layer.unmerge),
+                "peft": (module.merge, module.unmerge),
+            }, args.steps)
+            timings = {"delta": (delta["ours"], delta["peft"]), "merge": (merge["ours"], merge["peft"])}
         for name, (ours, theirs) in timings.items():
             print(json.dumps({
                 "bench": name, "backend": backend, "config": f"{size}x{size} r={args.r} k={args.k}",

@@ -1,9 +1,10 @@
-"""`fit` throughput of pretrained MiniLM: GraLoRA vs KerasHub's `enable_lora`.
+"""Training throughput of pretrained MiniLM: GraLoRA vs KerasHub's `enable_lora`.
 
 Both adapt the backbone's query and value projections (KerasHub's default
-LoRA targets) at the same r; the same token batches feed `model.fit`, timed
-per batch by a callback; tokens/s from the median batch after warm-up.
-Needs the examples' assets (`scripts/env.sh` installs them).
+LoRA targets) at the same r and train only those factors. Both models live
+in one process and take `train_on_batch` steps (the step `fit` runs) on the
+same pre-tokenized batch, round robin after warm-up; tokens/s from each
+one's median step. Needs the examples' assets (`scripts/env.sh` installs them).
 
     KERAS_BACKEND=jax python benchmarks/minilm_fit.py --r 8 --steps 8
 """
@@ -11,9 +12,7 @@ Needs the examples' assets (`scripts/env.sh` installs them).
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -25,33 +24,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import sentiment_task  # noqa: E402
 
 import keras_gralora  # noqa: E402, F401  (adds Backbone.enable_gralora)
+from train_step import interleaved_medians  # noqa: E402
 
 
-class BatchTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
-def token_batches(vocabulary_size, batch, seq, steps):
-    """Pre-tokenized inputs, so tokenization is not timed."""
+def token_batch(vocabulary_size, batch, seq):
+    """A pre-tokenized batch, so tokenization is not timed."""
     rng = np.random.default_rng(0)
-    size = batch * steps
     x = {
-        "token_ids": rng.integers(1000, vocabulary_size, (size, seq)).astype("int32"),
-        "segment_ids": np.zeros((size, seq), "int32"),
-        "padding_mask": np.ones((size, seq), "int32"),
+        "token_ids": rng.integers(1000, vocabulary_size, (batch, seq)).astype("int32"),
+        "segment_ids": np.zeros((batch, seq), "int32"),
+        "padding_mask": np.ones((batch, seq), "int32"),
     }
-    return x, rng.integers(0, 3, size).astype("int32")
+    return x, rng.integers(0, 3, batch).astype("int32")
 
 
-def median_batch_seconds(method, r, x, y, batch, warmup):
+def adapted_classifier(method, r):
     keras.utils.set_random_seed(0)
     model = keras_hub.models.BertTextClassifier.from_preset(
         sentiment_task.minilm_preset(), num_classes=3, preprocessor=None
@@ -61,10 +48,7 @@ def median_batch_seconds(method, r, x, y, batch, warmup):
     else:
         model.backbone.enable_lora(r)
     sentiment_task.compile_for_training(model, 1e-4)
-    timer = BatchTimer()
-    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    return statistics.median(timer.seconds[warmup:]), trainable
+    return model
 
 
 def main():
@@ -72,11 +56,12 @@ def main():
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=8, help="timed batches (after 2 warm-up batches)")
+    parser.add_argument("--steps", type=int, default=8, help="timed rounds (after 2 warm-up steps each)")
     args = parser.parse_args()
-    warmup = 2
-    x, y = token_batches(30522, args.batch, args.seq, args.steps + warmup)
-    results = {m: median_batch_seconds(m, args.r, x, y, args.batch, warmup) for m in ("lora", "gralora")}
+    x, y = token_batch(30522, args.batch, args.seq)
+    models = {method: adapted_classifier(method, args.r) for method in ("lora", "gralora")}
+    seconds = interleaved_medians({m: (lambda m=m: models[m].train_on_batch(x, y)) for m in models}, args.steps)
+    results = {m: (seconds[m], sum(int(np.prod(v.shape)) for v in models[m].trainable_weights)) for m in models}
     lora_seconds = results["lora"][0]
     for method, (seconds, trainable) in results.items():
         print(json.dumps({

@@ -13,11 +13,10 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import keras  # noqa: E402
 import peft  # noqa: E402
 import torch  # noqa: E402
 
-from train_step import median_seconds, stack, time_steps  # noqa: E402
+from train_step import interleaved_medians, stack, train_on_batch_step  # noqa: E402
 
 CONFIGS = [dict(k=k, hybrid_r=h) for k in (2, 4) for h in (0, 8)]
 
@@ -38,7 +37,7 @@ def peft_stack(width, depth, r, method, k=2, hybrid_r=0):
     return peft.get_peft_model(model, config)
 
 
-def peft_step_seconds(model, x, y, steps):
+def peft_step(model, x, y):
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
     def step():
@@ -48,7 +47,7 @@ def peft_step_seconds(model, x, y, steps):
         optimizer.step()
         return loss.item()
 
-    return median_seconds(step, steps)
+    return step
 
 
 def main():
@@ -64,14 +63,15 @@ def main():
     x = torch.randn(args.batch, args.seq, args.width, generator=generator)
     y = torch.randn(args.batch, args.seq, args.width, generator=generator)
     dims = (args.width, args.depth, args.r)
-    peft_lora = peft_step_seconds(peft_stack(*dims, "lora"), x, y, args.steps)
-    rows = [("PEFT LoRA", peft_lora, None)]
-    for config in CONFIGS:
+    steps = {"PEFT LoRA": peft_step(peft_stack(*dims, "lora"), x, y)}
+    for config in CONFIGS:  # every configuration in one process, timed round-robin
         name = f"k={config['k']} hybrid_r={config['hybrid_r']}"
-        theirs = peft_step_seconds(peft_stack(*dims, "gralora", **config), x, y, args.steps)
-        ours = time_steps(stack("gralora", *dims, **config), x, y, args.steps)
-        keras.backend.clear_session()
-        rows += [(f"PEFT GraLoRA {name}", theirs, None), (f"keras_gralora {name}", ours, theirs)]
+        steps[f"PEFT GraLoRA {name}"] = peft_step(peft_stack(*dims, "gralora", **config), x, y)
+        steps[f"keras_gralora {name}"] = train_on_batch_step(stack("gralora", *dims, **config), x, y)
+    seconds = interleaved_medians(steps, args.steps)
+    peft_lora = seconds["PEFT LoRA"]
+    rows = [(name, value, seconds.get(name.replace("keras_gralora", "PEFT GraLoRA")) if name.startswith("keras")
+             else None) for name, value in seconds.items()]
     for name, seconds, peft_gralora in rows:
         print(json.dumps({
             "bench": "peft_step", "backend": "torch", "config": name, "ms": 1000 * seconds,

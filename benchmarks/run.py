@@ -1,7 +1,11 @@
 """Runs every benchmark, one process per backend (and per memory configuration), and prints the tables.
 
     python benchmarks/run.py                       # everything, all backends (about 9 minutes on 2 cores)
-    python benchmarks/run.py --backends torch --only train_step peft_step
+    python benchmarks/run.py --backends torch --only train_step peft_step --repeat 3
+
+Each benchmark compares its configurations interleaved in one process;
+`--repeat N` runs it N times (fresh processes) and the tables show each
+figure's median over the repeats with its min-max spread.
 
 Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
 peft_step (torch backend vs PEFT), delta (delta_kernel/merge vs PEFT),
@@ -18,7 +22,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
 BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit")
-MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"], ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])
+MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"],
+                  ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])  # peak RSS: a process each
 
 
 def run(script, backend, *args, **extra_env):
@@ -45,6 +50,26 @@ def measure(benchmark, backend, steps):
     return run(benchmark, backend)
 
 
+def aggregate(runs):
+    """One row per (bench, backend, config): every float a list over the repeats, in `runs` order."""
+    merged = {}
+    for row in (row for run_rows in runs for row in run_rows):
+        key = (row["bench"], row["backend"], row["config"])
+        into = merged.setdefault(key, {k: [] if isinstance(v, float) else v for k, v in row.items()})
+        for k, v in row.items():
+            if isinstance(into[k], list):
+                into[k].append(v)
+    return list(merged.values())
+
+
+def spread(values, digits=2):
+    """`median` of one value, `median (min-max)` of several."""
+    values = sorted(values) if isinstance(values, list) else [values]
+    median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+    text = f"{median:.{digits}f}"
+    return text if len(values) == 1 else f"{text} ({values[0]:.{digits}f}-{values[-1]:.{digits}f})"
+
+
 def table(title, header, rows):
     print(f"\n**{title}**\n")
     print("| " + " | ".join(header) + " |")
@@ -60,28 +85,31 @@ def print_tables(rows):
     if "train_step" in by:
         table("Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
               ["backend", "configuration", "ms", "/ Keras LoRA"],
-              [[r["backend"], r["config"], f"{r['ms']:.0f}", f"{r['vs_lora']:.2f}"] for r in by["train_step"]])
+              [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["train_step"]])
     if "peft_step" in by:
         table("Torch backend vs PEFT on an identical torch stack (median ms)",
               ["configuration", "ms", "/ PEFT LoRA", "/ PEFT GraLoRA"],
-              [[r["config"], f"{r['ms']:.0f}", f"{r['vs_peft_lora']:.2f}",
-                f"{r['vs_peft_gralora']:.2f}" if r["vs_peft_gralora"] else ""] for r in by["peft_step"]])
+              [[r["config"], spread(r["ms"], 0), spread(r["vs_peft_lora"]),
+                spread(r["vs_peft_gralora"]) if r["vs_peft_gralora"] else ""] for r in by["peft_step"]])
     deltas = by.get("delta", []) + by.get("merge", [])
     if deltas:
         table("delta_kernel() / merge() vs PEFT get_delta_weight / merge (torch), same weights (median ms)",
               ["backend", "what", "size", "ours", "PEFT", "ratio"],
-              [[r["backend"], r["bench"], r["config"], f"{r['ms']:.1f}", f"{r['peft_ms']:.1f}", f"{r['vs_peft']:.2f}"]
+              [[r["backend"], r["bench"], r["config"], spread(r["ms"], 1), spread(r["peft_ms"], 1),
+                spread(r["vs_peft"])]
                for r in sorted(deltas, key=lambda r: (r["backend"], r["bench"]))])
     if "memory" in by:
         lora = {r["backend"]: r["peak_mib"] for r in by["memory"] if r["config"] == "lora"}
-        table("Peak memory of a train step of the train-step stack (MiB of RSS above start-up; steady state, after warm-up)",
+        ratio = lambda r: [a / b for a, b in zip(r["peak_mib"], lora[r["backend"]])]  # noqa: E731  per repeat
+        table("Peak memory of a train step of the train-step stack "
+              "(MiB of RSS above start-up; steady state, after warm-up)",
               ["backend", "configuration", "MiB", "/ Keras LoRA"],
-              [[r["backend"], r["config"], f"{r['peak_mib']:.0f}", f"{r['peak_mib'] / lora[r['backend']]:.2f}"]
+              [[r["backend"], r["config"], spread(r["peak_mib"], 0), spread(ratio(r))]
                for r in by["memory"]])
     if "minilm_fit" in by:
         table("MiniLM (all-MiniLM-L6-v2) fit, q/v adapted, batch 16 x 64 tokens",
               ["backend", "configuration", "trainable", "tokens/s", "step / Keras LoRA"],
-              [[r["backend"], r["config"], f"{r['trainable']:,}", f"{r['tokens_per_s']:.0f}", f"{r['vs_lora']:.2f}"]
+              [[r["backend"], r["config"], f"{r['trainable']:,}", spread(r["tokens_per_s"], 0), spread(r["vs_lora"])]
                for r in by["minilm_fit"]])
 
 
@@ -90,16 +118,19 @@ def main():
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--only", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS)
     parser.add_argument("--steps", default="5", help="timed train steps per configuration (median reported)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each benchmark (fresh processes)")
     args = parser.parse_args()
-    rows = []
+    runs = []
     started = time.perf_counter()
-    for backend in args.backends:
-        for benchmark in args.only:
-            start = time.perf_counter()
-            rows += measure(benchmark, backend, args.steps)
-            print(f"{benchmark} on {backend}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    for repeat in range(args.repeat):
+        for backend in args.backends:
+            for benchmark in args.only:
+                start = time.perf_counter()
+                runs.append(measure(benchmark, backend, args.steps))
+                print(f"{benchmark} on {backend}, run {repeat + 1}/{args.repeat}: "
+                      f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     print(f"all benchmarks: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
-    print_tables(rows)
+    print_tables(aggregate(runs))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Train-step time of a stack of adapted Dense layers, on the backend in KERAS_BACKEND.
 
-Side by side in one process, medians over repeated steps after warm-up:
-GraLoRA (k, hybrid_r variants) vs Keras' own LoRA (`Dense(lora_rank=r)`)
-at the same r vs the floor (kernels frozen, biases trained: forward plus
-the input and bias gradients). Prints one JSON line per configuration
-(see `benchmarks/run.py`).
+All configurations live in one process and are timed interleaved: after
+warm-up, each round runs one step of every configuration in turn, so machine
+noise lands on all of them alike; each configuration's median over the
+rounds is reported. GraLoRA (k, hybrid_r variants) vs Keras' own LoRA
+(`Dense(lora_rank=r)`, its biases frozen like GraLoRA's: both train the
+adapter factors only) at the same r vs the floor (kernels frozen, biases
+trained: forward plus the input and bias gradients). Prints one JSON line
+per configuration (see `benchmarks/run.py`, which repeats whole runs).
 
     KERAS_BACKEND=torch python benchmarks/train_step.py --width 1024 --steps 7
 """
@@ -42,31 +45,33 @@ def stack(kind, width, depth, r, k=2, hybrid_r=0):
     for layer in model.layers:
         if kind == "lora":
             layer.enable_lora(r)
+            layer.bias.trainable = False  # the same trainable set as GraLoRA: the factors only
         elif kind == "floor":
             layer.kernel.trainable = False
     return model
 
 
-def median_seconds(step, steps, warmup=2):
-    """Median wall time of `step()` after `warmup` calls.
+def interleaved_medians(steps, rounds, warmup=2):
+    """`{name: median seconds}` of each `steps[name]()` over `rounds` round-robin rounds after `warmup` each.
 
-    `step` must wait for its result (e.g. return a Python float), so async
-    backends are timed in full.
+    Each step must wait for its result (e.g. return a Python float), so
+    async backends are timed in full.
     """
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def time_steps(model, x, y, steps):
+def train_on_batch_step(model, x, y):
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-    # train_on_batch returns Python floats: it waits for the step.
-    return median_seconds(lambda: model.train_on_batch(x, y), steps)
+    return lambda: model.train_on_batch(x, y)  # returns Python floats: it waits for the step
 
 
 def main():
@@ -76,7 +81,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--r", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=7, help="timed round-robin rounds")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
@@ -84,13 +89,11 @@ def main():
     configs = [("floor", {}), ("lora", {})] + [
         ("gralora", dict(k=k, hybrid_r=h)) for k in (2, 4) for h in (0, 8)
     ]
-    results = {}
+    steps = {}
     for kind, extra in configs:
-        model = stack(kind, args.width, args.depth, args.r, **extra)
-        seconds = time_steps(model, x, y, args.steps)
         name = kind if not extra else f"gralora k={extra['k']} hybrid_r={extra['hybrid_r']}"
-        results[name] = seconds
-        keras.backend.clear_session()
+        steps[name] = train_on_batch_step(stack(kind, args.width, args.depth, args.r, **extra), x, y)
+    results = interleaved_medians(steps, args.steps)
     for name, seconds in results.items():
         print(json.dumps({
             "bench": "train_step", "backend": keras.backend.backend(), "config": name,

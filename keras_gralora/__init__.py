@@ -38,5 +38,5 @@ __all__ = [
     "unmerge_gralora",
 ]
 
-hub.install()
+hub.install_when_imported()  # keras_hub stays unimported until the user imports it
 guards.install()

@@ -9,13 +9,19 @@ therefore also writes its adapters' settings and active state into its own
 slot of any Keras weights file (`.keras`, `.weights.h5`, presets), and
 re-enables them on load before its layers read their weights.
 
+keras_gralora does not import keras_hub itself (about 4 s): `install_when_imported`
+adds the methods now if keras_hub is already imported, else right after
+its import finishes, whenever that happens.
+
 KerasHub 0.32's `Backbone.from_preset` drops a quantized backbone's saved
 `DTypePolicyMap` (its task loader keeps it since keras-hub#2367), so the
 backbone is rebuilt float and its int8/int4 weights cannot load; `install`
 makes the backbone loader keep the saved map too when no `dtype` is given.
 """
 
+import importlib.abc
 import json
+import sys
 
 import numpy as np
 
@@ -117,12 +123,38 @@ def _keep_saved_quantization(loader_class):
 METHODS = (enable_gralora, merge_gralora, save_gralora_weights, load_gralora_weights)
 
 
-def install():
-    """Adds the methods to `keras_hub.models.Backbone`; a no-op without keras-hub."""
-    try:
-        import keras_hub
-    except ImportError:
-        return False
+def install_when_imported():
+    """Installs into keras_hub now if it is imported, else once its import completes."""
+    module = sys.modules.get("keras_hub")
+    if module is not None and hasattr(getattr(module, "models", None), "Backbone"):
+        install(module)
+    elif not any(isinstance(finder, _AfterKerasHub) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasHub())
+
+
+class _AfterKerasHub(importlib.abc.MetaPathFinder):
+    """Finds `keras_hub` as the other finders would, and runs `install` once its module has executed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras_hub":
+            return None
+        others = (finder for finder in sys.meta_path if finder is not self and hasattr(finder, "find_spec"))
+        spec = next((spec for finder in others if (spec := finder.find_spec(fullname, path, target))), None)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_install(module):
+            exec_module(module)
+            sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
+            install(module)
+
+        spec.loader.exec_module = exec_then_install
+        return spec
+
+
+def install(keras_hub):
+    """Adds the methods to `keras_hub.models.Backbone` (once)."""
     backbone_class = keras_hub.models.Backbone
     if getattr(backbone_class, "_gralora_installed", False):
         return True

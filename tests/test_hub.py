@@ -140,10 +140,27 @@ def test_merged_backbone_export_loads_without_keras_gralora(tmp_path):
         assert "keras_gralora" not in sys.modules
         x = dict(np.load(sys.argv[1] + "/x.npz"))
         np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(x)))
+        import keras_gralora  # after keras_hub: the methods are added at once
+        assert keras_hub.models.Backbone.enable_gralora is keras_gralora.hub.enable_gralora
         """,
         keras.backend.backend(), tmp_path,
     )
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(backbone(x)), atol=1e-4)
+
+
+def test_keras_gralora_does_not_import_keras_hub_and_installs_when_it_is_imported():
+    helpers.run_python(
+        """
+        import sys, keras_gralora
+        assert "keras_hub" not in sys.modules
+        import keras_hub
+        backbone_class = keras_hub.models.Backbone
+        assert backbone_class.enable_gralora is keras_gralora.hub.enable_gralora
+        assert backbone_class.save_own_variables.__name__ == "save_own_variables" and backbone_class._gralora_installed
+        assert not any(type(finder).__name__ == "_AfterKerasHub" for finder in sys.meta_path)  # hook removed
+        """,
+        keras.backend.backend(),
+    )
 
 
 def test_layers_to_transform_adapts_only_the_named_blocks():
