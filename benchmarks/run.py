@@ -9,7 +9,8 @@ figure's median over the repeats with its min-max spread.
 
 Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
 peft_step (torch backend vs PEFT), delta (delta_kernel/merge vs PEFT),
-memory (peak RSS of training), minilm_fit (real backbone, tokens/s).
+memory (peak RSS of training), minilm_fit (real backbone, tokens/s),
+import_time (what `import keras_gralora` adds to `import keras`).
 """
 
 import argparse
@@ -21,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
-BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit")
+BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit", "import_time")
 MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"],
                   ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])  # peak RSS: a process each
 
@@ -82,6 +83,12 @@ def print_tables(rows):
     by = {}
     for row in rows:
         by.setdefault(row["bench"], []).append(row)
+    if "import_time" in by:
+        seconds = lambda v: f"{v[0]:.2f} ({v[1]:.2f}-{v[2]:.2f})"  # noqa: E731  median (min-max) of its repeats
+        table("Import time in fresh processes (s, median (min-max))",
+              ["backend", "import keras", "then import keras_gralora", "(then import keras_hub, for scale)"],
+              [[r["backend"], seconds(r["keras_s"]), seconds(r["keras_gralora_s"]), seconds(r["keras_hub_s"])]
+               for r in by["import_time"]])
     if "train_step" in by:
         table("Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
               ["backend", "configuration", "ms", "/ Keras LoRA"],
