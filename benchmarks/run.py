@@ -10,7 +10,8 @@ figure's median over the repeats with its min-max spread.
 Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
 peft_step (torch backend vs PEFT), delta (delta_kernel/merge vs PEFT),
 memory (peak RSS of training), minilm_fit (real backbone, tokens/s),
-import_time (what `import keras_gralora` adds to `import keras`).
+import_time (what `import keras_gralora` adds to `import keras`),
+adapter_cost (GraLoRA vs the same multiply-adds as two plain matmuls).
 """
 
 import argparse
@@ -22,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
-BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit", "import_time")
+BENCHMARKS = ("train_step", "adapter_cost", "peft_step", "delta", "memory", "minilm_fit", "import_time")
 MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"],
                   ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])  # peak RSS: a process each
 
@@ -93,6 +94,10 @@ def print_tables(rows):
         table("Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
               ["backend", "configuration", "ms", "/ Keras LoRA"],
               [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["train_step"]])
+    if "adapter_cost" in by:
+        table("Where the time above the floor goes: the same stack, GraLoRA's adapter path swapped (median ms)",
+              ["backend", "configuration", "ms", "/ Keras LoRA"],
+              [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["adapter_cost"]])
     if "peft_step" in by:
         table("Torch backend vs PEFT on an identical torch stack (median ms)",
               ["configuration", "ms", "/ PEFT LoRA", "/ PEFT GraLoRA"],
