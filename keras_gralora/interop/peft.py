@@ -36,6 +36,10 @@ LORA_REFUSED = {  # LoraConfig fields whose non-default value changes LoRA's mat
     "use_bdlora": "BD-LoRA shares blocks across layers",
 }
 TASK_TYPES = {"ForCausalLM": "CAUSAL_LM", "ForSequenceClassification": "SEQ_CLS"}  # PEFT's, by class name
+PEFT_DEFAULTS = {  # what PEFT's configs use for a field adapter_config.json leaves out
+    "GRALORA": {"r": 32, "gralora_k": 2, "hybrid_r": 0, "alpha": 64},
+    "LORA": {"r": 8, "lora_alpha": 8},
+}
 BIAS_MODES = {"none": "none", "all": "all", "gralora_only": "gralora_only", "lora_only": "gralora_only"}
 
 
@@ -97,6 +101,7 @@ def _file_adapter(model, architecture, config, arrays, name, where):
             f"{where}: PEFT type {peft_type!r} is not read by keras_gralora; it reads 'GRALORA' and 'LORA' "
             "(plain LoRA loads as GraLoRA with k=1)."
         )
+    config = {**PEFT_DEFAULTS[peft_type], **config}
     if config.get("fan_in_fan_out"):
         raise ValueError(f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) is not supported.")
     if bad := [f"{field}: {why}" for field, why in LORA_REFUSED.items() if peft_type == "LORA" and config.get(field)]:
@@ -219,12 +224,12 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
     """
     where = "save_peft_adapter"
     directory = os.fspath(directory)
-    names_ = adapters.check_names(model, [adapter_name], where)
+    chosen = adapters.check_names(model, [adapter_name], where)
     architecture = names.architecture_of(model, where)
     class_name = names.transformers_class(architecture, model)
     if class_name is None:
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
-    adapter = saving.collect_adapter(model, names_[0], where)
+    adapter = saving.collect_adapter(model, chosen[0], where)
     config = _uniform_config(adapter, where)
     module_of = {path: names.transformers_module(architecture, class_name, path, where) for path in adapter.layers}
     arrays = {}
