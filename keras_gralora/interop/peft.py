@@ -112,7 +112,7 @@ def _file_adapter(model, architecture, config, arrays, name, where):
     grouped = _group(arrays, config, peft_type, where)
     paths = {module: names.keras_layer_path(architecture, model, module, where) for module in grouped}
     layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
-    modules_to_save = tuple(dict.fromkeys(paths[m] for m, kind in _kinds(grouped) if kind == "module"))
+    modules_to_save = tuple(dict.fromkeys(paths[m] for m, (kind, _) in grouped.items() if kind == "module"))
     layers, biases, modules = {}, {}, {}
     for module, (kind, found) in grouped.items():
         layer = layers_by_path.get(paths[module])
@@ -156,10 +156,6 @@ def _group(arrays, config, peft_type, where):
     return {module: tuple(entry) for module, entry in grouped.items()}
 
 
-def _kinds(grouped):
-    return [(module, kind) for module, (kind, _) in grouped.items()]
-
-
 def _split(name, suffixes, where):
     for suffix in suffixes:
         if name.endswith("." + suffix):
@@ -171,10 +167,10 @@ def _layer_config(config, peft_type, module, found, bias, modules_to_save, where
     if peft_type == "GRALORA":
         k, _, r = found["gralora_A"].shape
         hybrid_r = found["gralora_A_general.weight"].shape[0] if "gralora_A_general.weight" in found else 0
-        if (r, k, hybrid_r) != (config["r"], config["gralora_k"], config.get("hybrid_r", 0)):
+        if (r, k, hybrid_r) != (config["r"], config["gralora_k"], config["hybrid_r"]):
             raise ValueError(f"{where}: module '{module}' holds r={r}, k={k}, hybrid_r={hybrid_r}; its "
                              f"adapter_config.json says r={config['r']}, gralora_k={config['gralora_k']}, "
-                             f"hybrid_r={config.get('hybrid_r', 0)}.")
+                             f"hybrid_r={config['hybrid_r']}.")
         alpha, dropout = config["alpha"], config.get("gralora_dropout", 0.0)
     else:
         r, k, hybrid_r = found["lora_A.weight"].shape[0], 1, 0

@@ -38,9 +38,9 @@ def to_keras(layer, variable, array):
     """`array` (transformers layout) as `variable` of `layer` holds it."""
     shape = tuple(variable.shape)
     if _is_kernel(layer, variable.name):
+        matrix_shape, view, perm = _matrix_layout(layer)
         matrix = np.asarray(array).T
-        view, perm = _kernel_view(layer)
-        if matrix.size != np.prod(view):
+        if matrix.shape != matrix_shape:
             raise ValueError(f"weight of shape {array.shape} cannot become '{variable.path}' of shape {shape}.")
         return np.ascontiguousarray(matrix.reshape(view).transpose(perm))
     if np.size(array) != np.prod(shape) or (np.ndim(array) == 2 and tuple(array.shape) != shape):
@@ -51,9 +51,8 @@ def to_keras(layer, variable, array):
 def to_transformers(layer, variable_name, array):
     """`array` (a Keras variable's value) in transformers' layout."""
     if _is_kernel(layer, variable_name):
-        view, perm = _kernel_view(layer)
-        matrix = np.transpose(array, np.argsort(perm)).reshape(int(np.prod(view[: -_out_rank(layer)])), -1)
-        return np.ascontiguousarray(matrix.T)
+        matrix_shape, _, perm = _matrix_layout(layer)
+        return np.ascontiguousarray(np.transpose(array, np.argsort(perm)).reshape(matrix_shape).T)
     return np.ascontiguousarray(array if variable_name == "embeddings" else np.reshape(array, -1))
 
 
@@ -61,11 +60,10 @@ def _is_kernel(layer, variable_name):
     return variable_name == "kernel" and isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
 
 
-def _kernel_view(layer):
+def _matrix_layout(layer):
+    """`(matrix shape, view, perm)`: the kernel is its `[in, out]` matrix reshaped to `view`, then transposed."""
+    shape = tuple(layer.kernel.shape)
     if isinstance(layer, keras.layers.EinsumDense):
-        return ProjectionLayout.of(layer).kernel_view(tuple(layer.kernel.shape))
-    return tuple(layer.kernel.shape), (0, 1)
-
-
-def _out_rank(layer):
-    return len(ProjectionLayout.of(layer).out_axes) if isinstance(layer, keras.layers.EinsumDense) else 1
+        layout = ProjectionLayout.of(layer)
+        return (layout.matrix_shape(shape), *layout.kernel_view(shape))
+    return shape, shape, (0, 1)
