@@ -227,4 +227,8 @@ def test_lora_rank_patterns_load_and_mixed_settings_do_not_save(checkpoints, tmp
     written = {f: (tmp_path / "lora" / f).read_bytes() for f in os.listdir(tmp_path / "lora")}  # PEFT's own
     with pytest.raises(ValueError, match="layers with different settings"):
         keras_gralora.save_peft_adapter(backbone, tmp_path / "lora")
+    with pytest.raises(ValueError, match="is a file; it writes a directory"):
+        keras_gralora.save_peft_adapter(backbone, tmp_path / "lora" / "adapter_config.json")
+    with pytest.raises(ValueError, match=r"base_model_name_or_path=3 must be a string"):
+        keras_gralora.save_peft_adapter(backbone, tmp_path / "lora", base_model_name_or_path=3)
     assert {f: (tmp_path / "lora" / f).read_bytes() for f in os.listdir(tmp_path / "lora")} == written

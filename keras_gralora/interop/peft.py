@@ -220,6 +220,13 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
     """
     where = "save_peft_adapter"
     directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{where}: '{directory}' is a file; it writes a directory (adapter_config.json and "
+                         "adapter_model.safetensors). Pass a directory path.")
+    if base_model_name_or_path is not None and not isinstance(base_model_name_or_path, (str, os.PathLike)):
+        raise ValueError(f"{where}: base_model_name_or_path={base_model_name_or_path!r} must be a string (the "
+                         "checkpoint's name or path, written into adapter_config.json) or None.")
+    base_model_name_or_path = base_model_name_or_path and os.fspath(base_model_name_or_path)
     chosen = adapters.check_names(model, [adapter_name], where)
     architecture = names.architecture_of(model, where)
     class_name = names.transformers_class(architecture, model)
