@@ -9,6 +9,11 @@ round robin in one process after warm-up, in five forms:
 - two plain matmuls: the adapter replaced by `(x @ A) @ B` with `A [in, r]`,
   `B [r, out]` (GraLoRA's variables reshaped): the same multiply-adds as
   GraLoRA, without its block layout or cross-block exchange;
+- block-diagonal B: the second stage as one 2-D matmul with a block-diagonal
+  `B [k*r, out]` (no transpose of the output, k times its multiply-adds);
+- x in place: the first stage as one 2-D matmul of `x` viewed as `[n*k, in/k]`
+  rows against every block's A side by side, keeping each row's own block (no
+  block-major copy of `x`, k times its multiply-adds);
 - no-op adapter: the adapter path returns zeros (the layer's own overhead).
 
 If GraLoRA costs what the two plain matmuls cost, its block layout is free
@@ -37,11 +42,32 @@ def two_plain_matmuls(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     return ops.matmul(ops.matmul(x, ops.reshape(a, (k * block_in, r))), ops.reshape(b * scale, (r, -1)))
 
 
+def block_diagonal_b(x, a, b, scale, hybrid_a=None, hybrid_b=None):
+    k, block_in, r = a.shape
+    s = r // k
+    xa = ops.matmul(ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2)), a)  # [p, n, (j, s)]
+    features = ops.reshape(ops.transpose(ops.reshape(xa, (k, -1, k, s)), (1, 2, 0, 3)), (-1, k * r))  # [n, (j, p, s)]
+    in_own_block = ops.reshape(ops.eye(k, dtype=b.dtype), (k, 1, k, 1))
+    columns = ops.reshape(ops.expand_dims(b * scale, 2) * in_own_block, (k * r, -1))  # [(j, r), (j', o)]
+    return ops.matmul(features, columns)
+
+
+def x_in_place(x, a, b, scale, hybrid_a=None, hybrid_b=None):
+    k, block_in, r = a.shape
+    s = r // k
+    every_block = ops.reshape(ops.transpose(a, (1, 0, 2)), (block_in, k * r))  # [i, (p', r)]
+    rows = ops.reshape(ops.matmul(ops.reshape(x, (-1, block_in)), every_block), (-1, k, k, r))  # [n, p, p', r]
+    xa = ops.sum(rows * ops.reshape(ops.eye(k, dtype=x.dtype), (1, k, k, 1)), axis=2)  # [n, p, (j, s)]
+    features = ops.reshape(ops.transpose(ops.reshape(xa, (-1, k, k, s)), (2, 0, 1, 3)), (k, -1, r))  # [j, n, r]
+    return ops.reshape(ops.transpose(ops.matmul(features, b * scale), (1, 0, 2)), (ops.shape(x)[0], -1))
+
+
 def no_op(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     return ops.zeros((ops.shape(x)[0], b.shape[0] * b.shape[-1]), x.dtype) + 0 * (ops.sum(a) + ops.sum(b))
 
 
-FORWARDS = {"GraLoRA": gralora_ops.block_forward, "two plain matmuls": two_plain_matmuls, "no-op adapter": no_op}
+FORWARDS = {"GraLoRA": gralora_ops.block_forward, "two plain matmuls": two_plain_matmuls,
+            "block-diagonal B": block_diagonal_b, "x in place": x_in_place, "no-op adapter": no_op}
 
 
 class _Ops:

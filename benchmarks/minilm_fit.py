@@ -1,7 +1,9 @@
 """Training throughput of pretrained MiniLM: GraLoRA vs KerasHub's `enable_lora`.
 
 Both adapt the backbone's query and value projections (KerasHub's default
-LoRA targets) at the same r and train only those factors. Both models live
+LoRA targets) at the same r and train only those factors and the
+classifier head (Keras LoRA's query/value biases are frozen like ours; its
+`EinsumDense` factors the kernel's last axis only, so its A is larger). Both models live
 in one process and take `train_on_batch` steps (the step `fit` runs) on the
 same pre-tokenized batch, round robin after warm-up; tokens/s from each
 one's median step. Needs the examples' assets (`scripts/env.sh` installs them).
@@ -47,6 +49,9 @@ def adapted_classifier(method, r):
         model.backbone.enable_gralora(r=r, k=2)
     else:
         model.backbone.enable_lora(r)
+        for layer in model.backbone._flatten_layers():
+            if getattr(layer, "lora_enabled", False) and layer.bias is not None:
+                layer.bias.trainable = False  # the same trainable set as GraLoRA: the factors (and the head)
     sentiment_task.compile_for_training(model, 1e-4)
     return model
 
