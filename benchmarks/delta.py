@@ -41,8 +41,9 @@ def keras_layer_like(module, size, r, k):
     layer = GraLoRADense(size, r=r, k=k, init_weights=False)
     layer.build((None, size))
     layer.kernel.assign(module.base_layer.weight.detach().numpy().T)
-    layer.gralora_a.assign(module.gralora_A["default"].detach().numpy())
-    layer.gralora_b.assign(module.gralora_B["default"].detach().numpy())
+    a, b = layer.adapter("default").variables
+    a.assign(module.gralora_A["default"].detach().numpy())
+    b.assign(module.gralora_B["default"].detach().numpy())
     return layer
 
 

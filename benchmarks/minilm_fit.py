@@ -40,6 +40,14 @@ def token_batch(vocabulary_size, batch, seq):
     return x, rng.integers(0, 3, batch).astype("int32")
 
 
+def enable_lora_factors_only(backbone, r):
+    """KerasHub's `enable_lora(r)` with the adapted layers' biases frozen: it trains what GraLoRA trains."""
+    backbone.enable_lora(r)
+    for layer in backbone._flatten_layers():
+        if getattr(layer, "lora_enabled", False) and layer.bias is not None:
+            layer.bias.trainable = False
+
+
 def adapted_classifier(method, r):
     keras.utils.set_random_seed(0)
     model = keras_hub.models.BertTextClassifier.from_preset(
@@ -48,10 +56,7 @@ def adapted_classifier(method, r):
     if method == "gralora":
         model.backbone.enable_gralora(r=r, k=2)
     else:
-        model.backbone.enable_lora(r)
-        for layer in model.backbone._flatten_layers():
-            if getattr(layer, "lora_enabled", False) and layer.bias is not None:
-                layer.bias.trainable = False  # the same trainable set as GraLoRA: the factors (and the head)
+        enable_lora_factors_only(model.backbone, r)
     sentiment_task.compile_for_training(model, 1e-4)
     return model
 

@@ -65,7 +65,7 @@ def stack_models(kinds, mode, args):
 def minilm_models(kinds, mode, args):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
     import sentiment_task
-    from minilm_fit import token_batches
+    from minilm_fit import enable_lora_factors_only, token_batch
 
     models = []
     for kind in kinds:
@@ -75,10 +75,10 @@ def minilm_models(kinds, mode, args):
         if kind.startswith("gralora"):
             model.backbone.enable_gralora(r=args.r, k=2)  # query and value, as KerasHub's enable_lora
         else:
-            model.backbone.enable_lora(args.r)
+            enable_lora_factors_only(model.backbone, args.r)
         sentiment_task.compile_for_training(model, 1e-4)
         models.append(model)
-    return models, token_batches(30522, args.batch, args.seq, 1)
+    return models, token_batch(30522, args.batch, args.seq)
 
 
 def variable_bytes(variables):
