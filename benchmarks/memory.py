@@ -1,10 +1,19 @@
 """Peak memory of a train step of one configuration of the `train_step.py` stack.
 
-Prints the peak resident memory (RSS) of steady-state train steps, above
-the resident memory before the model existed (imports, backend start-up,
-the input batch): weights, optimizer state and the step's activations and
-gradients. The peak is reset after two warm-up steps (Linux
-`/proc/self/clear_refs`), so compiling does not count. `benchmarks/run.py`
+Prints, in MiB of resident memory (RSS):
+
+- `peak_mib`: the peak of steady-state train steps above the RSS before the
+  model existed (imports, backend start-up, the input batch);
+- `step_mib`: that peak above the RSS just before those steps (after two
+  warm-up steps): what a step itself allocates, activations and gradients;
+- `resident_mib`: the RSS the model, its compiled step and everything the
+  warm-up left behind added before those steps (weights, optimizer state,
+  but also the compiler's heap that glibc keeps: a bigger program, e.g.
+  with the hybrid adapter, leaves more, and it does not grow with the batch);
+- `state_mib`: the bytes of the model's and the optimizer's variables.
+
+The peak is reset after the warm-up steps (Linux `/proc/self/clear_refs`),
+so compiling does not count in `step_mib`. `benchmarks/run.py`
 runs each configuration in a fresh process with glibc's mmap threshold
 fixed (`MALLOC_MMAP_THRESHOLD_`): by default glibc raises the threshold
 after the first large free and then keeps freed 8 MiB activations in its
@@ -23,6 +32,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from adapter_cost import FORWARDS, with_forward  # noqa: E402
 from train_step import stack  # noqa: E402
 
 
@@ -52,6 +62,8 @@ def main():
     parser.add_argument("--r", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--form", choices=list(FORWARDS), default="GraLoRA",
+                        help="the adapter path (`adapter_cost.py`'s forms; GraLoRA's own by default)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
@@ -61,16 +73,34 @@ def main():
     extra = dict(k=args.k, hybrid_r=args.hybrid_r) if args.kind == "gralora" else {}
     model = stack(args.kind, args.width, args.depth, args.r, **extra)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    step = with_forward(lambda: model.train_on_batch(x, y), FORWARDS[args.form])
     for _ in range(args.warmup):
-        model.train_on_batch(x, y)
+        step()
+    settled = rss_mib("VmRSS")
     reset_peak_rss()
     for _ in range(args.steps):
-        model.train_on_batch(x, y)
+        step()
+    peak = rss_mib("VmHWM")
     name = args.kind if not extra else f"gralora k={args.k} hybrid_r={args.hybrid_r}"
     print(json.dumps({
-        "bench": "memory", "backend": keras.backend.backend(), "config": name,
-        "peak_mib": rss_mib("VmHWM") - baseline,
+        "bench": "memory", "backend": keras.backend.backend(),
+        "config": name if args.form == "GraLoRA" else f"{name}, {args.form}",
+        "peak_mib": peak - baseline, "step_mib": peak - settled, "resident_mib": settled - baseline,
+        "xla_temp_mib": xla_temp_mib(model, x, y, FORWARDS[args.form]) if keras.backend.backend() == "jax" else None,
     }))
+
+
+def xla_temp_mib(model, x, y, forward):
+    """XLA's own account of the temporaries of the compiled step (jax): loss, gradients, no allocator in between."""
+    import jax
+
+    def loss(trainable, non_trainable, x, y):
+        out, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return keras.ops.mean((out - y) ** 2)
+
+    arguments = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x, y)
+    compiled = with_forward(lambda: jax.jit(jax.value_and_grad(loss)).lower(*arguments).compile(), forward)()
+    return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
 if __name__ == "__main__":

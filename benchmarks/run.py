@@ -25,7 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
 BENCHMARKS = ("train_step", "adapter_cost", "peft_step", "delta", "memory", "minilm_fit", "import_time")
 MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"],
-                  ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"])  # peak RSS: a process each
+                  ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"],
+                  ["--kind", "gralora", "--k", "2", "--form", "x in place"])  # peak RSS: a process each
 
 
 def run(script, backend, *args, **extra_env):
@@ -111,13 +112,14 @@ def print_tables(rows):
                 spread(r["vs_peft"])]
                for r in sorted(deltas, key=lambda r: (r["backend"], r["bench"]))])
     if "memory" in by:
-        lora = {r["backend"]: r["peak_mib"] for r in by["memory"] if r["config"] == "lora"}
-        ratio = lambda r: [a / b for a, b in zip(r["peak_mib"], lora[r["backend"]])]  # noqa: E731  per repeat
-        table("Peak memory of a train step of the train-step stack "
-              "(MiB of RSS above start-up; steady state, after warm-up)",
-              ["backend", "configuration", "MiB", "/ Keras LoRA"],
-              [[r["backend"], r["config"], spread(r["peak_mib"], 0), spread(ratio(r))]
-               for r in by["memory"]])
+        lora = {r["backend"]: r for r in by["memory"] if r["config"] == "lora"}
+        ratio = lambda r, key: [a / b for a, b in zip(r[key], lora[r["backend"]][key])]  # noqa: E731  per repeat
+        xla = lambda r: f"{spread(r['xla_temp_mib'], 1)} ({spread(ratio(r, 'xla_temp_mib'))})" if r["xla_temp_mib"] else ""  # noqa: E731
+        table("Memory of a train step of the train-step stack (MiB; steady state, after warm-up; see memory.py)",
+              ["backend", "configuration", "peak RSS above start-up", "/ Keras LoRA", "step's own RSS growth",
+               "XLA temporaries (jax)"],
+              [[r["backend"], r["config"], spread(r["peak_mib"], 0), spread(ratio(r, "peak_mib")),
+                spread(r["step_mib"], 0), xla(r)] for r in by["memory"]])
     if "minilm_fit" in by:
         table("MiniLM (all-MiniLM-L6-v2) fit, q/v adapted, batch 16 x 64 tokens",
               ["backend", "configuration", "trainable", "tokens/s", "step / Keras LoRA"],
