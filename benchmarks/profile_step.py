@@ -1,36 +1,89 @@
-"""Where a torch train step spends its time, op by op: GraLoRA vs Keras LoRA vs the floor.
+"""A train step op by op, on the backend in KERAS_BACKEND: GraLoRA vs Keras LoRA vs the floor.
 
-torch runs eagerly, so its profiler sees every op the step dispatches. For
-each configuration of the train-step stack (`--model stack`, 4 x Dense 1024,
-16 x 128 tokens, r=32) or of pretrained MiniLM (`--model minilm`, q/v
-adapted, r=8, 16 x 64 tokens) it prints, per step: the profiled time,
-the number of aten ops dispatched, and the ops that took the most time
-(self time, grouped by name and input shapes). The profiler adds its own
-overhead, so read shares and counts here and take times from
-`train_step.py` / `minilm_fit.py`.
+For each configuration of the train-step stack (`--model stack`, 4 x Dense
+1024, 16 x 128 tokens, r=32) or of pretrained MiniLM (`--model minilm`, q/v
+adapted, r=8, 16 x 64 tokens, torch only):
 
-    python benchmarks/profile_step.py --model stack --top 8
+- torch runs eagerly, so its profiler sees every op the step dispatches: per
+  step, the profiled time, the number of aten ops, and the ops that took the
+  most time (self time, by name and input shapes). The profiler adds its own
+  overhead: read shares and counts here, take times from `train_step.py`.
+- jax: the instructions of the compiled step (loss and gradients) that XLA
+  kept at the top level after its optimizations, by opcode (a `fusion` runs
+  as one kernel; a top-level `transpose` or `copy` is a pass over memory).
+- tensorflow: the op types of the step's graph (forward and `GradientTape`
+  gradients) as Keras builds it on a CPU-only machine, without XLA.
+
+    KERAS_BACKEND=torch python benchmarks/profile_step.py --model stack --top 8
 """
 
 import argparse
 import collections
 import json
 import os
+import re
 
-os.environ["KERAS_BACKEND"] = "torch"
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from train_step import stack, train_on_batch_step  # noqa: E402
 
+KINDS = {"floor": ("floor", {}), "Keras LoRA": ("lora", {}), "GraLoRA k=2": ("gralora", {"k": 2}),
+         "GraLoRA k=4": ("gralora", {"k": 4})}
+
+
+def stack_data():
+    rng = np.random.default_rng(0)
+    return tuple(rng.standard_normal((16, 128, 1024)).astype("float32") for _ in range(2))
+
 
 def stack_steps():
-    rng = np.random.default_rng(0)
-    x, y = (rng.standard_normal((16, 128, 1024)).astype("float32") for _ in range(2))
-    kinds = {"floor": ("floor", {}), "Keras LoRA": ("lora", {}), "GraLoRA k=2": ("gralora", {"k": 2}),
-             "GraLoRA k=4": ("gralora", {"k": 4})}
-    return {name: train_on_batch_step(stack(kind, 1024, 4, 32, **extra), x, y) for name, (kind, extra) in kinds.items()}
+    x, y = stack_data()
+    return {name: train_on_batch_step(stack(kind, 1024, 4, 32, **extra), x, y) for name, (kind, extra) in KINDS.items()}
+
+
+def loss_fn(model):
+    def loss(trainable, non_trainable, x, y):
+        out, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return keras.ops.mean((out - y) ** 2)
+
+    return loss
+
+
+def xla_opcodes(model, x, y):
+    """`{opcode: count}` of the top-level instructions of the compiled step (jax)."""
+    import jax
+
+    arguments = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x, y)
+    text = jax.jit(jax.value_and_grad(loss_fn(model))).lower(*arguments).compile().as_text()
+    entry = text[text.index("\nENTRY "):]
+    entry = entry[: entry.index("\n}")]
+    return collections.Counter(re.findall(r"= [^=]*? ([a-z][a-z0-9-]*)\(", entry))
+
+
+def graph_op_types(model, x, y):
+    """`{op type: count}` of the step's tensorflow graph: forward and tape gradients."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean((model(x, training=True) - y) ** 2)
+        return tape.gradient(loss, model.trainable_variables)
+
+    return collections.Counter(op.type for op in step.get_concrete_function(x, y).graph.get_operations())
+
+
+def count_ops(args):
+    """jax and tensorflow: the compiled step's or the graph's ops by kind, per configuration."""
+    x, y = stack_data()
+    count = xla_opcodes if keras.backend.backend() == "jax" else graph_op_types
+    for name, (kind, extra) in KINDS.items():
+        counts = count(stack(kind, 1024, 4, 32, **extra), x, y)
+        print(json.dumps({"bench": "profile_step", "backend": keras.backend.backend(), "model": "stack",
+                          "config": name, "ops": sum(counts.values()), "by_op": dict(counts.most_common(args.top))}))
 
 
 def minilm_steps():
@@ -42,6 +95,8 @@ def minilm_steps():
 
 
 def profiled(step, steps):
+    from torch.profiler import ProfilerActivity, profile
+
     for _ in range(2):
         step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -60,6 +115,8 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args()
+    if keras.backend.backend() != "torch":
+        return count_ops(args)
     steps = stack_steps() if args.model == "stack" else minilm_steps()
     for name, step in steps.items():
         ms, ops, top = profiled(step, args.steps)
