@@ -114,7 +114,8 @@ def print_tables(rows):
     if "memory" in by:
         lora = {r["backend"]: r for r in by["memory"] if r["config"] == "lora"}
         ratio = lambda r, key: [a / b for a, b in zip(r[key], lora[r["backend"]][key])]  # noqa: E731  per repeat
-        xla = lambda r: f"{spread(r['xla_temp_mib'], 1)} ({spread(ratio(r, 'xla_temp_mib'))})" if r["xla_temp_mib"] else ""  # noqa: E731
+        xla = lambda r: (  # noqa: E731  jax only
+            f"{spread(r['xla_temp_mib'], 1)} ({spread(ratio(r, 'xla_temp_mib'))})" if r["xla_temp_mib"] else "")
         table("Memory of a train step of the train-step stack (MiB; steady state, after warm-up; see memory.py)",
               ["backend", "configuration", "peak RSS above start-up", "/ Keras LoRA", "step's own RSS growth",
                "XLA temporaries (jax)"],
