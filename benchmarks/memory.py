@@ -6,11 +6,14 @@ Prints, in MiB of resident memory (RSS):
   model existed (imports, backend start-up, the input batch);
 - `step_mib`: that peak above the RSS just before those steps (after two
   warm-up steps): what a step itself allocates, activations and gradients;
-- `resident_mib`: the RSS the model, its compiled step and everything the
-  warm-up left behind added before those steps (weights, optimizer state,
-  but also the compiler's heap that glibc keeps: a bigger program, e.g.
-  with the hybrid adapter, leaves more, and it does not grow with the batch);
-- `state_mib`: the bytes of the model's and the optimizer's variables.
+- `resident_mib`: the RSS the model and its warm-up added before those steps:
+  weights, optimizer state, compiled code, and whatever the backend's
+  allocators kept. jax (XLA's runtime) and tensorflow may keep a step's
+  buffers pooled from the warm-up on, so their step memory lands here or in
+  `step_mib` from run to run (`peak_mib` alike); torch returns it after each
+  step, so torch's `step_mib` is the step's own memory;
+- `xla_temp_mib` (jax): XLA's own count of the compiled step's temporaries
+  (`memory_analysis()`), the exact figure on jax.
 
 The peak is reset after the warm-up steps (Linux `/proc/self/clear_refs`),
 so compiling does not count in `step_mib`. `benchmarks/run.py`
@@ -33,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from adapter_cost import FORWARDS, with_forward  # noqa: E402
-from train_step import stack  # noqa: E402
+from train_step import compiled_jax_step, stack  # noqa: E402
 
 
 def rss_mib(field):
@@ -92,14 +95,7 @@ def main():
 
 def xla_temp_mib(model, x, y, forward):
     """XLA's own account of the temporaries of the compiled step (jax): loss, gradients, no allocator in between."""
-    import jax
-
-    def loss(trainable, non_trainable, x, y):
-        out, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-        return keras.ops.mean((out - y) ** 2)
-
-    arguments = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x, y)
-    compiled = with_forward(lambda: jax.jit(jax.value_and_grad(loss)).lower(*arguments).compile(), forward)()
+    compiled = with_forward(lambda: compiled_jax_step(model, x, y), forward)()
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 

@@ -28,7 +28,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from train_step import stack, train_on_batch_step  # noqa: E402
+from train_step import compiled_jax_step, stack, train_on_batch_step  # noqa: E402
 
 KINDS = {"floor": ("floor", {}), "Keras LoRA": ("lora", {}), "GraLoRA k=2": ("gralora", {"k": 2}),
          "GraLoRA k=4": ("gralora", {"k": 4})}
@@ -44,20 +44,9 @@ def stack_steps():
     return {name: train_on_batch_step(stack(kind, 1024, 4, 32, **extra), x, y) for name, (kind, extra) in KINDS.items()}
 
 
-def loss_fn(model):
-    def loss(trainable, non_trainable, x, y):
-        out, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-        return keras.ops.mean((out - y) ** 2)
-
-    return loss
-
-
 def xla_opcodes(model, x, y):
     """`{opcode: count}` of the top-level instructions of the compiled step (jax)."""
-    import jax
-
-    arguments = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x, y)
-    text = jax.jit(jax.value_and_grad(loss_fn(model))).lower(*arguments).compile().as_text()
+    text = compiled_jax_step(model, x, y).as_text()
     entry = text[text.index("\nENTRY "):]
     entry = entry[: entry.index("\n}")]
     return collections.Counter(re.findall(r"= [^=]*? ([a-z][a-z0-9-]*)\(", entry))

@@ -69,6 +69,18 @@ def interleaved_medians(steps, rounds, warmup=2):
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def compiled_jax_step(model, x, y):
+    """The stack's loss (MSE) and gradients as XLA compiles them under jax (`memory.py`, `profile_step.py`)."""
+    import jax
+
+    def loss(trainable, non_trainable, x, y):
+        out, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return keras.ops.mean((out - y) ** 2)
+
+    arguments = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], x, y)
+    return jax.jit(jax.value_and_grad(loss)).lower(*arguments).compile()
+
+
 def train_on_batch_step(model, x, y):
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     return lambda: model.train_on_batch(x, y)  # returns Python floats: it waits for the step
