@@ -46,9 +46,9 @@ def _gralora_layers(model):
 
 
 def install():
-    """Wraps `keras.Model.make_train_function` and `keras.Model.quantize` with the checks (once)."""
-    make, quantize = keras.Model.make_train_function, keras.Model.quantize
-    if getattr(make, "_gralora_guard", False):
+    """Wraps `keras.Model.quantize` and, where the backend trains, `make_train_function` with the checks (once)."""
+    make, quantize = getattr(keras.Model, "make_train_function", None), keras.Model.quantize
+    if getattr(quantize, "_gralora_guard", False):
         return
 
     def make_train_function(self, force=False):
@@ -59,6 +59,7 @@ def install():
         check_quantizable(self, mode)
         return quantize(self, mode, **kwargs)
 
-    make_train_function._gralora_guard = True
-    keras.Model.make_train_function = make_train_function
+    quantize_model._gralora_guard = True
     keras.Model.quantize = quantize_model
+    if make is not None:  # Keras' numpy backend only runs inference: it has no train function to guard
+        keras.Model.make_train_function = make_train_function

@@ -62,3 +62,21 @@ def test_keep_tokens_sharded_is_a_hint_only_inside_a_compiled_step_under_a_distr
         assert keep_tokens_sharded(x, axis=1) is x  # eager: nothing to hint
         hinted = compiled(lambda t: keep_tokens_sharded(t, axis=1) * 2.0)(x)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(hinted), np.full((2, 6, 3), 2.0, "float32"))
+
+
+def test_imports_and_serves_on_keras_numpy_backend():
+    """Keras' numpy backend runs inference only (no `make_train_function`): the import must not need one."""
+    from tests.helpers import run_python
+
+    run_python(
+        """
+        import keras, numpy as np, keras_gralora
+        assert not hasattr(keras.Model, "make_train_function")
+        layer = keras_gralora.GraLoRADense(8, r=4, k=2, hybrid_r=2, init_weights=False)
+        layer.build((None, 16))
+        x = np.random.default_rng(0).random((3, 16), dtype="float32")
+        merged = np.asarray(layer.kernel) + np.asarray(layer.delta_kernel())
+        np.testing.assert_allclose(np.asarray(layer(x)), x @ merged + np.asarray(layer.bias), rtol=1e-5, atol=1e-6)
+        """,
+        "numpy",
+    )
