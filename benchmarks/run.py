@@ -11,7 +11,9 @@ Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
 peft_step (torch backend vs PEFT), delta (delta_kernel/merge vs PEFT),
 memory (peak RSS of training), minilm_fit (real backbone, tokens/s),
 import_time (what `import keras_gralora` adds to `import keras`),
-adapter_cost (GraLoRA vs the same multiply-adds as two plain matmuls).
+adapter_cost (GraLoRA vs the same multiply-adds as two plain matmuls),
+torch_bound (the same multiply-adds with torch's accumulating matmul and a
+custom autograd that folds A into the base matmul).
 """
 
 import argparse
@@ -23,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
-BENCHMARKS = ("train_step", "adapter_cost", "peft_step", "delta", "memory", "minilm_fit", "import_time")
+BENCHMARKS = ("train_step", "adapter_cost", "torch_bound", "peft_step", "delta", "memory", "minilm_fit", "import_time")
 MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"],
                   ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"],
                   ["--kind", "gralora", "--k", "2", "--form", "x in place"])  # peak RSS: a process each
@@ -43,8 +45,8 @@ def run(script, backend, *args, **extra_env):
 def measure(benchmark, backend, steps):
     if benchmark == "train_step":
         return run("train_step", backend, "--steps", steps)
-    if benchmark == "peft_step":
-        return run("peft_step", backend, "--steps", steps) if backend == "torch" else []
+    if benchmark in ("peft_step", "torch_bound"):  # torch against torch's own code
+        return run(benchmark, backend, "--steps", steps) if backend == "torch" else []
     if benchmark == "memory":
         # A fixed mmap threshold lets RSS follow live memory (see memory.py);
         # timings run with glibc's default, as users do.
@@ -99,6 +101,10 @@ def print_tables(rows):
         table("Where the time above the floor goes: the same stack, GraLoRA's adapter path swapped (median ms)",
               ["backend", "configuration", "ms", "/ Keras LoRA"],
               [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["adapter_cost"]])
+    if "torch_bound" in by:
+        table("Torch outside keras.ops: a plain rank-r LoRA on activations written three ways (median ms)",
+              ["configuration", "ms", "/ Keras LoRA"],
+              [[r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["torch_bound"]])
     if "peft_step" in by:
         table("Torch backend vs PEFT on an identical torch stack (median ms)",
               ["configuration", "ms", "/ PEFT LoRA", "/ PEFT GraLoRA"],
