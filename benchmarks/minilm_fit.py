@@ -3,10 +3,10 @@
 Both adapt the backbone's query and value projections (KerasHub's default
 LoRA targets) at the same r and train only those factors and the
 classifier head (Keras LoRA's query/value biases are frozen like ours; its
-`EinsumDense` factors the kernel's last axis only, so its A is larger). Both models live
-in one process and take `train_on_batch` steps (the step `fit` runs) on the
-same pre-tokenized batch, round robin after warm-up; tokens/s from each
-one's median step. Needs the examples' assets (`scripts/env.sh` installs them).
+`EinsumDense` factors the kernel's last axis only, so its A is larger).
+Both models live in one process and take `train_on_batch` steps (the step
+`fit` runs) on the same pre-tokenized batch, round robin after warm-up;
+tokens/s from each one's median step. Needs the examples' assets (`scripts/env.sh` installs them).
 
     KERAS_BACKEND=jax python benchmarks/minilm_fit.py --r 8 --steps 8
 """

@@ -39,9 +39,13 @@ def stack_data():
     return tuple(rng.standard_normal((16, 128, 1024)).astype("float32") for _ in range(2))
 
 
+def stack_models():
+    return {name: stack(kind, 1024, 4, 32, **extra) for name, (kind, extra) in KINDS.items()}
+
+
 def stack_steps():
     x, y = stack_data()
-    return {name: train_on_batch_step(stack(kind, 1024, 4, 32, **extra), x, y) for name, (kind, extra) in KINDS.items()}
+    return {name: train_on_batch_step(model, x, y) for name, model in stack_models().items()}
 
 
 def xla_opcodes(model, x, y):
@@ -69,8 +73,8 @@ def count_ops(args):
     """jax and tensorflow: the compiled step's or the graph's ops by kind, per configuration."""
     x, y = stack_data()
     count = xla_opcodes if keras.backend.backend() == "jax" else graph_op_types
-    for name, (kind, extra) in KINDS.items():
-        counts = count(stack(kind, 1024, 4, 32, **extra), x, y)
+    for name, model in stack_models().items():
+        counts = count(model, x, y)
         print(json.dumps({"bench": "profile_step", "backend": keras.backend.backend(), "model": "stack",
                           "config": name, "ops": sum(counts.values()), "by_op": dict(counts.most_common(args.top))}))
 

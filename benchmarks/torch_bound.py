@@ -53,10 +53,17 @@ class _Folded(torch.autograd.Function):
         return grad_x, None, None, x.T @ grad_xa, (xa.T @ grad) * SCALE
 
 
+def with_keras_ops(x, kernel, bias, a, b):
+    return ops.add(ops.add(ops.matmul(x, kernel), ops.matmul(ops.matmul(x, a), b * SCALE)), bias)
+
+
+def with_addmm(x, kernel, bias, a, b):
+    return torch.addmm(x @ kernel, x @ a, b * SCALE) + bias
+
+
 FORMS = {
-    "keras.ops": lambda x, kernel, bias, a, b: ops.add(ops.matmul(x, kernel) + ops.matmul(ops.matmul(x, a), b * SCALE),
-                                                        bias),
-    "torch.addmm": lambda x, kernel, bias, a, b: torch.addmm(x @ kernel, x @ a, b * SCALE) + bias,
+    "keras.ops": with_keras_ops,
+    "torch.addmm": with_addmm,
     "folded (custom autograd)": _Folded.apply,
 }
 
