@@ -9,7 +9,8 @@ from keras_gralora.config import GraLoRAConfig
 from keras_gralora.inject import enable_gralora
 from keras_gralora.interop import load_peft_adapter, save_peft_adapter
 from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
-from keras_gralora.saving import export_merged, load_gralora_weights, save_gralora_weights
+from keras_gralora.export import export_merged
+from keras_gralora.saving import load_gralora_weights, save_gralora_weights
 from keras_gralora.summary import gralora_summary
 
 __version__ = "0.2.0"

@@ -19,14 +19,15 @@ groups sat at the top. It reads as one active adapter named "default".
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
-from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
+from keras_gralora import files
+from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 
 FORMAT = "keras_gralora.adapters"
 FORMAT_VERSION = 2
@@ -57,9 +58,14 @@ class FileAdapter:
         return next(iter(self.layers.values())).config
 
 
-def write(filepath, adapters):
-    """Writes `adapters` (a list of `FileAdapter`) to `filepath`, atomically."""
-    with atomic_write(filepath, SUFFIX) as tmp, h5py.File(tmp, "w", libver="latest") as f:  # compact groups
+def write(filepath, adapters, where):
+    """Writes `adapters` (a list of `FileAdapter`) to `filepath`, atomically (`files.write_bytes`).
+
+    The file is built in memory, then written whole: HDF5 never writes to
+    the disk itself, so a full disk is an `OSError` and leaves the old file.
+    """
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w", libver="latest") as f:  # compact groups
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         for index, adapter in enumerate(adapters):
@@ -74,57 +80,167 @@ def write(filepath, adapters):
             for kind in ("biases", "modules"):
                 for i, (path, array) in enumerate(getattr(adapter, kind).items()):
                     group.create_dataset(f"{kind}/{i}", data=array).attrs["path"] = path
+    files.write_bytes(filepath, buffer.getvalue(), where)
 
 
-def read(filepath, where):
-    """Reads and checks a whole adapter file: `{name: FileAdapter}` in file order."""
+@contextlib.contextmanager
+def reading(filepath, where):
+    """Opens an adapter file: yields `{name: FileAdapter}` in file order, arrays as `Stored` references.
+
+    Everything but the tensors' data is read and checked here: the file may
+    only hold its own data (no external storage, external or soft links,
+    virtual datasets), and every attribute must be what the format says.
+    The data is read by `Stored.read`, after the caller has checked each
+    declared shape and dtype against the model.
+    """
+    filepath = os.fspath(filepath)
     if not os.path.isfile(filepath):
         raise FileNotFoundError(f"{where}: no adapter file at '{filepath}'.")
     try:
-        with h5py.File(filepath, "r") as f:
-            version = _check_header(f, filepath, where)
-            if version == 1:
-                return {DEFAULT_ADAPTER: FileAdapter(DEFAULT_ADAPTER, True, _read_layers(f))}
-            adapters = {}
-            for name, group in sorted(f.get("adapters", {}).items(), key=lambda item: int(item[1].attrs["index"])):
-                biases, modules = (
-                    {str(d.attrs["path"]): np.asarray(d) for d in group.get(kind, {}).values()}
-                    for kind in ("biases", "modules")
-                )
-                adapters[name] = FileAdapter(name, bool(group.attrs["active"]), _read_layers(group), biases, modules)
-            return adapters
+        f = h5py.File(filepath, "r")
     except OSError as error:  # h5py's word for "not HDF5", "truncated", "unreadable"
         raise ValueError(
-            f"{where}: cannot read '{filepath}' as HDF5 (not an HDF5 file, or truncated): {error}"
+            f"{where}: cannot read '{filepath}' as HDF5 (not an HDF5 file, or truncated): {error}. "
+            "Adapter files come from `save_gralora_weights`; save it again."
         ) from error
+    with f:
+        reader = _Reader(filepath, where)
+        reader.check_self_contained(f)
+        yield reader.adapters(f)
 
 
-def _check_header(f, filepath, where):
-    if f.attrs.get("format") != FORMAT:
+class _Reader:
+    """Reads the structure of one adapter file, naming the file and the object in every error."""
+
+    def __init__(self, filepath, where):
+        self.filepath, self.where = filepath, where
+
+    def fail(self, obj, problem):
         raise ValueError(
-            f"{where}: '{filepath}' is an HDF5 file but not a keras_gralora adapter file "
-            f"(format attribute {f.attrs.get('format')!r}, expected {FORMAT!r}). Adapter files "
-            "come from `save_gralora_weights`; whole-model weights load with `model.load_weights`."
+            f"{self.where}: '{self.filepath}' is not a valid keras_gralora adapter file: {obj} {problem}. "
+            "Adapter files come from `save_gralora_weights`; save it again (or ask its author to)."
         )
-    version = int(f.attrs.get("format_version", -1))
-    if version not in READS:
-        raise ValueError(
-            f"{where}: '{filepath}' has format version {version}; this keras_gralora reads versions "
-            f"{list(READS)}. Use the keras_gralora release that wrote it."
-        )
-    return version
+
+    def check_self_contained(self, group):
+        for name in group:
+            link = group.get(name, getlink=True)
+            path = f"{group.name.rstrip('/')}/{name}"
+            if not isinstance(link, h5py.HardLink):
+                raise ValueError(
+                    f"{self.where}: '{self.filepath}' refused: '{path}' is a {type(link).__name__}; an adapter "
+                    "file holds its own data only (links could read other files of this machine)."
+                )
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                self.check_self_contained(obj)
+            elif obj.is_virtual or obj.id.get_create_plist().get_external_count():
+                kind = "a virtual dataset" if obj.is_virtual else "stored in external files"
+                raise ValueError(
+                    f"{self.where}: '{self.filepath}' refused: dataset '{path}' is {kind}; an adapter file "
+                    "holds its own data only (this could read other files of this machine)."
+                )
+
+    def adapters(self, f):
+        self.header(f)
+        if int(f.attrs["format_version"]) == 1:
+            return {DEFAULT_ADAPTER: FileAdapter(DEFAULT_ADAPTER, True, self.layers(f))}
+        groups = self.group(f, "adapters")
+        adapters = {}
+        for name, group in sorted(groups.items(), key=lambda item: self.attr(item[1], "index", int)):
+            check_adapter_name(name, f"{self.where}: '{self.filepath}'")
+            biases, modules = (self.arrays_with_paths(self.group(group, kind, optional=True)) for kind in
+                               ("biases", "modules"))
+            adapters[name] = FileAdapter(name, self.attr(group, "active", bool), self.layers(group), biases, modules)
+        if not adapters:
+            self.fail("group 'adapters'", "holds no adapter")
+        return adapters
+
+    def header(self, f):
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(
+                f"{self.where}: '{self.filepath}' is an HDF5 file but not a keras_gralora adapter file "
+                f"(format attribute {f.attrs.get('format')!r}, expected {FORMAT!r}). Adapter files "
+                "come from `save_gralora_weights`; whole-model weights load with `model.load_weights`."
+            )
+        version = self.attr(f, "format_version", int)
+        if version not in READS:
+            raise ValueError(
+                f"{self.where}: '{self.filepath}' has format version {version}; this keras_gralora reads "
+                f"versions {list(READS)}. Use the keras_gralora release that wrote it."
+            )
+
+    def group(self, parent, name, optional=False):
+        obj = parent.get(name)
+        if obj is None and optional:
+            return {}
+        if not isinstance(obj, h5py.Group):
+            self.fail(f"'{parent.name}'", f"has no group '{name}'" if obj is None else f"has '{name}' as no group")
+        return obj
+
+    def attr(self, obj, name, kind):
+        """Attribute `name` of `obj` as `kind` (int, bool or str)."""
+        value = obj.attrs.get(name)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            found = "it is missing" if value is None else f"it is {value!r}"
+            self.fail(f"'{obj.name}'", f"needs attribute '{name}' as {kind.__name__}, but {found}")
+        return kind(value)
+
+    def layers(self, group):
+        layers = {}
+        entries = self.group(group, "layers")
+        for index in sorted(entries, key=lambda key: int(key) if key.isdigit() else -1):
+            layer = self.group(entries, index)
+            path = self.attr(layer, "path", str)
+            layers[path] = LayerEntry(
+                self.config(layer), (self.attr(layer, "in_features", int), self.attr(layer, "out_features", int)),
+                {role: self.stored(layer, role) for role in layer},
+            )
+        if not layers:
+            self.fail(f"'{group.name}'", "holds no adapted layer")
+        return layers
+
+    def config(self, layer):
+        text = self.attr(layer, "config", str)
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError as error:
+            self.fail(f"'{layer.name}'", f"has a config that is not JSON ({error})")
+        if not isinstance(fields, dict):
+            self.fail(f"'{layer.name}'", f"has a config that is no JSON object ({type(fields).__name__})")
+        try:
+            return GraLoRAConfig(**fields).validate(f"{self.where}: '{self.filepath}' at '{layer.name}'")
+        except TypeError as error:
+            self.fail(f"'{layer.name}'", f"has a config with unknown fields ({error})")
+
+    def arrays_with_paths(self, group):
+        return {self.attr(group[key], "path", str): self.stored(group, key) for key in group}
+
+    def stored(self, group, key):
+        dataset = group[key]
+        if not isinstance(dataset, h5py.Dataset):
+            self.fail(f"'{dataset.name}'", "is a group where a dataset belongs")
+        return Stored(tuple(dataset.shape), dataset.dtype, f"'{self.filepath}' at '{dataset.name}'", dataset)
 
 
-def _read_layers(group):
-    layers = {}
-    for layer in sorted(group.get("layers", {}).values(), key=lambda g: int(g.name.rsplit("/", 1)[-1])):
-        attrs = layer.attrs
-        layers[str(attrs["path"])] = LayerEntry(
-            GraLoRAConfig(**json.loads(attrs["config"])),
-            (int(attrs["in_features"]), int(attrs["out_features"])),
-            {role: np.asarray(data) for role, data in layer.items()},
-        )
-    return layers
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """A tensor in an open file: shape and dtype as declared, its data read only by `read`."""
+
+    shape: tuple
+    dtype: np.dtype
+    where: str
+    _dataset: object = dataclasses.field(repr=False)
+
+    def read(self):
+        array = np.asarray(self._dataset[()])
+        if array.shape != self.shape:
+            raise ValueError(f"{self.where}: declared shape {self.shape}, read {array.shape}.")
+        return array
 
 
 def check_filename(filepath):
@@ -134,19 +250,3 @@ def check_filename(filepath):
             f"Adapter files must end in '{SUFFIX}', got '{filepath}'. For example: 'task.gralora{SUFFIX}'."
         )
     return filepath
-
-
-@contextlib.contextmanager
-def atomic_write(filepath, suffix):
-    """Yields a temporary path beside `filepath`; renames it into place on success only."""
-    folder = os.path.dirname(os.path.abspath(filepath))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot save '{filepath}': the folder '{folder}' does not exist. Create it first.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, filepath)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

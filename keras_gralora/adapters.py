@@ -11,8 +11,8 @@ a Keras optimizer only updates the variables it was built with.
 import contextlib
 import warnings
 
-
 from keras_gralora import inject
+from keras_gralora.inject import check_enabled
 
 
 def set_active_adapters(model, adapter_names):
@@ -33,10 +33,10 @@ def set_active_adapters(model, adapter_names):
     """
     names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
     check_names(model, names, "set_active_adapters", allow_empty=True)
+    check_enabled(model, "set_active_adapters")
     for layer in inject.adapted_layers(model):
         layer.set_active_adapters(names)
     inject.sync_trainable(model)
-    inject.reset_compiled_functions(model)
 
 
 def active_adapters(model):
@@ -70,6 +70,10 @@ def disable_gralora(model):
     Merged adapters are taken out of their kernels on entry and the merged
     kernels restored exactly on exit. Biases trained with `bias="all"` or
     `"gralora_only"` stay as trained (a warning says so, as PEFT's).
+    Inside it, calls that change adapters (load, enable, merge, unmerge,
+    delete, activate, unload, export, quantize) raise before any change:
+    the context puts back on exit what it took on entry. Forward passes,
+    `predict`, saving adapter files and nested `disable_gralora` work.
 
     Example:
 
@@ -81,6 +85,9 @@ def disable_gralora(model):
     ...     base_output = model(keras.ops.ones((1, 8)))
     """
     layers = inject.adapted_layers(model)
+    if not all(layer._gralora.enabled for layer in layers):  # nested: already disabled
+        yield model
+        return
     if trained := {name: c.bias for name, c in inject.adapter_configs(model).items() if c.bias != "none"}:
         warnings.warn(
             f"disable_gralora: adapter(s) {trained} train biases; disabling adapters cannot undo bias changes, "
@@ -92,14 +99,12 @@ def disable_gralora(model):
         for layer in layers:
             layer.unmerge()
             layer.enable_adapters(False)
-        inject.reset_compiled_functions(model)
         yield model
     finally:
         for layer, state in merged:
             layer.restore_merge_state(state)
         for layer in layers:
             layer.enable_adapters(True)
-        inject.reset_compiled_functions(model)
 
 
 def delete_adapter(model, adapter_name):
@@ -112,6 +117,7 @@ def delete_adapter(model, adapter_name):
     """
     where = "delete_adapter"
     check_names(model, [adapter_name], where)
+    check_enabled(model, where)
     layers = [layer for layer in inject.adapted_layers(model) if adapter_name in layer.adapter_names]
     if merged := [layer.path for layer in layers if adapter_name in layer.merged_adapters]:
         raise ValueError(
@@ -145,6 +151,7 @@ def merge_gralora(model, adapter_names=None, safe=False):
     """
     names = active_adapters(model) if adapter_names is None else adapter_names
     names = check_names(model, [names] if isinstance(names, str) else names, "merge_gralora", allow_empty=True)
+    check_enabled(model, "merge_gralora")
     layers = inject.adapted_layers(model)
     states = [(layer, layer.merge_state()) for layer in layers] if safe else []
     try:
@@ -154,18 +161,18 @@ def merge_gralora(model, adapter_names=None, safe=False):
         for layer, state in states:
             layer.restore_merge_state(state)
         raise
-    inject.reset_compiled_functions(model)
 
 
 def unmerge_gralora(model):
     """Takes every merged adapter inside `model` back out of its kernel."""
+    check_enabled(model, "unmerge_gralora")
     for layer in inject.adapted_layers(model):
         layer.unmerge()
-    inject.reset_compiled_functions(model)
 
 
 def merge_and_unload(model, safe=False):
     """Merges the active adapters, then leaves plain Dense/EinsumDense layers; returns `model`."""
+    check_enabled(model, "merge_and_unload")
     merge_gralora(model, safe=safe)
     return _unload(model)
 
@@ -176,6 +183,7 @@ def unload_gralora(model):
     The layers become the plain Dense/EinsumDense they were, with their
     original kernels (PEFT's `unload`).
     """
+    check_enabled(model, "unload_gralora")
     unmerge_gralora(model)
     return _unload(model)
 
@@ -187,7 +195,6 @@ def _unload(model):
         for variable in layer.adapter_variables:
             layer._untrack_variable(variable)
         inject.unadapt_in_place(layer)
-    inject.reset_compiled_functions(model)
     return model
 
 

@@ -1,4 +1,4 @@
-"""Two checks that must run before Keras changes anything: training merged adapters, unsupported quantization.
+"""Checks and refreshes that must run before Keras acts: merged training, quantization, stale compiled functions.
 
 - A merged adapter lives in its kernel; training would never move it (it
   gets no gradient), so `fit` would run and the training be silently lost.
@@ -9,15 +9,25 @@
   `keras.Model.make_train_function`. `GraLoRAAdapter.call` repeats it for
   custom training loops.
 - `keras.Model.quantize` quantizes layer after layer and turns a layer's
-  refusal into a warning. A GraLoRA layer refuses modes it cannot serve, so
-  the wrapper checks the mode against every GraLoRA layer first: the model
-  is left unchanged, with an error.
+  refusal into a warning. The wrapper checks the mode, merged adapters and
+  `disable_gralora` against every GraLoRA layer first: the model is left
+  unchanged, with an error.
+- Compiled functions (jax's and tensorflow's `predict`, `evaluate`, `fit`
+  and KerasHub's `generate`) trace the layers as they are. Every change of
+  what a GraLoRA layer computes bumps a state version
+  (`named_adapter.bump_state_version`); each `make_*_function` compares
+  the version it was built at and rebuilds when it moved, so every model
+  holding the layer (a backbone and its task) sees the change.
 """
 
 import keras
 
+from keras_gralora.inject import check_enabled
 from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.named_adapter import state_version
 from keras_gralora.layers.quantized import check_quantization_mode
+
+KERAS_FUNCTIONS = ("make_train_function", "make_test_function", "make_predict_function")
 
 
 def check_no_merged_training(model):
@@ -36,24 +46,57 @@ def check_no_merged_training(model):
 
 
 def check_quantizable(model, mode):
-    """Raises `ValueError` if `model` has GraLoRA layers and `mode` cannot carry them."""
-    if layers := _gralora_layers(model):
-        check_quantization_mode(mode, f"{model.name}.quantize (GraLoRA on {layers[0].path} and others)")
+    """Raises `ValueError`, before any layer changes, if `model` has GraLoRA layers that cannot take `mode`."""
+    if not (layers := _gralora_layers(model)):
+        return
+    where = f"{model.name}.quantize"
+    check_quantization_mode(mode, f"{where} (GraLoRA on {layers[0].path} and others)")
+    check_enabled(model, where)
+    if merged := [layer.path for layer in layers if layer.merged]:
+        raise ValueError(
+            f"{where}: adapters are merged into the float kernels of {merged[:3]}...; quantizing would freeze "
+            "them into the integer kernels. Call `unmerge_gralora(model)` first; nothing was quantized."
+        )
 
 
 def _gralora_layers(model):
     return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GraLoRAAdapter)]
 
 
+def is_stale(model, kind):
+    """Whether `model`'s compiled `kind` function predates the last adapter change (and notes it is fresh now)."""
+    built = model.__dict__.setdefault("_gralora_built_at", {})  # plain dict: no Keras tracking
+    stale = built.get(kind) != state_version()
+    built[kind] = state_version()
+    return stale
+
+
+def _refreshing(make, kind, check=None):
+    def make_function(self, force=False):
+        if check is not None:
+            check(self)
+        return make(self, force=is_stale(self, kind) or force)
+
+    make_function._gralora_guard = True
+    return make_function
+
+
+def refreshing_generate(make):
+    """KerasHub's `make_generate_function`, rebuilt when adapters changed since it was built."""
+    def make_generate_function(self, *args, **kwargs):
+        if is_stale(self, "generate"):
+            self.generate_function = None
+        return make(self, *args, **kwargs)
+
+    make_generate_function._gralora_guard = True
+    return make_generate_function
+
+
 def install():
-    """Wraps `keras.Model.quantize` and, where the backend trains, `make_train_function` with the checks (once)."""
-    make, quantize = getattr(keras.Model, "make_train_function", None), keras.Model.quantize
+    """Wraps `keras.Model.quantize` and the backend's `make_*_function`s (once)."""
+    quantize = keras.Model.quantize
     if getattr(quantize, "_gralora_guard", False):
         return
-
-    def make_train_function(self, force=False):
-        check_no_merged_training(self)
-        return make(self, force=force)
 
     def quantize_model(self, mode=None, **kwargs):
         check_quantizable(self, mode)
@@ -61,5 +104,7 @@ def install():
 
     quantize_model._gralora_guard = True
     keras.Model.quantize = quantize_model
-    if make is not None:  # Keras' numpy backend only runs inference: it has no train function to guard
-        keras.Model.make_train_function = make_train_function
+    for name in KERAS_FUNCTIONS:  # Keras' numpy backend only runs inference: it has no train function
+        if (make := getattr(keras.Model, name, None)) is not None:
+            check = check_no_merged_training if name == "make_train_function" else None
+            setattr(keras.Model, name, _refreshing(make, name, check))

@@ -25,8 +25,9 @@ import sys
 
 import numpy as np
 
-from keras_gralora import adapters, inject, saving
+from keras_gralora import adapters, guards, inject, saving
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
+from keras_gralora.layers.serialization import exporting
 
 SETTINGS_KEY = "gralora_settings"
 SETTINGS_VERSION = 2
@@ -95,7 +96,7 @@ def _wrap_saving(backbone_class):
 
     def save_own_variables(self, store):
         save(self, store)
-        if inject.adapted_layers(self):
+        if inject.adapted_layers(self) and not exporting():  # a merged export holds plain layers
             store[SETTINGS_KEY] = np.frombuffer(json.dumps(_settings(self)).encode(), dtype=np.uint8)
 
     def load_own_variables(self, store):
@@ -164,5 +165,8 @@ def install(keras_hub):
     from keras_hub.src.utils.preset_utils import KerasPresetLoader
 
     _keep_saved_quantization(KerasPresetLoader)
+    for task in {cls for cls in vars(keras_hub.models).values() if isinstance(cls, type)}:
+        if "make_generate_function" in vars(task):  # CausalLM, Seq2SeqLM, TextToImage, ...: `guards.py`
+            task.make_generate_function = guards.refreshing_generate(vars(task)["make_generate_function"])
     backbone_class._gralora_installed = True
     return True

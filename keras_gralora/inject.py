@@ -14,7 +14,7 @@ import keras  # noqa: F401  (enable_gralora's example uses it)
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 from keras_gralora.distribution import check_placement
 from keras_gralora.layers.adapter import GraLoRAAdapter
-from keras_gralora.layers.named_adapter import check_base_layer, describe
+from keras_gralora.layers.named_adapter import bump_state_version, check_base_layer, describe
 from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
     ADAPTED_CLASS, BASE_CLASS, adaptable_layers, adapted_class, adapted_layers, modules_to_save_paths,
@@ -112,6 +112,7 @@ def enable_on_layers(model, plan):
     """
     if plan:
         check_placement(model, f"adding GraLoRA adapters to '{model.name}'")
+        check_enabled(model, "enable_gralora")
     for layer, name, config in plan:
         check_adaptable(layer, name, config)
     active = active_adapters(model)
@@ -125,7 +126,6 @@ def enable_on_layers(model, plan):
                 layer.set_active_adapters(active)
     freeze(model)
     sync_trainable(model)
-    reset_compiled_functions(model)
     return [layer.path for layer, _, _ in plan]
 
 
@@ -173,6 +173,7 @@ def unadapt_in_place(layer):
     del layer._gralora, layer._gralora_seed
     layer.__class__ = BASE_CLASS[type(layer)]
     rebind_quantize(layer)
+    bump_state_version()  # compiled functions traced the adapted layer: `guards.py`
 
 
 def freeze(model):
@@ -211,9 +212,11 @@ def bias_variables(model, mode):
     return []
 
 
-def reset_compiled_functions(model):
-    # Compiled train/predict functions captured the layers as they were
-    # traced (adapter on or off); drop them so the next call retraces.
-    for name in ("train_function", "test_function", "predict_function", "generate_function"):
-        if getattr(model, name, None) is not None:
-            setattr(model, name, None)
+def check_enabled(model, where):
+    """Raises `ValueError` inside `disable_gralora(model)`, whose exit puts back the state it took on entry."""
+    if disabled := [layer.path for layer in adapted_layers(model) if not layer._gralora.enabled]:
+        raise ValueError(
+            f"{where}: model '{model.name}' is inside `disable_gralora()` (adapters off on {disabled[:3]}...), "
+            "whose exit restores the adapter state it saved on entry, so this change would be undone or "
+            "corrupt the base. Leave the `with disable_gralora(...)` block first."
+        )

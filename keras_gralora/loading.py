@@ -7,7 +7,11 @@
 the model, and only then enables, assigns and activates.
 """
 
+import contextlib
 import dataclasses
+
+import numpy as np
+from keras import ops
 
 from keras_gralora import adapters, inject
 from keras_gralora.adapter_file import FileAdapter
@@ -34,22 +38,95 @@ class Source:
 def load_adapters(model, saved, renames, source):
     """Loads `saved` (`{name: FileAdapter}`) onto `model` as `renames` (`{saved name: model name}`) says.
 
-    Returns the paths of the layers that received adapters. Every check runs
-    before any weight changes.
+    Returns the paths of the layers that received adapters. Every check
+    runs, and every tensor is read, before any weight changes; should a
+    change fail all the same, the model is put back as it was.
     """
+    adapters.check_enabled(model, source.where)
     had_adapters = bool(inject.adapted_layers(model))
     active = adapters.active_adapters(model)
     plans = [_plan(model, saved[name], target, source) for name, target in renames.items()]
     _check_owners(model, plans, source)
-    if new := [(layer, plan.name, entry.config) for plan in plans if plan.new for layer, entry in plan.layers]:
-        inject.enable_on_layers(model, new)
-    variables = {v.path: v for v in model.weights}
-    for plan in plans:
-        _assign(plan, variables)
+    values = _read_all(model, plans, source)
     if not had_adapters:
-        active = [plan.name for plan in plans if plan.saved.active] or [plans[0].name]
-    adapters.set_active_adapters(model, active)
+        active = [plan.name for plan in plans if plan.saved.active]
+        if not active and any(adapter.active for adapter in saved.values()):
+            active = [plans[0].name]  # the file's active adapter was left out: the first loaded one serves
+    with _restored_on_error(model, plans):
+        if new := [(layer, plan.name, entry.config) for plan in plans if plan.new for layer, entry in plan.layers]:
+            inject.enable_on_layers(model, new)
+        variables = {v.path: v for v in model.weights}
+        for plan in plans:
+            _assign(plan, values, variables)
+        adapters.set_active_adapters(model, active)
     return list(dict.fromkeys(layer.path for plan in plans for layer, _ in plan.layers))
+
+
+def _read_all(model, plans, source):
+    """`{id(stored tensor): float array}`: every tensor's data, read and checked after its shape passed."""
+    variables = {v.path: v for v in model.weights}
+    values = {}
+    for plan in plans:
+        for layer, entry in plan.layers:
+            for role, array in entry.arrays.items():
+                values[id(array)] = _read(array, "float32", f"adapter {plan.name!r} '{role}' of layer '{layer.path}'",
+                                          source)
+        for path, array in {**plan.saved.biases, **plan.saved.modules}.items():
+            values[id(array)] = _read(array, variables[path].dtype, f"weight '{path}'", source)
+    return values
+
+
+def _read(array, dtype, what, source):
+    _check_dtype(array.dtype, dtype, what, source)
+    data = array.read() if hasattr(array, "read") else np.asarray(array)
+    return np.asarray(data, dtype=dtype)
+
+
+def _check_dtype(found, dtype, what, source):
+    """A real float tensor for a float variable, an integer one for an integer variable; nothing else."""
+    found, wanted = np.dtype(found), np.dtype(dtype)
+    ok = found.kind == "f" if wanted.kind == "f" else found.kind in "iu" and wanted.kind in "iu"
+    if not ok:
+        raise ValueError(
+            f"{source.where}: '{source.path}' holds {what} as {found} ({_KINDS.get(found.kind, found.kind)}); "
+            f"the model's variable is {wanted}. Save the adapter again from a keras_gralora or PEFT model."
+        )
+
+
+_KINDS = {"c": "complex: its imaginary part would be lost", "U": "text", "S": "bytes", "O": "objects",
+          "b": "booleans", "V": "raw records", "i": "integers", "u": "unsigned integers", "f": "floats"}
+
+
+@contextlib.contextmanager
+def _restored_on_error(model, plans):
+    """On an error inside, puts back the adapters, the values about to change and every trainable flag."""
+    names = {id(layer): layer.adapter_names for layer in inject.adapted_layers(model)}
+    active = adapters.active_adapters(model)
+    flags = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True)]
+    flags += [(v, v.trainable) for v in model.weights]
+    variables = {v.path: v for v in model.weights}
+    changing = [variables[path] for plan in plans for path in {**plan.saved.biases, **plan.saved.modules}]
+    changing += [v for plan in plans if not plan.new for layer, _ in plan.layers for v in layer.adapter(plan.name).variables]
+    values = [(v, ops.convert_to_numpy(v)) for v in changing]
+    kernels = [(layer, layer.merge_state()) for plan in plans for layer, _ in plan.layers
+               if isinstance(layer, inject.GraLoRAAdapter) and layer.merged]
+    try:
+        yield
+    except BaseException:
+        for layer in inject.adapted_layers(model):
+            for name in [n for n in layer.adapter_names if n not in names.get(id(layer), [])]:
+                layer.delete_adapter(name)
+            if id(layer) not in names and not layer.adapter_names:
+                inject.unadapt_in_place(layer)
+        for layer in inject.adapted_layers(model):
+            layer.set_active_adapters(active)
+        for variable, value in values:
+            variable.assign(value)
+        for layer, state in kernels:
+            layer.restore_merge_state(state)
+        for obj, trainable in flags:
+            obj.trainable = trainable
+        raise
 
 
 def _plan(model, saved, name, source):
@@ -80,14 +157,14 @@ def _plan(model, saved, name, source):
 def _check_layer(layer, name, entry, source, existing):
     where, path = source.where, layer.path
     if existing:
-        for field in ("r", "k", "hybrid_r", "alpha"):
-            ours, theirs = getattr(layer.adapter(name).config, field), getattr(entry.config, field)
-            if ours != theirs:
-                raise ValueError(
-                    f"{where}: adapter {name!r} of layer '{path}' has {field}={ours!r}, '{source.path}' has "
-                    f"{field}={theirs!r}. Delete that adapter first, load under another name, or load onto a "
-                    "model without it (it is then enabled from the file)."
-                )
+        ours, theirs = _settings(layer.adapter(name).config), _settings(entry.config)
+        if differ := [f"{field}={ours[field]!r} here, {theirs[field]!r} in the file" for field in ours
+                      if ours[field] != theirs[field]]:
+            raise ValueError(
+                f"{where}: adapter {name!r} of layer '{path}' has other settings than in '{source.path}': "
+                f"{'; '.join(differ)}. Delete that adapter first (`delete_adapter`), load under another name, "
+                "or load onto a model without it (it is then enabled from the file)."
+            )
     else:
         inject.check_adaptable(layer, name, entry.config)
     shape = inject.adapted_class(layer).matrix_shape_of(layer)
@@ -100,6 +177,11 @@ def _check_layer(layer, name, entry, source, existing):
     saved = {role: array.shape for role, array in entry.arrays.items()}
     if saved != expected:
         raise ValueError(f"{where}: layer '{path}' needs adapter variables {expected}, '{source.path}' holds {saved}.")
+
+
+def _settings(config):
+    """What must match for a file to load into an existing adapter: every setting (alpha as its value)."""
+    return {**config.to_dict(), "alpha": config.effective_alpha, "init_weights": None}
 
 
 def _check_arrays(model, arrays, source):
@@ -143,12 +225,12 @@ def adapter_shapes(shape, config):
     return shapes
 
 
-def _assign(plan, variables):
+def _assign(plan, values, variables):
     for layer, entry in plan.layers:
         merged = layer.merged_adapters
         layer.unmerge()
         for role, variable in zip(ROLES, layer.adapter(plan.name).variables):
-            variable.assign(entry.arrays[role])
+            variable.assign(values[id(entry.arrays[role])])
         layer.merge(merged)
     for path, array in {**plan.saved.biases, **plan.saved.modules}.items():
-        variables[path].assign(array)
+        variables[path].assign(values[id(array)])

@@ -1,11 +1,11 @@
-"""Adapter files (`save_gralora_weights` / `load_gralora_weights`) and the merged export.
+"""Adapter files: `save_gralora_weights` / `load_gralora_weights` (the merged export: `export.py`).
 
-Loading reads the whole file, checks every adapter, layer, bias and module
-against the model, and only then changes anything; saving writes a
-temporary file and renames it (format: `keras_gralora/adapter_file.py`).
+Loading reads the file's structure, checks every adapter, layer, bias and
+module and every declared shape and dtype against the model, then reads the
+data, and only then changes anything; saving builds the whole file, then
+writes it beside the old one and renames it (`files.py`; format:
+`adapter_file.py`).
 """
-
-import os
 
 import numpy as np
 from keras import ops
@@ -35,7 +35,7 @@ def save_gralora_weights(model, filepath, adapter_names=None):
         )
     names = adapters.adapter_names(model) if adapter_names is None else adapter_names
     names = adapters.check_names(model, [names] if isinstance(names, str) else names, where)
-    adapter_file.write(filepath, [collect_adapter(model, name, where) for name in names])
+    adapter_file.write(filepath, [collect_adapter(model, name, where) for name in names], where)
 
 
 def collect_adapter(model, name, where):
@@ -80,8 +80,8 @@ def load_gralora_weights(model, filepath, adapter_names=None):
     """
     where = "load_gralora_weights"
     filepath = adapter_file.check_filename(filepath)
-    saved = adapter_file.read(filepath, where)
-    return load_adapters(model, saved, _renames(saved, adapter_names, filepath), Source(where, filepath))
+    with adapter_file.reading(filepath, where) as saved:
+        return load_adapters(model, saved, _renames(saved, adapter_names, filepath), Source(where, filepath))
 
 
 def _renames(saved, adapter_names, filepath):
@@ -103,26 +103,3 @@ def _renames(saved, adapter_names, filepath):
     if len(set(renames.values())) < len(renames):
         raise ValueError(f"{where}: adapter_names={adapter_names!r} gives two adapters the same name.")
     return renames
-
-
-def export_merged(model, filepath):
-    """Saves `model` with its active adapters merged into plain Dense/EinsumDense layers, as `.keras`.
-
-    The file loads with `keras.models.load_model` where keras_gralora is not
-    installed. `model` itself is left exactly as it was.
-    """
-    filepath = os.fspath(filepath)
-    if not filepath.endswith(".keras"):
-        raise ValueError(f"export_merged: the file name must end in '.keras', got '{filepath}'.")
-    layers = inject.adapted_layers(model)
-    saved = [(layer, type(layer), layer.merge_state()) for layer in layers]
-    try:
-        for layer in layers:
-            layer.merge()
-            layer.__class__ = inject.BASE_CLASS[type(layer)]  # plain layer: config and weights drop the adapter
-        with adapter_file.atomic_write(filepath, ".keras") as tmp:
-            model.save(tmp)
-    finally:
-        for layer, cls, state in saved:
-            layer.__class__ = cls
-            layer.restore_merge_state(state)

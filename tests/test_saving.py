@@ -147,9 +147,11 @@ def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("r", 8, r"adapter 'default' of layer 'query' has r=4, '.*' has r=8"),
-    ("k", 1, r"adapter 'default' of layer 'query' has k=2, '.*' has k=1"),
-    ("hybrid_r", 0, r"adapter 'default' of layer 'query' has hybrid_r=2, '.*' has hybrid_r=0"),
+    ("r", 8, r"adapter 'default' of layer 'query' has other settings .*: r=4 here, 8 in the file"),
+    ("k", 1, r"adapter 'default' of layer 'query' has other settings .*: k=2 here, 1 in the file"),
+    ("hybrid_r", 0, r"adapter 'default' of layer 'query' has other settings .*: hybrid_r=2 here, 0 in the file"),
+    ("bias", "all", r"has other settings .*: bias='none' here, 'all' in the file"),
+    ("dropout", 0.5, r"has other settings .*: dropout=0.0 here, 0.5 in the file"),
 ])
 def test_settings_that_differ_from_the_adapted_model_are_refused(tmp_path, name, value, message):
     path = tmp_path / "other.weights.h5"

@@ -16,12 +16,12 @@ import os
 import numpy as np
 
 from keras_gralora import adapters, saving
-from keras_gralora.adapter_file import FileAdapter, LayerEntry, atomic_write
+from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
-from keras_gralora.interop import names, tensors
+from keras_gralora.interop import checks, names, peft_files, tensors
 from keras_gralora.loading import Source, load_adapters
 
-CONFIG_FILE, WEIGHTS_FILE, PREFIX = "adapter_config.json", "adapter_model.safetensors", "base_model.model."
+PREFIX = "base_model.model."
 GRALORA_TENSORS = {"gralora_A": "gralora_a", "gralora_B": "gralora_b",
                    "gralora_A_general.weight": "gralora_hybrid_a", "gralora_B_general.weight": "gralora_hybrid_b"}
 LORA_TENSORS = {"lora_A.weight": "gralora_a", "lora_B.weight": "gralora_b"}
@@ -72,29 +72,14 @@ def load_peft_adapter(model, directory, adapter_name=None):
             f"{where}: model '{model.name}' already has an adapter named {name!r}. Pass another adapter_name, "
             f"or `delete_adapter(model, {name!r})` first."
         )
-    directory = os.fspath(directory)
-    config, arrays = _read(directory, where)
+    source = peft_files.Directory(directory, where)
     architecture = names.architecture_of(model, where)
-    saved = _file_adapter(model, architecture, config, arrays, name, where)
-    return load_adapters(model, {name: saved}, {name: name}, Source(where, directory))
+    saved = _file_adapter(model, architecture, source, name, where)
+    return load_adapters(model, {name: saved}, {name: name}, Source(where, source.directory))
 
 
-def _read(directory, where):
-    for file in (CONFIG_FILE, WEIGHTS_FILE):
-        if not os.path.isfile(os.path.join(directory, file)):
-            found = sorted(os.listdir(directory)) if os.path.isdir(directory) else "no such directory"
-            raise FileNotFoundError(
-                f"{where}: '{directory}' has no {file} ({found}); a PEFT adapter directory is what "
-                "`PeftModel.save_pretrained` writes (adapter_config.json and adapter_model.safetensors)."
-            )
-    from safetensors.numpy import load_file
-
-    with open(os.path.join(directory, CONFIG_FILE)) as f:
-        config = json.load(f)
-    return config, load_file(os.path.join(directory, WEIGHTS_FILE))
-
-
-def _file_adapter(model, architecture, config, arrays, name, where):
+def _file_adapter(model, architecture, source, name, where):
+    config = source.config
     peft_type = config.get("peft_type")
     if peft_type not in ("GRALORA", "LORA"):
         raise ValueError(
@@ -109,16 +94,19 @@ def _file_adapter(model, architecture, config, arrays, name, where):
     bias = BIAS_MODES.get(config.get("bias", "none"))
     if bias is None:
         raise ValueError(f"{where}: bias={config.get('bias')!r} is not a PEFT bias mode keras_gralora reads.")
-    grouped = _group(arrays, config, peft_type, where)
-    paths = {module: names.keras_layer_path(architecture, model, module, where) for module in grouped}
+    declared = _group(source.declared, config, peft_type, where)
+    paths = {module: names.keras_layer_path(architecture, model, module, where) for module in declared}
     layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    for module, (kind, found) in declared.items():
+        if paths[module] not in layers_by_path:
+            raise ValueError(f"{where}: module '{module}' maps to layer '{paths[module]}', which "
+                             f"model '{model.name}' lacks.")
+        checks.check_module(source, layers_by_path[paths[module]], module, kind, found, config, peft_type)
+    grouped = _group(source.load(), config, peft_type, where)
     modules_to_save = tuple(dict.fromkeys(paths[m] for m, (kind, _) in grouped.items() if kind == "module"))
     layers, biases, modules = {}, {}, {}
     for module, (kind, found) in grouped.items():
-        layer = layers_by_path.get(paths[module])
-        if layer is None:
-            raise ValueError(f"{where}: module '{module}' maps to layer '{paths[module]}', which "
-                             f"model '{model.name}' lacks.")
+        layer = layers_by_path[paths[module]]
         if kind == "adapter":
             layer_config = _layer_config(config, peft_type, module, found, bias, modules_to_save, where)
             layers[layer.path] = _entry(layer_config, found, peft_type)
@@ -181,9 +169,7 @@ def _layer_config(config, peft_type, module, found, bias, modules_to_save, where
 
 def _lora_alpha(config, module, r, where):
     """GraLoRA's alpha giving LoRA's scale (`lora_alpha / r`, rsLoRA `lora_alpha / sqrt(r)`) exactly."""
-    patterns = config.get("alpha_pattern") or {}
-    key = next((p for p in patterns if module == p or module.endswith("." + p)), None)
-    lora_alpha = patterns[key] if key is not None else config["lora_alpha"]
+    lora_alpha = checks.pattern_value(config, "alpha_pattern", module, config["lora_alpha"], where)
     if not config.get("use_rslora"):
         return lora_alpha
     root = math.isqrt(r)
@@ -254,7 +240,7 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
     document = _peft_config(config, class_name, sorted(set(module_of.values())), base_model_name_or_path,
                             [names.transformers_module(architecture, class_name, p, where)
                              for p in config.modules_to_save])
-    _write(directory, document, arrays)
+    peft_files.write(directory, document, arrays, where)
     return directory
 
 
@@ -287,15 +273,3 @@ def _peft_config(config, class_name, target_modules, base_model_name_or_path, mo
         "modules_to_save": modules_to_save or None,
         "fan_in_fan_out": False, "init_weights": True, "layers_to_transform": None, "layers_pattern": None,
     }
-
-
-def _write(directory, document, arrays):
-    from safetensors.numpy import save_file
-
-    os.makedirs(directory, exist_ok=True)
-    with atomic_write(os.path.join(directory, WEIGHTS_FILE), ".safetensors") as weights_tmp, \
-            atomic_write(os.path.join(directory, CONFIG_FILE), ".json") as config_tmp:
-        save_file({key: np.ascontiguousarray(array) for key, array in arrays.items()}, weights_tmp,
-                  metadata={"format": "pt"})
-        with open(config_tmp, "w") as f:
-            json.dump(document, f, indent=2, sort_keys=True)

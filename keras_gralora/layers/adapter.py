@@ -17,7 +17,7 @@ from keras_gralora import ops as gralora_ops
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import (
-    ADAPTER_DTYPE, ROLES, NamedAdapter, check_base_layer, describe, variable_name,
+    ADAPTER_DTYPE, ROLES, NamedAdapter, bump_state_version, check_base_layer, describe, variable_name,
 )
 from keras_gralora.layers.quantized import QuantizedBase
 from keras_gralora.layers.serialization import AdapterSerialization
@@ -174,6 +174,7 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
         forward = [n for n in state.active if n in state.adapters and n not in state.merged]
         state.forward = tuple(state.adapters[n] for n in forward) if state.enabled else ()
         state.merged_active = tuple(n for n in state.merged if n in state.active)
+        bump_state_version()
 
     # --- Weights ---
 

@@ -62,24 +62,35 @@ class AdapterMerging:
         todo = [self.adapter(name).name for name in adapter_names if name not in self._gralora.merged]
         if not todo:
             return
-        quantized = self.quantization_mode is not None
-        if quantized:  # lossy: dequantize the original, add every merged delta, requantize (`layers/quantized.py`)
-            original = self._gralora.quantized_original or storage_values(self)
-            merged = dequantized_kernel(self, original) + self._delta(self._gralora.merged + todo, self._kernel_view())
-        else:
-            merged = self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype)
+        merged, original = self._merged_float(todo)
         if safe and not bool(ops.all(ops.isfinite(merged))):
             raise ValueError(
                 f"{self._gralora_where()}: merging {todo} would make the kernel non-finite (NaN or inf); "
                 "the adapter weights are broken. The kernel was left unchanged."
             )
-        if quantized:
+        if original is not None:
             self._assign_storage(requantized(self, merged))
             self._gralora.quantized_original = original
         else:
             self._kernel.assign(merged)
         self._gralora.merged.extend(todo)
         self._refresh()
+
+    def _merged_float(self, todo):
+        """`(float kernel with `todo` merged too, original quantized storage or None)`; changes nothing."""
+        if self.quantization_mode is not None:  # lossy: dequantize the original, add every merged delta (requantized later)
+            original = self._gralora.quantized_original or storage_values(self)
+            delta = self._delta(self._gralora.merged + todo, self._kernel_view())
+            return dequantized_kernel(self, original) + delta, original
+        return self._kernel + ops.cast(self._delta(todo, self._kernel_view()), self._kernel.dtype), None
+
+    def merged_storage(self):
+        """`{variable name: value}` of the kernel's storage as `merge()` would leave it; the layer is not changed."""
+        todo = [n for n in self._gralora.active if n in self._gralora.adapters and n not in self._gralora.merged]
+        if not todo:
+            return storage_values(self)
+        merged, original = self._merged_float(todo)
+        return requantized(self, merged) if original is not None else {"kernel": merged}
 
     def unmerge(self):
         """Takes every merged adapter back out of the kernel; a no-op when none is merged.

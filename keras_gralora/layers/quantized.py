@@ -4,8 +4,8 @@ Keras' quantized `Dense` / `EinsumDense` compute the base projection from
 the integer kernel and its scale (`_int8_call`, `_int4_call`: the integer
 matmul under a custom gradient that dequantizes only for the input
 gradient), then add bias and activation. A GraLoRA layer reuses exactly
-that matmul as its frozen base (bias and activation are held back while it
-runs) and adds bias, the float32 adapters and activation itself, as for a
+that matmul as its frozen base (run on a view of the layer that has no
+bias and activation, so the layer itself never changes) and adds bias, the float32 adapters and activation itself, as for a
 float base. `quantize` on an adapted layer quantizes its base kernel with
 Keras' own quantizer and keeps the adapters.
 
@@ -17,7 +17,6 @@ kept (on the host, at the kernel's quantized size) so that `unmerge`
 restores them bit for bit, and files always store them.
 """
 
-import contextlib
 import functools
 
 import keras
@@ -74,18 +73,21 @@ def dequantized_kernel(layer, values):
     return ops.reshape(float_kernel, logical_kernel_shape(layer))
 
 
-def requantized(layer, float_kernel):
-    """Storage values for `float_kernel`, quantized by Keras' own `quantize` as `layer` was.
+def base_class(layer):
+    """The plain Keras class (`Dense` or `EinsumDense`) of a GraLoRA layer."""
+    return next(c for c in type(layer).__mro__ if c in (keras.layers.Dense, keras.layers.EinsumDense))
 
-    A scratch plain `Dense`/`EinsumDense` with the layer's settings, float32
-    and built like it, gets `float_kernel` and is quantized with the layer's
-    mode and config; its integer kernel and scale are returned.
-    """
-    base_class = next(c for c in type(layer).__mro__ if c in (keras.layers.Dense, keras.layers.EinsumDense))
-    config = {**base_class.get_config(layer), "dtype": "float32", "quantization_config": None}
-    scratch = base_class.from_config(config)
+
+def _scratch(layer, dtype):
+    """A new plain layer with `layer`'s settings and name, built like it, under `dtype`; zero kernel."""
+    config = {**base_class(layer).get_config(layer), "dtype": dtype, "quantization_config": None,
+              "kernel_initializer": "zeros"}
+    scratch = base_class(layer).from_config(config)
     scratch.build_from_config(layer.get_build_config())
-    scratch._kernel.assign(float_kernel)
+    return scratch
+
+
+def _quantize_like(scratch, layer):
     config = layer.quantization_config
     block_size = getattr(layer.dtype_policy, "block_size", None)
     if config is None and block_size is not None:  # a layer restored without its config: the policy has the size
@@ -97,20 +99,54 @@ def requantized(layer, float_kernel):
             f"{layer.path}: requantizing the merged kernel gave (mode, block size) {got}, the layer has "
             f"{(layer.quantization_mode, block_size)}; the kernel was left unchanged."
         )
+
+
+def requantized(layer, float_kernel):
+    """Storage values for `float_kernel`, quantized by Keras' own `quantize` as `layer` was.
+
+    A scratch plain `Dense`/`EinsumDense` with the layer's settings, float32
+    and built like it, gets `float_kernel` and is quantized with the layer's
+    mode and config; its integer kernel and scale are returned.
+    """
+    scratch = _scratch(layer, "float32")
+    scratch._kernel.assign(float_kernel)
+    _quantize_like(scratch, layer)
     return storage_values(scratch)
 
 
-@contextlib.contextmanager
-def _held_back(layer, *names):
-    """`layer.<name>` reads `None` inside (bypassing Keras' attribute tracking), restored on exit."""
-    saved = {name: layer.__dict__[name] for name in names}
-    try:
-        for name in names:
-            object.__setattr__(layer, name, None)
-        yield
-    finally:
-        for name, value in saved.items():
-            object.__setattr__(layer, name, value)
+def plain_twin(layer, storage):
+    """A plain layer like `layer` (quantized alike) whose kernel storage is `storage`, with `layer`'s bias."""
+    if layer.quantization_mode is None:
+        twin = _scratch(layer, layer.dtype_policy)
+    else:
+        twin = _scratch(layer, "float32")
+        _quantize_like(twin, layer)
+    variables = {v.name: v for v in twin._trainable_variables + twin._non_trainable_variables}
+    for name, value in storage.items():
+        variables[name].assign(value)
+    if layer.bias is not None:
+        twin.bias.assign(layer.bias)
+    return twin
+
+
+class _WithoutBiasAndActivation:
+    """`layer` as Keras' quantized matmul reads it, with bias and activation `None`; `layer` itself unchanged.
+
+    Keras' `_int8_call` / `_int4_call` only read the layer's attributes, so
+    they run on this view; concurrent calls of the layer stay right.
+    """
+
+    bias = None
+    activation = None
+
+    def __init__(self, layer):
+        object.__setattr__(self, "_layer", layer)
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"the quantized matmul tried to set {name!r} on the layer '{self._layer.name}'")
 
 
 def rebind_quantize(layer):
@@ -143,8 +179,8 @@ class QuantizedBase:
 
     def quantized_call(self, inputs, training=None):
         mode = check_quantization_mode(self.quantization_mode, self._gralora_where())
-        with _held_back(self, "bias", "activation"):
-            x = getattr(self, f"_{mode}_call")(inputs, training=training)  # Keras' own quantized matmul
+        keras_call = getattr(base_class(self), f"_{mode}_call")  # Keras' own quantized matmul
+        x = keras_call(_WithoutBiasAndActivation(self), inputs, training=training)
         return self._add_bias_adapters_activation(x, inputs, training)
 
     def quantize(self, mode=None, type_check=True, config=None):

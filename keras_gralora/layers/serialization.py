@@ -8,14 +8,40 @@ and reload unmerged. Files written before adapters had names (one adapter,
 `gralora_a`, `r`/`k` at the top of the config) still load.
 """
 
+import contextlib
+import contextvars
+
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.named_adapter import ROLES, variable_name
+from keras_gralora.layers.quantized import base_class, plain_twin
+
+_EXPORTING = contextvars.ContextVar("keras_gralora_exporting", default=False)
+
+
+def exporting():
+    """Whether this thread is inside `exporting_plain_layers()`."""
+    return _EXPORTING.get()
+
+
+@contextlib.contextmanager
+def exporting_plain_layers():
+    """In this thread only, GraLoRA layers save as the plain layers their merge would give (`export.py`).
+
+    Other threads, and the layers themselves, see nothing of it.
+    """
+    token = _EXPORTING.set(True)
+    try:
+        yield
+    finally:
+        _EXPORTING.reset(token)
 
 
 class AdapterSerialization:
     """Mixin of `GraLoRAAdapter`: `get_config`/`from_config` and own-variable saving."""
 
     def get_config(self):
+        if exporting():
+            return base_class(self).get_config(self)
         adapters = [{"name": a.name, **a.config.to_dict()} for a in self._gralora.adapters.values()]
         return {**super().get_config(), "adapters": adapters, "active_adapters": list(self._gralora.active)}
 
@@ -41,6 +67,8 @@ class AdapterSerialization:
     def save_own_variables(self, store):
         if not self.built:
             return
+        if exporting():  # what the plain layer holding the merged kernel saves
+            return plain_twin(self, self.merged_storage()).save_own_variables(store)
         unmerged = self.unmerged_storage()
         for name, variable in self._named_variables().items():
             store[name] = unmerged.get(name, variable)
