@@ -94,3 +94,16 @@ def keep_tokens_sharded(x, axis):
     spec = [PartitionSpec.UNCONSTRAINED] * len(x.shape)
     spec[axis] = batch_axis
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh.backend_mesh, PartitionSpec(*spec)))
+
+
+def add_same_shape(x, y):
+    """`x + y` for two tensors of one shape.
+
+    On tensorflow, Keras' `ops.add` takes a `y` whose axes are all 1 but
+    one, or empty, for a bias and calls `tf.nn.bias_add`, which refuses an
+    empty batch ("Biases must be 1D: [0, 8]"); an empty `y` gives `x`, the
+    same empty tensor.
+    """
+    if keras.backend.backend() == "tensorflow" and 0 in tuple(y.shape):
+        return x
+    return keras.ops.add(x, y)

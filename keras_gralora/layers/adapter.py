@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
+from keras_gralora.backend import add_same_shape
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import (
@@ -59,7 +60,7 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
                 "`keras_gralora.unmerge_gralora(model)` before training, then merge again when done."
             )
         if state.forward:
-            x = ops.add(x, ops.cast(self._adapter_output(inputs, training), x.dtype))
+            x = add_same_shape(x, ops.cast(self._adapter_output(inputs, training), x.dtype))
         if self.activation is not None:
             x = self.activation(x)
         return x

@@ -82,7 +82,8 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
         return ops.einsum(self.equation, inputs, self.kernel)
 
     def _adapter_output(self, inputs, training):
-        y = self._gralora_output(self._layout.flatten_input(inputs), training)
+        in_features = self._layout.matrix_shape(logical_kernel_shape(self))[0]
+        y = self._gralora_output(self._layout.flatten_input(inputs, in_features), training)
         return self._layout.unflatten_output(y, logical_kernel_shape(self))
 
 
@@ -134,9 +135,10 @@ class ProjectionLayout:
             math.prod(sizes[c] for c in self.out_axes),
         )
 
-    def flatten_input(self, x):
+    def flatten_input(self, x, in_features):
+        """`x` as `[batch axes..., in_features]` (sizes given, not -1: an empty batch has no size to infer)."""
         x = _transpose_if_needed(x, self.input_perm)
-        return ops.reshape(x, tuple(ops.shape(x)[: self.n_batch]) + (-1,))
+        return ops.reshape(x, tuple(ops.shape(x)[: self.n_batch]) + (in_features,))
 
     def unflatten_output(self, y, kernel_shape):
         sizes = dict(zip(self.kernel_axes, kernel_shape))
