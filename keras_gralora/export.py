@@ -6,9 +6,9 @@ only, each GraLoRA layer serializes as its plain `Dense` / `EinsumDense`
 config and saves the variables of a plain twin holding the merged kernel
 (`plain_twin`, one layer at a time). Keras names a layer's slot in the
 weights file after its class (`saving_lib`, "dense", "dense_1"...) and
-writes the class into `config.json`; two thin wrappers give it the plain
-classes during the export, and are inert everywhere else. The export is
-for serving: it holds no optimizer or compile state (compile again to
+writes the class into `config.json`; thin wrappers give it the plain
+classes and skip the optimizer during the export, and are inert everywhere
+else. The export is for serving: it holds no optimizer or compile state (compile again to
 train further), which also keeps Keras from loading optimizer slots of
 adapter variables that the export drops.
 """
@@ -70,10 +70,10 @@ def _plain_config(config):
 
 
 def install():
-    """Wraps the two names Keras' `.keras` writer looks up (once); inert outside an export."""
+    """Wraps three names Keras' `.keras` writer looks up (once); inert outside an export."""
     if getattr(saving_lib.serialize_keras_object, "_gralora", False):
         return
-    serialize, snake_case = saving_lib.serialize_keras_object, naming.to_snake_case
+    serialize, snake_case, walk = saving_lib.serialize_keras_object, naming.to_snake_case, saving_lib._walk_saveable
 
     def serialize_keras_object(obj):
         config = serialize(obj)
@@ -82,6 +82,12 @@ def install():
     def to_snake_case(name):
         return snake_case(_PLAIN_NAMES.get(name, name) if exporting() else name)
 
-    serialize_keras_object._gralora = to_snake_case._gralora = True
+    def walk_saveable(saveable):
+        for name, child in walk(saveable):
+            if not (exporting() and isinstance(child, keras.optimizers.Optimizer)):
+                yield name, child
+
+    serialize_keras_object._gralora = True
     saving_lib.serialize_keras_object = serialize_keras_object
     naming.to_snake_case = to_snake_case
+    saving_lib._walk_saveable = walk_saveable

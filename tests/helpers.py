@@ -5,8 +5,11 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 from keras import ops
+
+import keras_gralora
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,3 +32,39 @@ def run_python(code, backend, *args):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
+
+
+def base_model(width=16, seed=0):
+    """A small functional model whose base weights depend only on `seed`."""
+    inputs = keras.Input((4, width))
+    x = keras.layers.EinsumDense("btd,dnh->btnh", (None, 2, width // 2), bias_axes="nh", name="query")(inputs)
+    x = keras.layers.Reshape((4, width))(x)
+    x = keras.layers.Dense(2 * width, activation="relu", name="ffn")(x)
+    outputs = keras.layers.Dense(width, name="value")(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3 for w in model.get_weights()])
+    return model
+
+
+def adapted_model(r=4, k=2, hybrid_r=2, targets=("query", "ffn", "value"), seed=0):
+    model = base_model(seed=seed)
+    keras_gralora.enable_gralora(model, r=r, k=k, hybrid_r=hybrid_r, alpha=3.0, target_layer_names=list(targets))
+    rng = np.random.default_rng(seed + 100)
+    for v in model.trainable_weights:  # distinguishable, non-zero adapters
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
+    return model
+
+
+def snapshot(model):
+    return {v.path: to_numpy(v).copy() for v in model.weights}
+
+
+def assert_unchanged(model, before):
+    after = snapshot(model)
+    assert after.keys() == before.keys()
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+
+
+X = np.random.default_rng(5).standard_normal((3, 4, 16)).astype("float32")  # inputs of `base_model`

@@ -217,6 +217,31 @@ def test_gpt2s_fused_attention_and_unknown_models_are_refused_by_name(tmp_path):
     assert not keras_gralora.adapter_names(gpt2)
 
 
+@pytest.mark.parametrize("patterns", [
+    {"rank_pattern": {"^model.layers.0.self_attn.v_proj": 2}, "alpha_pattern": {"^model.layers.0.self_attn.v_proj": 3}},
+    {"rank_pattern": {"layers.1.self_attn.(q|v)_proj": 6}, "alpha_pattern": {"(q|v)_proj": 5, "v_proj": 1}},
+    {"alpha_pattern": {r"model\.layers\.\d\.self_attn\.q_proj": 12}},
+], ids=["anchored", "alternation", "escaped"])
+def test_lora_pattern_keys_are_regular_expressions_as_in_peft(patterns, checkpoints, tmp_path):
+    """PEFT matches each key as `(.*\.)?(key)$`, first key first: outputs equal PEFT's own."""
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                             **patterns)
+    expected = peft_directory("llama", checkpoints["llama"], tmp_path / "lora", config)
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints["llama"])
+    keras_gralora.load_peft_adapter(backbone, tmp_path / "lora")
+    assert_outputs_equal(hf.keras_outputs(backbone, "llama"), expected)
+
+
+def test_a_pattern_key_that_is_no_regular_expression_is_refused(checkpoints, tmp_path):
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights=False)
+    peft_directory("llama", checkpoints["llama"], tmp_path / "lora", config)
+    bad_directory(tmp_path / "lora", tmp_path / "bad", lambda c: {**c, "alpha_pattern": {"q_proj(": 2}})
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints["llama"])
+    with pytest.raises(ValueError, match=r"alpha_pattern key 'q_proj\(' is not a regular expression"):
+        keras_gralora.load_peft_adapter(backbone, tmp_path / "bad")
+    assert not keras_gralora.adapter_names(backbone)
+
+
 def test_lora_rank_patterns_load_and_mixed_settings_do_not_save(checkpoints, tmp_path):
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
                              rank_pattern={"v_proj": 2}, alpha_pattern={"v_proj": 3})

@@ -8,47 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import run_python, to_numpy
+from helpers import X, adapted_model, assert_unchanged, base_model, run_python, snapshot, to_numpy
 import keras_gralora
 from keras_gralora import enable_gralora, load_gralora_weights, save_gralora_weights
 
 BACKEND = keras.backend.backend()
-
-
-def base_model(width=16, seed=0):
-    """A small functional model whose base weights depend only on `seed`."""
-    inputs = keras.Input((4, width))
-    x = keras.layers.EinsumDense("btd,dnh->btnh", (None, 2, width // 2), bias_axes="nh", name="query")(inputs)
-    x = keras.layers.Reshape((4, width))(x)
-    x = keras.layers.Dense(2 * width, activation="relu", name="ffn")(x)
-    outputs = keras.layers.Dense(width, name="value")(x)
-    model = keras.Model(inputs, outputs, name="tiny")
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3 for w in model.get_weights()])
-    return model
-
-
-def adapted_model(r=4, k=2, hybrid_r=2, targets=("query", "ffn", "value"), seed=0):
-    model = base_model(seed=seed)
-    enable_gralora(model, r=r, k=k, hybrid_r=hybrid_r, alpha=3.0, target_layer_names=list(targets))
-    rng = np.random.default_rng(seed + 100)
-    for v in model.trainable_weights:  # distinguishable, non-zero adapters
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
-    return model
-
-
-def snapshot(model):
-    return {v.path: to_numpy(v).copy() for v in model.weights}
-
-
-def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert after.keys() == before.keys()
-    for path, value in before.items():
-        np.testing.assert_array_equal(after[path], value, err_msg=path)
-
-
-X = np.random.default_rng(5).standard_normal((3, 4, 16)).astype("float32")
 
 
 def test_adapter_file_round_trip_onto_a_fresh_model(tmp_path):
