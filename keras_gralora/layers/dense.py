@@ -61,8 +61,8 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         """`(in, out)` of a built `Dense` layer's kernel (also when quantized)."""
         return logical_kernel_shape(layer)
 
-    def _base_output(self, inputs):
-        return ops.matmul(inputs, self.kernel)
+    def _base_output(self, inputs, kernel=None):
+        return ops.matmul(inputs, self.kernel if kernel is None else kernel)
 
     def _adapter_output(self, inputs, training):
         return self._gralora_output(inputs, training)

@@ -78,8 +78,8 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
     def _kernel_view(self):
         return self._layout.kernel_view(logical_kernel_shape(self))
 
-    def _base_output(self, inputs):
-        return ops.einsum(self.equation, inputs, self.kernel)
+    def _base_output(self, inputs, kernel=None):
+        return ops.einsum(self.equation, inputs, self.kernel if kernel is None else kernel)
 
     def _adapter_output(self, inputs, training):
         in_features = self._layout.matrix_shape(logical_kernel_shape(self))[0]

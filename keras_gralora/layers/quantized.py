@@ -179,8 +179,11 @@ class QuantizedBase:
 
     def quantized_call(self, inputs, training=None):
         mode = check_quantization_mode(self.quantization_mode, self._gralora_where())
-        keras_call = getattr(base_class(self), f"_{mode}_call")  # Keras' own quantized matmul
-        x = keras_call(_WithoutBiasAndActivation(self), inputs, training=training)
+        if mode == "int8" and 0 in tuple(inputs.shape):  # Keras' int8 input quantizer takes the max of the
+            x = self._base_output(inputs, ops.cast(self._kernel, self.compute_dtype))  # batch: torch, tf raise
+        else:
+            keras_call = getattr(base_class(self), f"_{mode}_call")  # Keras' own quantized matmul
+            x = keras_call(_WithoutBiasAndActivation(self), inputs, training=training)
         return self._add_bias_adapters_activation(x, inputs, training)
 
     def quantize(self, mode=None, type_check=True, config=None):
