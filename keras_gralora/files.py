@@ -174,13 +174,16 @@ def naming_errors(target, where):
     except OSError as error:
         if getattr(error, "_gralora_named", False):
             raise
-        named = OSError(error.errno, f"{where}: cannot write '{target}': {error.strerror or error}", target)
+        named = OSError(error.errno, f"{where}: cannot write '{target}': {error.strerror or error}")
         named._gralora_named = True
         raise named from error
 
 
 def _remove(path):
-    with contextlib.suppress(FileNotFoundError):
+    """Removes a temporary path if it exists (best effort: an error here must not hide the save's own)."""
+    if not os.path.lexists(path):
+        return
+    with contextlib.suppress(OSError):
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         else:
