@@ -10,6 +10,7 @@ the model, and only then enables, assigns and activates.
 import contextlib
 import dataclasses
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -77,19 +78,19 @@ def _read_all(model, plans, source):
 
 
 def _read(array, dtype, what, source):
-    _check_dtype(array.dtype, dtype, what, source)
+    """The data of `array`, checked against a variable of `dtype` ("float32", "bfloat16", "int32"...)."""
+    floating = "float" in keras.backend.standardize_dtype(dtype)
+    _check_dtype(np.dtype(array.dtype), floating, dtype, what, source)
     data = array.read() if hasattr(array, "read") else np.asarray(array)
-    return np.asarray(data, dtype=dtype)
+    return np.asarray(data, dtype="float32" if floating else "int64")  # `assign` casts to the variable's dtype
 
 
-def _check_dtype(found, dtype, what, source):
+def _check_dtype(found, floating, dtype, what, source):
     """A real float tensor for a float variable, an integer one for an integer variable; nothing else."""
-    found, wanted = np.dtype(found), np.dtype(dtype)
-    ok = found.kind == "f" if wanted.kind == "f" else found.kind in "iu" and wanted.kind in "iu"
-    if not ok:
+    if (found.kind != "f") if floating else (found.kind not in "iu"):
         raise ValueError(
             f"{source.where}: '{source.path}' holds {what} as {found} ({_KINDS.get(found.kind, found.kind)}); "
-            f"the model's variable is {wanted}. Save the adapter again from a keras_gralora or PEFT model."
+            f"the model's variable is {dtype}. Save the adapter again from a keras_gralora or PEFT model."
         )
 
 

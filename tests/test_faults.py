@@ -89,6 +89,7 @@ def test_saves_killed_at_random_moments_leave_the_old_or_the_new_artifact_comple
     child.close()
     leftovers = [f for f in os.listdir(tmp_path) if ".keras_gralora-tmp-" in f]
     assert leftovers, "no kill landed inside a save: the trials tested nothing"
+    print(f"{BACKEND}: {sum(survived.values())} kills, {len(leftovers)} inside a write, every artifact complete")
     keras_gralora.save_gralora_weights(base, tmp_path / "task.gralora.weights.h5")
     keras_gralora.export_merged(base, tmp_path / "served.keras")
     keras_gralora.save_peft_adapter(base, tmp_path / "peft")

@@ -149,6 +149,17 @@ def test_a_causal_lm_generates_with_the_adapter_state_of_its_backbone():
     np.testing.assert_array_equal(generated(), base)
 
 
+def test_the_export_of_a_compiled_trained_model_loads_and_serves_without_optimizer_state(tmp_path):
+    model = adapted_model()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(X, np.zeros((3, 4, 16), "float32"), epochs=2, verbose=0)
+    keras_gralora.export_merged(model, tmp_path / "served.keras")
+    served = keras.saving.load_model(tmp_path / "served.keras")
+    assert not served.compiled and type(served.get_layer("query")) is keras.layers.EinsumDense
+    np.testing.assert_allclose(to_numpy(served(X)), to_numpy(model(X)), rtol=1e-5, atol=1e-5)
+    model.fit(X, np.zeros((3, 4, 16), "float32"), epochs=1, verbose=0)  # the live model trains on
+
+
 @pytest.mark.parametrize("quantize", [None, "int8"])
 @pytest.mark.parametrize("make, shape", [
     (lambda: GraLoRADense(8, r=4, k=2, hybrid_r=2), (0, 16)),
