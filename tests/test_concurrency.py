@@ -11,7 +11,7 @@ import pytest
 from helpers import X, adapted_model, to_numpy
 import keras_gralora
 
-CALLS = 10
+CALLS = 8
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def short_switch_interval():
     sys.setswitchinterval(interval)
 
 
-def run_threads(model, inputs, expected, background=None, threads=4):
+def run_threads(model, inputs, expected, background=None, threads=3):
     """`threads` threads call `model` on random inputs while `background()` loops; returns the wrong outputs."""
     wrong, done = [], threading.Event()
 
