@@ -63,7 +63,7 @@ def _running(pid):
 
 @contextlib.contextmanager
 def replacing_file(target, where, suffix=""):
-    """Yields a temporary path (ending in `suffix`) for the new `target`; puts it in place only when the block succeeds."""
+    """Yields a temporary path (ending in `suffix`) for the new `target`; put in place only if the block succeeds."""
     target = os.fspath(target)
     folder = _existing_folder(target, where)
     remove_stale_temps(target)
@@ -148,7 +148,9 @@ def _exchange(a, b):
 def _existing_folder(target, where):
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{where}: cannot save '{target}': the folder '{folder}' does not exist. Create it first.")
+        raise FileNotFoundError(
+            f"{where}: cannot save '{target}': the folder '{folder}' does not exist. Create it first."
+        )
     return folder
 
 

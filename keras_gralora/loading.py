@@ -107,7 +107,8 @@ def _restored_on_error(model, plans):
     flags += [(v, v.trainable) for v in model.weights]
     variables = {v.path: v for v in model.weights}
     changing = [variables[path] for plan in plans for path in {**plan.saved.biases, **plan.saved.modules}]
-    changing += [v for plan in plans if not plan.new for layer, _ in plan.layers for v in layer.adapter(plan.name).variables]
+    changing += [v for plan in plans if not plan.new for layer, _ in plan.layers
+                 for v in layer.adapter(plan.name).variables]
     values = [(v, ops.convert_to_numpy(v)) for v in changing]
     kernels = [(layer, layer.merge_state()) for plan in plans for layer, _ in plan.layers
                if isinstance(layer, inject.GraLoRAAdapter) and layer.merged]

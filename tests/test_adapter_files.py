@@ -106,7 +106,8 @@ def test_a_second_bias_owner_from_a_file_is_refused(tmp_path):
 
 def test_saving_into_a_missing_folder_names_the_users_path(tmp_path):
     path = tmp_path / "no" / "such" / "a.weights.h5"
-    with pytest.raises(FileNotFoundError, match=rf"save_gralora_weights: cannot save '{path}': the folder '.*no/such' does not exist"):
+    message = rf"save_gralora_weights: cannot save '{path}': the folder '.*no/such' does not exist"
+    with pytest.raises(FileNotFoundError, match=message):
         save_gralora_weights(trained(), path)
 
 

@@ -24,6 +24,8 @@ from helpers import HERE, adapted_model, to_numpy
 import keras_gralora
 
 keras_hub = pytest.importorskip("keras_hub")
+import fault_child  # noqa: E402  (the saving side; its tiny Llama config and inputs)
+
 BACKEND = keras.backend.backend()
 TRIALS = int(os.environ.get("GRALORA_KILL_TRIALS", "20"))  # per artifact; the README says how to run more
 ARTIFACTS = ("adapter", "export", "peft")
@@ -66,9 +68,9 @@ def matches_one(outputs, expected):
 def test_saves_killed_at_random_moments_leave_the_old_or_the_new_artifact_complete(tmp_path):
     child = Child(tmp_path)
     expected = [np.load(tmp_path / f"outputs_{i}.npy") for i in range(2)]
-    base = keras_hub.models.LlamaBackbone(**_config())
+    base = keras_hub.models.LlamaBackbone(**fault_child.CONFIG)
     base.load_weights(tmp_path / "base.weights.h5")
-    inputs = _inputs()
+    inputs = fault_child.INPUTS
     loads = {
         "adapter": lambda: keras_gralora.load_gralora_weights(base, tmp_path / "task.gralora.weights.h5"),
         "peft": lambda: keras_gralora.load_peft_adapter(base, tmp_path / "peft"),
@@ -97,19 +99,6 @@ def test_saves_killed_at_random_moments_leave_the_old_or_the_new_artifact_comple
     assert survived == {name: TRIALS for name in ARTIFACTS}
 
 
-def _config():
-    sys.path.insert(0, HERE)
-    import fault_child
-
-    return fault_child.CONFIG
-
-
-def _inputs():
-    import fault_child
-
-    return fault_child.INPUTS
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs (root only), unmounted afterwards."""
@@ -126,7 +115,7 @@ def llama_pair():
     keras.utils.set_random_seed(1)
     models = []
     for r in (4, 16):
-        model = keras_hub.models.LlamaBackbone(**_config())
+        model = keras_hub.models.LlamaBackbone(**fault_child.CONFIG)
         model.enable_gralora(r=r, k=2, target_layer_names=["query", "value"])
         models.append(model)
     return models

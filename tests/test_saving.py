@@ -10,7 +10,7 @@ import pytest
 
 from helpers import X, adapted_model, assert_unchanged, base_model, run_python, snapshot, to_numpy
 import keras_gralora
-from keras_gralora import enable_gralora, load_gralora_weights, save_gralora_weights
+from keras_gralora import load_gralora_weights, save_gralora_weights
 
 BACKEND = keras.backend.backend()
 

@@ -1,4 +1,5 @@
-"""State changes that must never half-apply or go unseen: disable_gralora, refusals, compiled functions, empty batches."""
+"""State changes that must never half-apply or go unseen: disable_gralora, refusals, compiled functions, empty
+batches."""
 
 import keras
 import numpy as np

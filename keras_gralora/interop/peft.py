@@ -9,7 +9,6 @@ PEFT's, the hybrid pair and plain LoRA's factors transposed; a PEFT LoRA
 adapter is GraLoRA with `k = 1`. Only numpy and safetensors' numpy API here.
 """
 
-import json
 import math
 import os
 
@@ -115,7 +114,7 @@ def _file_adapter(model, architecture, source, name, where):
                 variable = tensors.keras_variable(layer, tensor.rsplit(".", 1)[-1], module, where)
                 (modules if kind == "module" else biases)[variable.path] = tensors.to_keras(layer, variable, array)
     if not layers:
-        raise ValueError(f"{where}: the adapter holds no {peft_type} tensors (found {sorted(arrays)[:5]}...).")
+        raise ValueError(f"{where}: the adapter holds no {peft_type} tensors (found {sorted(source.declared)[:5]}...).")
     return FileAdapter(name, True, layers, biases, modules)
 
 

@@ -78,7 +78,7 @@ class AdapterMerging:
 
     def _merged_float(self, todo):
         """`(float kernel with `todo` merged too, original quantized storage or None)`; changes nothing."""
-        if self.quantization_mode is not None:  # lossy: dequantize the original, add every merged delta (requantized later)
+        if self.quantization_mode is not None:  # lossy: the original dequantized plus every merged delta
             original = self._gralora.quantized_original or storage_values(self)
             delta = self._delta(self._gralora.merged + todo, self._kernel_view())
             return dequantized_kernel(self, original) + delta, original

@@ -5,9 +5,10 @@ the integer kernel and its scale (`_int8_call`, `_int4_call`: the integer
 matmul under a custom gradient that dequantizes only for the input
 gradient), then add bias and activation. A GraLoRA layer reuses exactly
 that matmul as its frozen base (run on a view of the layer that has no
-bias and activation, so the layer itself never changes) and adds bias, the float32 adapters and activation itself, as for a
-float base. `quantize` on an adapted layer quantizes its base kernel with
-Keras' own quantizer and keeps the adapters.
+bias and activation, so the layer itself never changes) and adds bias,
+the float32 adapters and activation itself, as for a float base.
+`quantize` on an adapted layer quantizes its base kernel with Keras' own
+quantizer and keeps the adapters.
 
 Merging into an integer kernel is lossy: the kernel is dequantized, the
 delta added in float32 and the sum requantized by Keras' own `quantize`
