@@ -80,12 +80,6 @@ class Directory:
                 f"{CONFIG_FILE} than the one beside it (an interrupted copy or save). Save the adapter again."
             )
 
-    def check_dtype(self, key):
-        dtype = self.declared[key][1]
-        if dtype not in DTYPES:
-            raise ValueError(f"{self.where}: tensor '{key}' of '{self.directory}' is {dtype}; keras_gralora reads "
-                             f"{sorted(DTYPES)} tensors. Save the adapter in float32 (PEFT's default for adapters).")
-
     def load(self):
         """Every tensor, as numpy arrays (call after checking `declared`)."""
         from safetensors import safe_open

@@ -51,10 +51,14 @@ def logical_kernel_shape(layer):
 STORAGE = ("kernel", "kernel_scale", "kernel_zero", "g_idx")
 
 
+def own_variables(layer):
+    """`{name: variable}` of `layer`'s own variables (not a sublayer's): kernel, bias, scale, adapters..."""
+    return {v.name: v for v in layer._trainable_variables + layer._non_trainable_variables}
+
+
 def storage_values(layer):
     """`{name: numpy array}` of the variables that hold the base kernel (a quantized one's scale, zero, groups)."""
-    variables = layer._trainable_variables + layer._non_trainable_variables  # its own, not a sublayer's
-    return {v.name: ops.convert_to_numpy(v) for v in variables if v.name in STORAGE}
+    return {name: ops.convert_to_numpy(v) for name, v in own_variables(layer).items() if name in STORAGE}
 
 
 def dequantized_kernel(layer, values):
@@ -122,7 +126,7 @@ def plain_twin(layer, storage):
     else:
         twin = _scratch(layer, "float32")
         _quantize_like(twin, layer)
-    variables = {v.name: v for v in twin._trainable_variables + twin._non_trainable_variables}
+    variables = own_variables(twin)
     for name, value in storage.items():
         variables[name].assign(value)
     if layer.bias is not None:

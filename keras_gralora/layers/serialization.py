@@ -13,7 +13,7 @@ import contextvars
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.named_adapter import ROLES, variable_name
-from keras_gralora.layers.quantized import base_class, plain_twin
+from keras_gralora.layers.quantized import base_class, own_variables, plain_twin
 
 _EXPORTING = contextvars.ContextVar("keras_gralora_exporting", default=False)
 
@@ -62,7 +62,7 @@ class AdapterSerialization:
 
     def _named_variables(self):
         """The layer's own variables by name: kernel, bias, a quantized kernel's scale (and zero point), adapters."""
-        return {v.name: v for v in self._trainable_variables + self._non_trainable_variables}
+        return own_variables(self)
 
     def save_own_variables(self, store):
         if not self.built:
