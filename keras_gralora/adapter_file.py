@@ -1,20 +1,25 @@
 """The adapter file format: named adapters in one HDF5 file, read and written whole.
 
-An adapter file holds adapter variables keyed by each layer's `path` (never
-by position, see keras-hub issue 2701), the settings that re-create them,
-and what trains with each adapter (biases, `modules_to_save` weights).
+An adapter file holds adapter variables keyed by each layer's place in the
+model's object structure (`structure.py`: the same in every build, unlike
+auto-numbered names, and never a position, see keras-hub issue 2701) with
+its `path` beside it for people, the settings that re-create them, and what
+trains with each adapter (biases, `modules_to_save` weights).
 
-Layout, format version 2:
+Layout, format version 3:
 
-    attrs: format="keras_gralora.adapters", format_version=2
-    adapters/<name>/ attrs: active (bool), index (creation order)
-        layers/<i>/  attrs: path, in_features, out_features, config (JSON)
+    attrs: format="keras_gralora.adapters", format_version=3
+    adapters/<name>/ attrs: active (bool), index (creation order),
+                            modules_to_save (JSON: the modules' keys)
+        layers/<i>/  attrs: key, path, in_features, out_features, config (JSON)
                      datasets: gralora_a, gralora_b[, gralora_hybrid_a, gralora_hybrid_b]
-        biases/<i>   dataset, attrs: path (the bias variable's path)
-        modules/<i>  dataset, attrs: path (a modules_to_save variable's path)
+        biases/<i>   dataset, attrs: key, path (the bias variable's)
+        modules/<i>  dataset, attrs: key, path (a modules_to_save variable's)
 
-Version 1 (keras_gralora 0.1) had one unnamed adapter: its `layers/<i>`
-groups sat at the top. It reads as one active adapter named "default".
+Version 2 had no keys: its layers and variables are found by path, as are
+those of version 1 (keras_gralora 0.1), which had one unnamed adapter with
+its `layers/<i>` groups at the top; it reads as one active adapter named
+"default".
 """
 
 import contextlib
@@ -30,8 +35,8 @@ from keras_gralora import files
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 
 FORMAT = "keras_gralora.adapters"
-FORMAT_VERSION = 2
-READS = (1, 2)
+FORMAT_VERSION = 3
+READS = (1, 2, 3)
 SUFFIX = ".weights.h5"
 
 
@@ -44,13 +49,24 @@ class LayerEntry:
 
 @dataclasses.dataclass
 class FileAdapter:
-    """One adapter as a file holds it."""
+    """One adapter as a file holds it.
+
+    Layers and variables are named by their structure key (`keyed`, see
+    `structure.py`), or by their path (files before version 3, PEFT's).
+    """
 
     name: str
     active: bool
-    layers: dict  # layer path -> LayerEntry, model order
-    biases: dict = dataclasses.field(default_factory=dict)  # variable path -> array
-    modules: dict = dataclasses.field(default_factory=dict)  # variable path -> array
+    layers: dict  # layer key (or path) -> LayerEntry, model order
+    biases: dict = dataclasses.field(default_factory=dict)  # variable key (or path) -> array
+    modules: dict = dataclasses.field(default_factory=dict)  # variable key (or path) -> array
+    keyed: bool = False
+    paths: dict = dataclasses.field(default_factory=dict)  # key -> path, for messages and PEFT's names
+    module_keys: tuple = ()  # the keys of the config's `modules_to_save` layers
+
+    def path(self, name):
+        """The path of the layer or variable `name` (a key, or already a path)."""
+        return self.paths.get(name, name)
 
     @property
     def config(self):
@@ -70,16 +86,17 @@ def write(filepath, adapters, where):
         f.attrs["format_version"] = FORMAT_VERSION
         for index, adapter in enumerate(adapters):
             group = f.create_group(f"adapters/{adapter.name}")
-            group.attrs.update(active=adapter.active, index=index)  # HDF5 lists groups by name
-            for i, (path, entry) in enumerate(adapter.layers.items()):
+            group.attrs.update(active=adapter.active, index=index,  # HDF5 lists groups by name
+                               modules_to_save=json.dumps(list(adapter.module_keys)))
+            for i, (key, entry) in enumerate(adapter.layers.items()):
                 layer = group.create_group(f"layers/{i}")
-                layer.attrs.update(path=path, in_features=entry.shape[0], out_features=entry.shape[1],
-                                   config=json.dumps(entry.config.to_dict()))
+                layer.attrs.update(key=key, path=adapter.path(key), in_features=entry.shape[0],
+                                   out_features=entry.shape[1], config=json.dumps(entry.config.to_dict()))
                 for role, array in entry.arrays.items():
                     layer.create_dataset(role, data=array)
             for kind in ("biases", "modules"):
-                for i, (path, array) in enumerate(getattr(adapter, kind).items()):
-                    group.create_dataset(f"{kind}/{i}", data=array).attrs["path"] = path
+                for i, (key, array) in enumerate(getattr(adapter, kind).items()):
+                    group.create_dataset(f"{kind}/{i}", data=array).attrs.update(key=key, path=adapter.path(key))
     files.write_bytes(filepath, buffer.getvalue(), where)
 
 
@@ -113,7 +130,7 @@ class _Reader:
     """Reads the structure of one adapter file, naming the file and the object in every error."""
 
     def __init__(self, filepath, where):
-        self.filepath, self.where = filepath, where
+        self.filepath, self.where, self.keyed = filepath, where, False
 
     def fail(self, obj, problem):
         raise ValueError(
@@ -141,16 +158,21 @@ class _Reader:
                 )
 
     def adapters(self, f):
-        self.header(f)
-        if int(f.attrs["format_version"]) == 1:
-            return {DEFAULT_ADAPTER: FileAdapter(DEFAULT_ADAPTER, True, self.layers(f))}
+        version = self.header(f)
+        if version == 1:
+            return {DEFAULT_ADAPTER: FileAdapter(DEFAULT_ADAPTER, True, self.layers(f, {}))}
+        self.keyed = version >= 3
         groups = self.group(f, "adapters")
         adapters = {}
         for name, group in sorted(groups.items(), key=lambda item: self.attr(item[1], "index", int)):
             check_adapter_name(name, f"{self.where}: '{self.filepath}'")
-            biases, modules = (self.arrays_with_paths(self.group(group, kind, optional=True)) for kind in
+            paths = {}
+            layers = self.layers(group, paths)
+            biases, modules = (self.arrays_with_paths(self.group(group, kind, optional=True), paths) for kind in
                                ("biases", "modules"))
-            adapters[name] = FileAdapter(name, self.attr(group, "active", bool), self.layers(group), biases, modules)
+            module_keys = tuple(self.json(group, "modules_to_save", list)) if self.keyed else ()
+            adapters[name] = FileAdapter(name, self.attr(group, "active", bool), layers, biases, modules,
+                                         self.keyed, paths, module_keys)
         if not adapters:
             self.fail("group 'adapters'", "holds no adapter")
         return adapters
@@ -168,6 +190,7 @@ class _Reader:
                 f"{self.where}: '{self.filepath}' has format version {version}; this keras_gralora reads "
                 f"versions {list(READS)}. Use the keras_gralora release that wrote it."
             )
+        return version
 
     def group(self, parent, name, optional=False):
         obj = parent.get(name)
@@ -190,13 +213,23 @@ class _Reader:
             self.fail(f"'{obj.name}'", f"needs attribute '{name}' as {kind.__name__}, but {found}")
         return kind(value)
 
-    def layers(self, group):
+    def name(self, obj, paths):
+        """The key of `obj` (version 3; its path beside it goes to `paths`), else its path."""
+        path = self.attr(obj, "path", str)
+        if not self.keyed:
+            return path
+        key = self.attr(obj, "key", str)
+        if key in paths:
+            self.fail(f"'{obj.name}'", f"repeats key {key!r}")
+        paths[key] = path
+        return key
+
+    def layers(self, group, paths):
         layers = {}
         entries = self.group(group, "layers")
         for index in sorted(entries, key=lambda key: int(key) if key.isdigit() else -1):
             layer = self.group(entries, index)
-            path = self.attr(layer, "path", str)
-            layers[path] = LayerEntry(
+            layers[self.name(layer, paths)] = LayerEntry(
                 self.config(layer), (self.attr(layer, "in_features", int), self.attr(layer, "out_features", int)),
                 {role: self.stored(layer, role) for role in layer},
             )
@@ -204,21 +237,26 @@ class _Reader:
             self.fail(f"'{group.name}'", "holds no adapted layer")
         return layers
 
-    def config(self, layer):
-        text = self.attr(layer, "config", str)
+    def json(self, obj, name, kind):
+        """Attribute `name` of `obj`, a JSON text of a `kind` (dict or list of strings)."""
         try:
-            fields = json.loads(text)
+            value = json.loads(self.attr(obj, name, str))
         except json.JSONDecodeError as error:
-            self.fail(f"'{layer.name}'", f"has a config that is not JSON ({error})")
-        if not isinstance(fields, dict):
-            self.fail(f"'{layer.name}'", f"has a config that is no JSON object ({type(fields).__name__})")
+            self.fail(f"'{obj.name}'", f"has a {name} that is not JSON ({error})")
+        if not isinstance(value, kind) or kind is list and not all(isinstance(item, str) for item in value):
+            what = "object" if kind is dict else "list of names"
+            self.fail(f"'{obj.name}'", f"has a {name} that is no JSON {what} ({type(value).__name__})")
+        return value
+
+    def config(self, layer):
+        fields = self.json(layer, "config", dict)
         try:
             return GraLoRAConfig(**fields).validate(f"{self.where}: '{self.filepath}' at '{layer.name}'")
         except TypeError as error:
             self.fail(f"'{layer.name}'", f"has a config with unknown fields ({error})")
 
-    def arrays_with_paths(self, group):
-        return {self.attr(group[key], "path", str): self.stored(group, key) for key in group}
+    def arrays_with_paths(self, group, paths):
+        return {self.name(group[key], paths): self.stored(group, key) for key in group}
 
     def stored(self, group, key):
         dataset = group[key]

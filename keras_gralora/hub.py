@@ -25,12 +25,12 @@ import sys
 
 import numpy as np
 
-from keras_gralora import adapters, guards, inject, saving
+from keras_gralora import adapters, guards, inject, saving, structure
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.serialization import exporting
 
 SETTINGS_KEY = "gralora_settings"
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3
 
 
 def enable_gralora(
@@ -60,10 +60,16 @@ def load_gralora_weights(self, filepath, adapter_names=None):
 
 
 def _settings(backbone):
-    layers = {
-        layer.path: [{"name": name, **layer.adapter(name).config.to_dict()} for name in layer.adapter_names]
-        for layer in inject.adapted_layers(backbone)
-    }
+    """The adapters' settings, layers keyed by structure (`structure.py`), modules_to_save too."""
+    keys = structure.layer_keys(backbone)
+    key_of_path = {layer.path: structure.key_of(keys, layer) for layer in backbone._flatten_layers(include_self=False)}
+
+    def entry(layer, name):
+        config = layer.adapter(name).config.to_dict()
+        return {"name": name, **config, "modules_to_save": [key_of_path[p] for p in config["modules_to_save"]]}
+
+    layers = {structure.key_of(keys, layer): [entry(layer, name) for name in layer.adapter_names]
+              for layer in inject.adapted_layers(backbone)}
     return {
         "version": SETTINGS_VERSION, "layers": layers, "adapters": adapters.adapter_names(backbone),
         "active": adapters.active_adapters(backbone),
@@ -71,24 +77,35 @@ def _settings(backbone):
 
 
 def _enable_from_settings(backbone, settings):
-    if "version" not in settings:  # keras_gralora 0.1: {path: config}, one adapter
+    version = settings.get("version", 1)
+    if version == 1:  # keras_gralora 0.1: {path: config}, one adapter
         settings = {"layers": {path: [{"name": DEFAULT_ADAPTER, **c}] for path, c in settings.items()},
                     "adapters": [DEFAULT_ADAPTER], "active": [DEFAULT_ADAPTER]}
-    by_path = {layer.path: layer for layer in inject.adaptable_layers(backbone)}
-    if missing := sorted(set(settings["layers"]) - set(by_path)):
+    if version >= 3:  # keyed by structure
+        by_name = structure.layers_by_key(backbone)
+    else:  # keyed by path
+        by_name = {layer.path: layer for layer in backbone._flatten_layers(include_self=False)}
+    if missing := sorted(name for name in settings["layers"] if not inject.adapted_class(by_name.get(name))):
         raise ValueError(
-            f"Backbone '{backbone.name}': the weights file has GraLoRA adapters for {missing}, "
-            "which this backbone lacks."
+            f"Backbone '{backbone.name}': the weights file has GraLoRA adapters for {missing}, which this "
+            f"backbone lacks. Its Dense/EinsumDense layers are {sorted(n for n, l in by_name.items() if inject.adapted_class(l))}."
         )
     plan = [
-        (by_path[path], entry["name"], GraLoRAConfig(**{k: v for k, v in entry.items() if k != "name"}))
-        for path, entries in settings["layers"].items()
+        (by_name[name], entry["name"], _config(entry, by_name, version))
+        for name, entries in settings["layers"].items()
         for entry in entries
-        if not isinstance(by_path[path], inject.GraLoRAAdapter) or entry["name"] not in by_path[path].adapter_names
+        if not isinstance(by_name[name], inject.GraLoRAAdapter) or entry["name"] not in by_name[name].adapter_names
     ]
     if plan:  # added in the saved creation order
         inject.enable_on_layers(backbone, sorted(plan, key=lambda item: settings["adapters"].index(item[1])))
     adapters.set_active_adapters(backbone, settings["active"])
+
+
+def _config(entry, by_name, version):
+    fields = {k: v for k, v in entry.items() if k != "name"}
+    if version >= 3:
+        fields["modules_to_save"] = [by_name[key].path for key in fields.get("modules_to_save", ())]
+    return GraLoRAConfig(**fields)
 
 
 def _wrap_saving(backbone_class):

@@ -134,6 +134,12 @@ def check_adaptable(layer, name, config):
     if isinstance(layer, GraLoRAAdapter):
         layer.check_new_adapter(name, config)
     else:
+        if not layer.built:
+            raise ValueError(
+                f"{describe(layer)}: the layer is not built, so no forward pass of the model uses it (Keras builds "
+                "a layer when it is first called) and an adapter there would never train. Leave it out of "
+                "target_layer_names; 'all' and the default targets skip such layers."
+            )
         check_base_layer(layer, config)
         config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
 

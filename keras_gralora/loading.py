@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_gralora import adapters, inject
+from keras_gralora import adapters, inject, structure
 from keras_gralora.adapter_file import FileAdapter
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers.named_adapter import ROLES
@@ -26,6 +26,22 @@ class _Plan:
     saved: FileAdapter
     layers: list  # (layer, LayerEntry)
     new: bool
+    variables: dict  # the saved biases' and modules' names -> the model's variables
+
+
+@dataclasses.dataclass
+class _Places:
+    """The model's layers and variables by the names a file uses: structure keys, or paths (older files, PEFT)."""
+
+    layers: dict
+    variables: dict
+
+    @classmethod
+    def of(cls, model, keyed):
+        if keyed:
+            return cls(structure.layers_by_key(model), structure.variables_by_key(model))
+        return cls({layer.path: layer for layer in model._flatten_layers(include_self=False)},
+                   {v.path: v for v in model.weights})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +62,8 @@ def load_adapters(model, saved, renames, source):
     adapters.check_enabled(model, source.where)
     had_adapters = bool(inject.adapted_layers(model))
     active = adapters.active_adapters(model)
-    plans = [_plan(model, saved[name], target, source) for name, target in renames.items()]
+    places = {keyed: _Places.of(model, keyed) for keyed in {saved[name].keyed for name in renames}}
+    plans = [_plan(model, saved[name], target, source, places[saved[name].keyed]) for name, target in renames.items()]
     _check_owners(model, plans, source)
     values = _read_all(model, plans, source)
     if not had_adapters:
@@ -56,24 +73,22 @@ def load_adapters(model, saved, renames, source):
     with _restored_on_error(model, plans):
         if new := [(layer, plan.name, entry.config) for plan in plans if plan.new for layer, entry in plan.layers]:
             inject.enable_on_layers(model, new)
-        variables = {v.path: v for v in model.weights}
         for plan in plans:
-            _assign(plan, values, variables)
+            _assign(plan, values)
         adapters.set_active_adapters(model, active)
     return list(dict.fromkeys(layer.path for plan in plans for layer, _ in plan.layers))
 
 
 def _read_all(model, plans, source):
     """`{id(stored tensor): float array}`: every tensor's data, read and checked after its shape passed."""
-    variables = {v.path: v for v in model.weights}
     values = {}
     for plan in plans:
         for layer, entry in plan.layers:
             for role, array in entry.arrays.items():
                 values[id(array)] = _read(array, "float32", f"adapter {plan.name!r} '{role}' of layer '{layer.path}'",
                                           source)
-        for path, array in {**plan.saved.biases, **plan.saved.modules}.items():
-            values[id(array)] = _read(array, variables[path].dtype, f"weight '{path}'", source)
+        for name, array in {**plan.saved.biases, **plan.saved.modules}.items():
+            values[id(array)] = _read(array, plan.variables[name].dtype, f"weight '{plan.saved.path(name)}'", source)
     return values
 
 
@@ -105,8 +120,7 @@ def _restored_on_error(model, plans):
     active = adapters.active_adapters(model)
     flags = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True)]
     flags += [(v, v.trainable) for v in model.weights]
-    variables = {v.path: v for v in model.weights}
-    changing = [variables[path] for plan in plans for path in {**plan.saved.biases, **plan.saved.modules}]
+    changing = [variable for plan in plans for variable in plan.variables.values()]
     changing += [v for plan in plans if not plan.new for layer, _ in plan.layers
                  for v in layer.adapter(plan.name).variables]
     values = [(v, ops.convert_to_numpy(v)) for v in changing]
@@ -131,29 +145,54 @@ def _restored_on_error(model, plans):
         raise
 
 
-def _plan(model, saved, name, source):
+def _plan(model, saved, name, source, places):
     where, path = source.where, source.path
     check_adapter_name(name, where)
-    by_path = {layer.path: layer for layer in inject.adaptable_layers(model)}
-    if missing := [layer_path for layer_path in saved.layers if layer_path not in by_path]:
+    by_name = {key: layer for key, layer in places.layers.items() if inject.adapted_class(layer)}
+    if missing := [saved.path(layer) for layer in saved.layers if layer not in by_name]:
+        theirs = "keys" if saved.keyed else "paths"
         raise ValueError(
-            f"{where}: '{path}' has adapters for layer paths {missing} that model '{model.name}' lacks. "
-            f"Its Dense/EinsumDense paths are: {sorted(by_path)}"
+            f"{where}: '{path}' has adapters for layers {missing} that model '{model.name}' lacks (by structure "
+            f"{theirs}: {[key for key in saved.layers if key not in by_name]}). It was saved from another "
+            f"architecture or configuration. Model '{model.name}' has Dense/EinsumDense layers at "
+            f"{sorted(layer.path for layer in by_name.values())} ({theirs}: {sorted(by_name)})."
         )
-    holders = [layer.path for layer in inject.adapted_layers(model) if name in layer.adapter_names]
-    if holders and set(holders) != set(saved.layers):
-        raise ValueError(
-            f"{where}: model '{model.name}' already has an adapter named {name!r}, on layers "
-            f"{sorted(set(holders) - set(saved.layers))} that '{path}' lacks, and the file has it on "
-            f"{sorted(set(saved.layers) - set(holders))} that the model has not adapted. Delete it first "
-            f"(`delete_adapter(model, {name!r})`), or load under another name: adapter_names={{{saved.name!r}: "
-            f"'{name}_2'}}."
-        )
-    layers = [(by_path[layer_path], entry) for layer_path, entry in saved.layers.items()]
+    layers = [(by_name[key], entry) for key, entry in saved.layers.items()]
+    if saved.keyed:  # the modules' paths in this build
+        modules = tuple(_module_path(places, key, saved, source) for key in saved.module_keys)
+        layers = [(layer, _with_modules(entry, modules)) for layer, entry in layers]
+    holders = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
+    _check_holders(model, name, holders, [layer for layer, _ in layers], saved, source)
     for layer, entry in layers:
         _check_layer(layer, name, entry, source, existing=bool(holders))
-    _check_arrays(model, {**saved.biases, **saved.modules}, source)
-    return _Plan(name, saved, layers, new=not holders)
+    variables = _check_arrays(model, places, saved, source)
+    return _Plan(name, saved, layers, new=not holders, variables=variables)
+
+
+def _module_path(places, key, saved, source):
+    if key not in places.layers:
+        raise ValueError(
+            f"{source.where}: '{source.path}' has adapter {saved.name!r} train module {key!r} "
+            "(modules_to_save), which this model lacks."
+        )
+    return places.layers[key].path
+
+
+def _with_modules(entry, modules):
+    return dataclasses.replace(entry, config=dataclasses.replace(entry.config, modules_to_save=modules))
+
+
+def _check_holders(model, name, holders, layers, saved, source):
+    """An adapter the model has already must sit on the file's layers exactly."""
+    ours, theirs = {id(layer) for layer in holders}, {id(layer) for layer in layers}
+    if holders and ours != theirs:
+        raise ValueError(
+            f"{source.where}: model '{model.name}' already has an adapter named {name!r}, on layers "
+            f"{sorted(layer.path for layer in holders if id(layer) not in theirs)} that '{source.path}' lacks, "
+            f"and the file has it on {sorted(layer.path for layer in layers if id(layer) not in ours)} that the "
+            f"model has not adapted. Delete it first (`delete_adapter(model, {name!r})`), or load under another "
+            f"name: adapter_names={{{saved.name!r}: '{name}_2'}}."
+        )
 
 
 def _check_layer(layer, name, entry, source, existing):
@@ -186,22 +225,25 @@ def _settings(config):
     return {**config.to_dict(), "alpha": config.effective_alpha, "init_weights": None}
 
 
-def _check_arrays(model, arrays, source):
-    """Saved biases and modules_to_save weights must exist in `model` with the same shapes."""
-    variables = {v.path: v for v in model.weights}
-    for path, array in arrays.items():
-        if path not in variables or tuple(variables[path].shape) != array.shape:
-            found = "missing" if path not in variables else f"of shape {tuple(variables[path].shape)}"
+def _check_arrays(model, places, saved, source):
+    """Saved biases and modules_to_save weights must exist in `model` with the same shapes; returns them."""
+    variables = {}
+    for name, array in {**saved.biases, **saved.modules}.items():
+        variable = places.variables.get(name)
+        if variable is None or tuple(variable.shape) != array.shape:
+            found = "missing" if variable is None else f"of shape {tuple(variable.shape)}"
             raise ValueError(
-                f"{source.where}: '{source.path}' holds weight '{path}' of shape {array.shape} "
+                f"{source.where}: '{source.path}' holds weight '{saved.path(name)}' of shape {array.shape} "
                 f"(a trained bias or a modules_to_save weight); in model '{model.name}' it is {found}."
             )
+        variables[name] = variable
+    return variables
 
 
 def _check_owners(model, plans, source):
     """After loading, one adapter at most may train biases and each module has one adapter."""
     where = source.where
-    configs = {**inject.adapter_configs(model), **{plan.name: plan.saved.config for plan in plans}}
+    configs = {**inject.adapter_configs(model), **{plan.name: plan.layers[0][1].config for plan in plans}}
     owners = [name for name, config in configs.items() if config.bias != "none"]
     if len(owners) > 1:
         raise ValueError(
@@ -227,12 +269,12 @@ def adapter_shapes(shape, config):
     return shapes
 
 
-def _assign(plan, values, variables):
+def _assign(plan, values):
     for layer, entry in plan.layers:
         merged = layer.merged_adapters
         layer.unmerge()
         for role, variable in zip(ROLES, layer.adapter(plan.name).variables):
             variable.assign(values[id(entry.arrays[role])])
         layer.merge(merged)
-    for path, array in {**plan.saved.biases, **plan.saved.modules}.items():
-        variables[path].assign(values[id(array)])
+    for name, array in {**plan.saved.biases, **plan.saved.modules}.items():
+        plan.variables[name].assign(values[id(array)])

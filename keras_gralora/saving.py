@@ -10,7 +10,7 @@ writes it beside the old one and renames it (`files.py`; format:
 import numpy as np
 from keras import ops
 
-from keras_gralora import adapter_file, adapters, inject
+from keras_gralora import adapter_file, adapters, inject, structure
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source, load_adapters
@@ -39,23 +39,32 @@ def save_gralora_weights(model, filepath, adapter_names=None):
 
 
 def collect_adapter(model, name, where):
+    """Adapter `name` of `model` as a `FileAdapter` keyed by structure (`structure.py`)."""
+    keys, variable_keys = structure.layer_keys(model), structure.variable_keys(model)
+    held = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
     layers = {
-        layer.path: LayerEntry(
+        structure.key_of(keys, layer): LayerEntry(
             layer.adapter(name).config, layer.matrix_shape_of(layer),
             {role: _array(v) for role, v in zip(ROLES, layer.adapter(name).variables)},
         )
-        for layer in inject.adapted_layers(model) if name in layer.adapter_names
+        for layer in held
     }
-    config = next(iter(layers.values())).config
+    paths = {structure.key_of(keys, layer): layer.path for layer in held}
+    config = held[0].adapter(name).config
     by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
     if missing := [path for path in config.modules_to_save if path not in by_path]:
         raise ValueError(
             f"{where}: adapter {name!r} trains modules_to_save {missing}, which model '{model.name}' lacks. "
             "Save from the model the adapter was enabled on (a task, not its backbone)."
         )
-    modules = {v.path: _array(v) for path in config.modules_to_save for v in by_path[path].weights}
-    biases = {v.path: _array(v) for v in inject.bias_variables(model, config.bias)}
-    return FileAdapter(name, name in inject.active_adapters(model), layers, biases, modules)
+    module_variables = [v for path in config.modules_to_save for v in by_path[path].weights]
+    arrays = {}
+    for kind, variables in (("biases", inject.bias_variables(model, config.bias)), ("modules", module_variables)):
+        arrays[kind] = {variable_keys[id(v)]: _array(v) for v in variables}
+        paths.update({variable_keys[id(v)]: v.path for v in variables})
+    module_keys = tuple(structure.key_of(keys, by_path[path]) for path in config.modules_to_save)
+    return FileAdapter(name, name in inject.active_adapters(model), layers, arrays["biases"], arrays["modules"],
+                       keyed=True, paths=paths, module_keys=module_keys)
 
 
 def _array(variable):

@@ -8,12 +8,11 @@ import re
 
 import keras
 
-from keras_gralora.layers.adapter import GraLoRAAdapter
-from keras_gralora.layers.dense import GraLoRADense
-from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
+from keras_gralora import structure
+from keras_gralora.default_targets import Keys, default_targets
+from keras_gralora.layers import ADAPTED_CLASS, BASE_CLASS, GraLoRAAdapter  # noqa: F401  (BASE_CLASS: re-exported)
+from keras_gralora.structure import is_backbone, task_backbone  # noqa: F401  (re-exported)
 
-ADAPTED_CLASS = {keras.layers.Dense: GraLoRADense, keras.layers.EinsumDense: GraLoRAEinsumDense}
-BASE_CLASS = {adapted: base for base, adapted in ADAPTED_CLASS.items()}
 FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
 WHERE = "enable_gralora"
 
@@ -39,12 +38,17 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
     """The layers `enable_gralora` adapts; `saved` are `modules_to_save` paths."""
     candidates = adaptable_layers(model)
     names = default_target_names(model) if target_layer_names is None else target_layer_names
+    if target_layer_names is None or names == "all":  # layers no forward pass has built are left out
+        candidates = [layer for layer in candidates if layer.built]
     if names == "all":
         excluded = {id(layer) for layer in output_head_layers(model)}
         targets = [
             layer for layer in candidates
             if id(layer) not in excluded and not _inside(layer, saved) and _adaptable(layer, config)
         ]
+    elif isinstance(names, Keys):
+        keys = structure.layer_keys(model)
+        targets = [layer for layer in candidates if re.fullmatch(names.pattern, structure.key_of(keys, layer))]
     elif isinstance(names, str):
         pattern = re.compile(names)
         targets = [layer for layer in candidates if pattern.fullmatch(layer.path)]
@@ -57,6 +61,11 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
         )
     if layers_to_transform is not None or layers_pattern is not None:
         targets = _in_blocks(model, targets, names, layers_to_transform, layers_pattern)
+    if not adaptable_layers(model):
+        raise ValueError(
+            f"{WHERE}: '{model.name}' has no Dense or EinsumDense layer (a convolutional network?); GraLoRA "
+            "adapts the weight matrices of those two layer types only, so there is nothing to adapt."
+        )
     if not targets:
         available = sorted({layer.name for layer in candidates})
         raise ValueError(
@@ -73,7 +82,10 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
 
 
 def default_target_names(model):
-    backbone = getattr(model, "backbone", model)
+    """The default targets: `default_targets.py`'s entry, KerasHub's `default_lora_layer_names()`, or ours."""
+    backbone = model if task_backbone(model) is None else task_backbone(model)
+    if (entry := default_targets(backbone)) is not None:
+        return list(entry) if isinstance(entry, tuple) else entry
     if hasattr(backbone, "default_lora_layer_names"):
         return backbone.default_lora_layer_names()
     return list(FALLBACK_TARGETS)
@@ -81,8 +93,7 @@ def default_target_names(model):
 
 def output_head_layers(model):
     """Layers a task adds on top of its backbone, or a functional model's output layers."""
-    backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, keras.layers.Layer) and backbone is not model:
+    if (backbone := task_backbone(model)) is not None:
         inside = {id(layer) for layer in backbone._flatten_layers(include_self=True)}
         return [layer for layer in model._flatten_layers(include_self=False) if id(layer) not in inside]
     try:

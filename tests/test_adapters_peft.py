@@ -116,7 +116,7 @@ def test_merging_a_subset_keeps_outputs_and_equals_peft_kernels():
     peft_model.base_model.merge_adapter(["b"])
     for name in ("up", "down"):
         weight = array(peft_model.base_model.model.get_submodule(name).base_layer.weight).T
-        np.testing.assert_allclose(to_numpy(model.get_layer(name).kernel), weight, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(to_numpy(model.get_layer(name)._kernel), weight, rtol=1e-5, atol=1e-6)
 
     with keras_gralora.disable_gralora(model):  # unmerged inside, restored exactly after
         with peft_model.disable_adapter():

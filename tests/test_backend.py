@@ -75,7 +75,7 @@ def test_imports_and_serves_on_keras_numpy_backend():
         layer = keras_gralora.GraLoRADense(8, r=4, k=2, hybrid_r=2, init_weights=False)
         layer.build((None, 16))
         x = np.random.default_rng(0).random((3, 16), dtype="float32")
-        merged = np.asarray(layer.kernel) + np.asarray(layer.delta_kernel())
+        merged = np.asarray(layer._kernel) + np.asarray(layer.delta_kernel())
         np.testing.assert_allclose(np.asarray(layer(x)), x @ merged + np.asarray(layer.bias), rtol=1e-5, atol=1e-6)
         """,
         "numpy",

@@ -136,7 +136,7 @@ def test_dropout_applies_to_the_adapter_input_only_and_only_in_training():
     # With the adapter silenced, training output is the untouched base output.
     b = layer.adapter("default").variables[1]
     b.assign(np.zeros(b.shape, "float32"))
-    base = x @ to_numpy(layer.kernel) + to_numpy(layer.bias)
+    base = x @ to_numpy(layer._kernel) + to_numpy(layer.bias)
     np.testing.assert_allclose(to_numpy(layer(x, training=True)), base, rtol=1e-5, atol=1e-6)
 
 

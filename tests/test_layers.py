@@ -26,7 +26,7 @@ def assert_close(actual, expected, rtol=1e-5):
 
 def dense_reference(layer, x):
     """Full output of a GraLoRADense, in float64, from the reference math."""
-    kernel, bias = to_numpy(layer.kernel), to_numpy(layer.bias)
+    kernel, bias = to_numpy(layer._kernel), to_numpy(layer.bias)
     a, b, *hybrid = reference.adapter_arrays(layer)
     base = np.asarray(x, np.float64) @ kernel + bias
     return base + reference.forward(x, a, b, layer.adapter("default").config.scale, *hybrid)
@@ -60,7 +60,7 @@ def test_dense_matches_reference(shape):
     delta_kernel = layer.delta_kernel()
     assert_close(delta_kernel, reference.delta(*adapter[:2], layer.adapter("default").config.scale, *adapter[2:]))
     # x @ delta_kernel() is the adapter's own contribution to the output.
-    base = x.astype(np.float64) @ to_numpy(layer.kernel) + to_numpy(layer.bias)
+    base = x.astype(np.float64) @ to_numpy(layer._kernel) + to_numpy(layer.bias)
     assert_close(x.astype(np.float64) @ to_numpy(delta_kernel), to_numpy(y) - base, rtol=1e-4)
 
 
@@ -94,7 +94,7 @@ def test_fresh_layer_equals_base_layer():
     expected = to_numpy(base(x))
     layer = GraLoRADense(24, r=4, k=2, hybrid_r=2, bias_initializer="random_normal")
     layer.build((None, 5, 16))
-    layer.kernel.assign(base.kernel)
+    layer._kernel.assign(base.kernel)
     layer.bias.assign(base.bias)
     np.testing.assert_array_equal(to_numpy(layer(x)), expected)
 
@@ -120,28 +120,28 @@ def test_merge_and_unmerge_round_trip(layer_factory, x_shape):
     layer = layer_factory()
     x = random_input(x_shape)
     expected = to_numpy(layer(x))
-    kernel = to_numpy(layer.kernel)
+    kernel = to_numpy(layer._kernel)
     assert not layer.merged
     layer.merge()
     layer.merge()  # a second merge must not add the delta twice
     assert layer.merged
-    assert_close(layer.kernel, kernel + to_numpy(layer.delta_kernel()), rtol=1e-6)
+    assert_close(layer._kernel, kernel + to_numpy(layer.delta_kernel()), rtol=1e-6)
     assert_close(layer(x), expected, rtol=1e-6)
     layer.unmerge()
     layer.unmerge()
     assert not layer.merged
-    assert_close(layer.kernel, kernel, rtol=1e-6)
+    assert_close(layer._kernel, kernel, rtol=1e-6)
     assert_close(layer(x), expected, rtol=1e-6)
 
 
 def test_safe_merge_refuses_non_finite_kernel():
     layer = GraLoRADense(8, r=2, k=2, init_weights=False)
     layer.build((None, 8))
-    kernel = to_numpy(layer.kernel)
+    kernel = to_numpy(layer._kernel)
     layer.adapter("default").variables[1].assign(np.full((2, 2, 4), np.inf, "float32"))
     with pytest.raises(ValueError, match=r"GraLoRADense '.*': merging \['default'\] would make the kernel non-finite"):
         layer.merge(safe=True)
-    np.testing.assert_array_equal(to_numpy(layer.kernel), kernel)
+    np.testing.assert_array_equal(to_numpy(layer._kernel), kernel)
     assert not layer.merged
 
 
@@ -157,7 +157,7 @@ EINSUM_LAYOUTS = [
 
 def einsum_reference(layer, equation, x, matrix_axes):
     """Full output from the reference delta placed in the kernel's own layout."""
-    kernel = to_numpy(layer.kernel)
+    kernel = to_numpy(layer._kernel)
     matrix_axes = list(matrix_axes)
     permuted_shape = tuple(kernel.shape[i] for i in matrix_axes)
     adapter = reference.adapter_arrays(layer)
@@ -201,3 +201,20 @@ def test_einsum_dense_rejects_equations_it_cannot_adapt(equation, output_shape, 
     layer = GraLoRAEinsumDense(equation, output_shape, r=2, k=1)
     with pytest.raises(ValueError, match=rf"GraLoRAEinsumDense '.*'.*{message}"):
         layer.build(x_shape)
+
+
+def test_kernel_is_what_the_forward_pass_applies():
+    """As Keras' LoRA: `kernel` adds the unmerged active adapters (layers that matmul by a sublayer's kernel
+    themselves, as Gemma 4's feed-forward, so train them); `_kernel` is the frozen storage."""
+    layer = GraLoRAEinsumDense("btd,ndh->btnh", (None, 2, 6), r=4, k=2, hybrid_r=2, init_weights=False)
+    x = random_input((2, 3, 8))
+    y = to_numpy(layer(x))
+    frozen = to_numpy(layer._kernel)
+    assert_close(layer.kernel, frozen + to_numpy(layer.delta_kernel()), rtol=1e-6)
+    assert_close(np.einsum("btd,ndh->btnh", x, to_numpy(layer.kernel)), y, rtol=1e-5)  # no bias_axes: no bias
+    layer.merge()
+    np.testing.assert_array_equal(to_numpy(layer.kernel), to_numpy(layer._kernel))
+    layer.unmerge()
+    layer.enable_adapters(False)
+    np.testing.assert_array_equal(to_numpy(layer.kernel), to_numpy(layer._kernel))
+    assert_close(layer.kernel, frozen, rtol=1e-6)

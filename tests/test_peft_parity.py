@@ -30,7 +30,7 @@ def array(tensor):
 
 
 def copy_peft_weights(layer, module):
-    layer.kernel.assign(array(module.base_layer.weight).T)
+    layer._kernel.assign(array(module.base_layer.weight).T)
     layer.bias.assign(array(module.base_layer.bias))
     copy_peft_adapter(layer, module, "default")
 

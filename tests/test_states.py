@@ -74,7 +74,7 @@ def test_every_state_change_inside_disable_gralora_is_refused_and_the_exit_resto
     keras_gralora.unmerge_gralora(model)
     np.testing.assert_allclose(to_numpy(model(X)), expected, rtol=1e-5, atol=1e-5)
     for layer in inject.adapted_layers(model):  # the frozen base is the base again
-        np.testing.assert_allclose(to_numpy(layer.kernel), to_numpy(base.get_layer(layer.name).kernel), atol=1e-6)
+        np.testing.assert_allclose(to_numpy(layer._kernel), to_numpy(base.get_layer(layer.name).kernel), atol=1e-6)
     fresh = base_model()
     keras_gralora.load_gralora_weights(fresh, tmp_path / "inside.weights.h5")
     np.testing.assert_allclose(to_numpy(fresh(X)), expected, rtol=1e-5, atol=1e-5)

@@ -219,21 +219,23 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
     adapter = saving.collect_adapter(model, chosen[0], where)
     config = _uniform_config(adapter, where)
-    module_of = {path: names.transformers_module(architecture, class_name, path, where) for path in adapter.layers}
+    module_of = {key: names.transformers_module(architecture, class_name, adapter.path(key), where)
+                 for key in adapter.layers}
     arrays = {}
-    for path, entry in adapter.layers.items():
+    for key, entry in adapter.layers.items():
         for tensor, role in GRALORA_TENSORS.items():
             if role in entry.arrays:
                 array = entry.arrays[role]
-                arrays[f"{PREFIX}{module_of[path]}.{tensor}"] = array.T if "hybrid" in role else array
+                arrays[f"{PREFIX}{module_of[key]}.{tensor}"] = array.T if "hybrid" in role else array
     layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    adapted_paths = {adapter.path(key) for key in adapter.layers}
     for kind, variables in (("bias", adapter.biases), ("module", adapter.modules)):
-        for variable_path, array in variables.items():
-            layer_path, variable_name = variable_path.rsplit("/", 1)
+        for key, array in variables.items():
+            layer_path, variable_name = adapter.path(key).rsplit("/", 1)
             module = names.transformers_module(architecture, class_name, layer_path, where)
             layer = layers_by_path[layer_path]
             tensor = tensors.transformers_name(variable_name, module, where)
-            if kind == "bias" and layer_path in adapter.layers:
+            if kind == "bias" and layer_path in adapted_paths:
                 tensor = "base_layer." + tensor
             arrays[f"{PREFIX}{module}.{tensor}"] = tensors.to_transformers(layer, variable_name, array)
     document = _peft_config(config, class_name, sorted(set(module_of.values())), base_model_name_or_path,

@@ -5,4 +5,9 @@ from keras_gralora.layers.dense import GraLoRADense
 from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
 from keras_gralora.layers.named_adapter import NamedAdapter
 
-__all__ = ["GraLoRAAdapter", "GraLoRADense", "GraLoRAEinsumDense", "NamedAdapter"]
+import keras  # noqa: E402
+
+ADAPTED_CLASS = {keras.layers.Dense: GraLoRADense, keras.layers.EinsumDense: GraLoRAEinsumDense}
+BASE_CLASS = {adapted: base for base, adapted in ADAPTED_CLASS.items()}
+
+__all__ = ["GraLoRAAdapter", "GraLoRADense", "GraLoRAEinsumDense", "NamedAdapter", "ADAPTED_CLASS", "BASE_CLASS"]

@@ -62,7 +62,7 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         return logical_kernel_shape(layer)
 
     def _base_output(self, inputs, kernel=None):
-        return ops.matmul(inputs, self.kernel if kernel is None else kernel)
+        return ops.matmul(inputs, self._frozen_kernel() if kernel is None else kernel)
 
     def _adapter_output(self, inputs, training):
         return self._gralora_output(inputs, training)

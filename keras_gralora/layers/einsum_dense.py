@@ -79,7 +79,7 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
         return self._layout.kernel_view(logical_kernel_shape(self))
 
     def _base_output(self, inputs, kernel=None):
-        return ops.einsum(self.equation, inputs, self.kernel if kernel is None else kernel)
+        return ops.einsum(self.equation, inputs, self._frozen_kernel() if kernel is None else kernel)
 
     def _adapter_output(self, inputs, training):
         in_features = self._layout.matrix_shape(logical_kernel_shape(self))[0]

@@ -28,6 +28,30 @@ class AdapterMerging:
         """
         return self._delta(adapter_name, kernel_view=self._kernel_view())
 
+    @property
+    def kernel(self):
+        """The kernel as the forward pass applies it: the frozen kernel plus the deltas `call` adds.
+
+        Some layers multiply by a sublayer's `kernel` instead of calling it
+        (KerasHub's Gemma 4 feed-forward reads `ffw_gating.kernel`); they so
+        apply the adapters and train them, as with Keras' LoRA, whose
+        `kernel` adds its factors. Adapter dropout applies in `call` only. A
+        quantized kernel is returned as Keras returns it.
+        """
+        kernel = self._frozen_kernel()
+        state = getattr(self, "_gralora", None)
+        if state is None or not state.forward or self.quantization_mode is not None:
+            return kernel
+        view = self._kernel_view()
+        for adapter in state.forward:
+            a, b, scale, *hybrid = adapter.factors()
+            kernel = ops.add(kernel, ops.cast(_delta_in_view(a, b, *(hybrid or (None, None)), scale, view), kernel.dtype))
+        return kernel
+
+    def _frozen_kernel(self):
+        """The kernel as stored (merged adapters in it), as Keras' `kernel` reads it."""
+        return super().kernel
+
     def _kernel_view(self):
         """`(shape, perm)` taking the `[in, out]` matrix to the kernel: none needed."""
         return None
@@ -137,6 +161,10 @@ def _compiled_delta(a, b, hybrid_a=None, hybrid_b=None, *, scale, kernel_view):
 
     Module-level so that every layer of the same shapes shares one compilation.
     """
+    return _delta_in_view(a, b, hybrid_a, hybrid_b, scale, kernel_view)
+
+
+def _delta_in_view(a, b, hybrid_a, hybrid_b, scale, kernel_view):
     matrix = gralora_ops.delta_matrix(a, b, scale, hybrid_a, hybrid_b)
     if kernel_view is None:
         return matrix

@@ -1,0 +1,199 @@
+"""The checks every KerasHub backbone must pass, on its tiny KerasHub test configuration.
+
+`check_backbone(name, targets)` builds the backbone from `backbones/<name>.py`
+(KerasHub's own `setUp`, copied by `scripts/copy_backbone_configs.py`), enables
+GraLoRA with the default targets (`targets=None`) or `"all"`, and checks:
+
+- outputs equal the base at init;
+- only adapter variables train, and every adapted layer gets a gradient
+  wherever KerasHub's `enable_lora` factors on the same layer get one;
+- the adapter file loads into a second build (auto-numbered names differ)
+  with the same outputs;
+- merging gives the unmerged outputs.
+
+It returns a `Result`; `tests/test_backbones.py` runs it, and
+`scripts/backbone_table.py` writes the README's table from it.
+"""
+
+import dataclasses
+import importlib
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+from keras import ops
+
+import keras_gralora
+from keras_gralora import structure
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+BACKBONES = sorted(name[:-3] for name in os.listdir(os.path.join(os.path.dirname(__file__), "backbones"))
+                   if name.endswith(".py") and not name.startswith("_"))
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    targets: str
+    adapted: int = 0
+    lora: int = 0  # layers KerasHub's `enable_lora(4)` adapts with its default targets
+    status: str = "ok"
+
+
+def build(name):
+    """A fresh backbone `name` and its test inputs."""
+    module = importlib.import_module(f"backbones.{name}")
+    init_kwargs, input_data = module.setup()
+    return module.BACKBONE(**init_kwargs), _varied(input_data)
+
+
+def _varied(input_data):
+    """KerasHub's inputs with all-equal token ids and images varied, so no gradient vanishes by symmetry."""
+    rng = np.random.default_rng(3)
+
+    def vary(key, x):
+        x = np.asarray(ops.convert_to_numpy(x))
+        if x.size == 0 or np.any(x != x.flat[0]):
+            return x
+        if "int" in str(x.dtype) and key.endswith("token_ids"):
+            return rng.integers(1, 8, x.shape).astype(x.dtype)
+        if "float" in str(x.dtype) and x.ndim >= 3:
+            return rng.uniform(0, 1, x.shape).astype(x.dtype)
+        return x
+
+    if isinstance(input_data, dict):
+        return {key: vary(key, x) for key, x in input_data.items()}
+    return vary("", input_data)
+
+
+def outputs(model, inputs):
+    """Every float output of `model(inputs)` as NumPy, in a flat list."""
+    found = keras.tree.flatten(model(inputs, training=False))
+    return [np.asarray(ops.convert_to_numpy(ops.stop_gradient(y)), "float64") for y in found if "float" in str(y.dtype)]
+
+
+def check_backbone(name, targets=None, r=4, k=2):
+    """Runs every check on backbone `name`; raises `AssertionError` naming the failed one."""
+    result = Result(name, "default" if targets is None else targets)
+    model, inputs = build(name)
+    result.lora = _lora_count(name)
+    base = outputs(model, inputs)
+    base_weights = model.get_weights()
+    paths = model.enable_gralora(r=r, k=k, target_layer_names=targets)
+    result.adapted = len(paths)
+    _close(outputs(model, inputs), base, "outputs at init differ from the base")
+    _check_trainable(model)
+    _check_gradients(name, model, inputs, base_weights)
+    _randomize_adapters(model)
+    adapted = outputs(model, inputs)
+    with tempfile.TemporaryDirectory() as folder:
+        filepath = os.path.join(folder, "a.gralora.weights.h5")
+        model.save_gralora_weights(filepath)
+        second, _ = build(name)
+        second.set_weights(base_weights)  # KerasHub's configs draw random base weights
+        second.load_gralora_weights(filepath)
+    _close(outputs(second, inputs), adapted, "a second build that loaded the adapter file gives other outputs")
+    model.merge_gralora()
+    _close(outputs(model, inputs), adapted, "merged outputs differ from the unmerged ones", scale_from=base)
+    return result
+
+
+def _lora_count(name):
+    model, _ = build(name)
+    model.enable_lora(4)
+    return sum(1 for layer in model._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False))
+
+
+def _check_trainable(model):
+    names = {v.name for v in model.trainable_variables}
+    assert model.trainable_variables, "nothing trains"
+    assert all(name.startswith("gralora_") for name in names), f"trainable: {names}"
+
+
+def _check_gradients(name, model, inputs, base_weights):
+    """Every adapted layer's B factor gets a gradient wherever `enable_lora`'s does on the same layer.
+
+    The two start from other random A factors, so gradients differ in size;
+    an adapter outside the computation gets none at all. A layer fails when
+    LoRA's gradient there is above 1e-7 of its largest and ours is below
+    1e-3 of LoRA's (KerasHub's inputs are often all ones, which leaves some
+    gradients at rounding noise in both).
+    """
+    keys = structure.layer_keys(model)
+    ours = {keys[id(layer)]: layer for layer in keras_gralora.inject.adapted_layers(model)}
+    our_sizes = _sizes(gradients(model, inputs), {key: layer.adapter("default").variables[1] for key, layer in ours.items()})
+    twin, _ = build(name)
+    twin.set_weights(base_weights)
+    twin_layers = structure.layers_by_key(twin)
+    twin.trainable = True
+    for key in ours:
+        twin_layers[key].enable_lora(4)
+    lora_sizes = _sizes(gradients(twin, inputs), {key: twin_layers[key].lora_kernel_b for key in ours})
+    largest = max(lora_sizes.values(), default=0.0)
+    missing = sorted(ours[key].path for key, size in lora_sizes.items()
+                     if size > 1e-7 * largest and our_sizes[key] <= 1e-3 * size)
+    assert not missing, f"{len(missing)} of {len(ours)} adapted layers get no gradient: {missing}"
+
+
+def _sizes(grads, factors):
+    """`{key: largest absolute gradient}` of `factors` (`{key: variable}`); 0 for none."""
+    return {key: np.max(np.abs(grads[id(v)])) if grads.get(id(v)) is not None else 0.0 for key, v in factors.items()}
+
+
+def gradients(model, inputs):
+    """`{id(variable): gradient}` of a fixed random projection of every float output, per trainable variable."""
+    variables = model.trainable_variables
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        others = [v.value for v in model.non_trainable_variables]
+
+        def loss(values):
+            found, _ = model.stateless_call(values, others, inputs, training=False)
+            return _projection(found)
+
+        values = jax.grad(loss)([v.value for v in variables])
+    elif backend == "torch":
+        model.zero_grad()
+        _projection(model(inputs, training=False)).backward()
+        values = [v.value.grad for v in variables]
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = _projection(model(inputs, training=False))
+        values = tape.gradient(value, variables)
+    return {id(v): None if g is None else ops.convert_to_numpy(g) for v, g in zip(variables, values)}
+
+
+def _projection(found):
+    total = 0.0
+    for i, y in enumerate(y for y in keras.tree.flatten(found) if "float" in str(y.dtype)):
+        weights = np.random.default_rng(i).standard_normal(tuple(y.shape)).astype("float32")
+        total = total + ops.sum(ops.multiply(ops.cast(y, "float32"), ops.convert_to_tensor(weights)))
+    return total
+
+
+def _randomize_adapters(model):
+    rng = np.random.default_rng(7)
+    for v in model.trainable_variables:
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+
+
+def _close(found, expected, message, scale_from=None):
+    assert len(found) == len(expected), message
+    for i, (a, b) in enumerate(zip(found, expected)):
+        assert np.array_equal(np.isnan(a), np.isnan(b)), f"{message}: output {i} has NaNs elsewhere"
+        finite = ~np.isnan(b)  # SD3's tiny config gives NaN in places: the same ones each time
+        a, b = a[finite], b[finite]
+        if scale_from is not None:
+            scale_from = [c[~np.isnan(c)] if j == i else c for j, c in enumerate(scale_from)]
+        if not a.size:
+            continue
+        size = np.max(np.abs(b))
+        scale = np.max(np.abs(b - scale_from[i])) if scale_from is not None else size
+        error = np.max(np.abs(a - b))  # float32 rounding of the outputs, or 1e-4 of what the adapters move
+        assert error <= 1e-4 * scale + 1e-6 * max(size, 1.0), f"{message}: output {i} off by {error:.3g} (scale {scale:.3g})"
