@@ -85,10 +85,11 @@ def _enable_from_settings(backbone, settings):
         by_name = structure.layers_by_key(backbone)
     else:  # keyed by path
         by_name = {layer.path: layer for layer in backbone._flatten_layers(include_self=False)}
-    if missing := sorted(name for name in settings["layers"] if not inject.adapted_class(by_name.get(name))):
+    adaptable = sorted(name for name, layer in by_name.items() if inject.adapted_class(layer))
+    if missing := sorted(set(settings["layers"]) - set(adaptable)):
         raise ValueError(
             f"Backbone '{backbone.name}': the weights file has GraLoRA adapters for {missing}, which this "
-            f"backbone lacks. Its Dense/EinsumDense layers are {sorted(n for n, l in by_name.items() if inject.adapted_class(l))}."
+            f"backbone lacks (another architecture or configuration). Its Dense/EinsumDense layers are {adaptable}."
         )
     plan = [
         (by_name[name], entry["name"], _config(entry, by_name, version))

@@ -6,6 +6,7 @@ that code, with the module's imports, into one module per backbone, so the
 tests build every backbone offline:
 
     python scripts/copy_backbone_configs.py path/to/keras-hub
+    ruff format --line-length 120 tests/backbones
 
 Each module has `BACKBONE` (the class the test checks) and `setup()`, which
 returns `(init_kwargs, input_data)` built afresh on every call.
@@ -27,7 +28,9 @@ def convert(source, origin):
     test = next(node for node in tree.body if isinstance(node, ast.ClassDef) and _method(node, "setUp"))
     body = [s for s in _method(test, "setUp").body if not _is_super_setup(s)]
     backbone, inputs = _backbone_test(tree, origin.split()[-1])
-    lines = [f'"""{test.name}.setUp, copied from keras-hub {origin} by scripts/copy_backbone_configs.py."""', ""]
+    commit, path = origin.split()
+    lines = [f'"""{test.name}.setUp, copied by scripts/copy_backbone_configs.py from keras-hub {commit}:', "",
+             f"{path}", '"""', ""]
     lines += [ast.unparse(node) for node in imports] + ["import types", "", f"BACKBONE = {backbone}", "", ""]
     lines += ["def setup():", "    self = types.SimpleNamespace()"]
     lines += ["    " + line for s in body for line in ast.unparse(s).splitlines()]

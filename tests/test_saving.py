@@ -95,7 +95,7 @@ def _config_value(name, value):
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "adapted"])
 @pytest.mark.parametrize("edit, message", [
     (_foreign, r"is an HDF5 file but not a keras_gralora adapter file"),
-    (_set("format_version", 7), r"has format version 7; this keras_gralora reads versions \[1, 2\]"),
+    (_set("format_version", 7), r"has format version 7; this keras_gralora reads versions \[1, 2, 3\]"),
     (_group_attr("path", "encoder/ffn"), r"adapters for layer paths \['encoder/ffn'\] that model 'tiny' lacks"),
     (_group_attr("in_features", 64), r"layer 'ffn' maps 16 -> 32 features, '.*' was saved from 64 -> 32"),
 ])

@@ -45,7 +45,8 @@ class AdapterMerging:
         view = self._kernel_view()
         for adapter in state.forward:
             a, b, scale, *hybrid = adapter.factors()
-            kernel = ops.add(kernel, ops.cast(_delta_in_view(a, b, *(hybrid or (None, None)), scale, view), kernel.dtype))
+            delta = _delta_in_view(a, b, *(hybrid or (None, None)), scale, view)
+            kernel = ops.add(kernel, ops.cast(delta, kernel.dtype))
         return kernel
 
     def _frozen_kernel(self):

@@ -1,4 +1,7 @@
-"""BartBackboneTest.setUp, copied from keras-hub 71453d08f keras_hub/src/models/bart/bart_backbone_test.py by scripts/copy_backbone_configs.py."""
+"""BartBackboneTest.setUp, copied by scripts/copy_backbone_configs.py from keras-hub 71453d08f:
+
+keras_hub/src/models/bart/bart_backbone_test.py
+"""
 
 from keras import ops
 from keras_hub.src.models.bart.bart_backbone import BartBackbone
@@ -9,6 +12,18 @@ BACKBONE = BartBackbone
 
 def setup():
     self = types.SimpleNamespace()
-    self.init_kwargs = {'vocabulary_size': 10, 'num_layers': 2, 'num_heads': 2, 'hidden_dim': 2, 'intermediate_dim': 4, 'max_sequence_length': 5}
-    self.input_data = {'encoder_token_ids': ops.ones((2, 3), dtype='int32'), 'encoder_padding_mask': ops.zeros((2, 3), dtype='int32'), 'decoder_token_ids': ops.ones((2, 5), dtype='int32'), 'decoder_padding_mask': ops.zeros((2, 5), dtype='int32')}
+    self.init_kwargs = {
+        "vocabulary_size": 10,
+        "num_layers": 2,
+        "num_heads": 2,
+        "hidden_dim": 2,
+        "intermediate_dim": 4,
+        "max_sequence_length": 5,
+    }
+    self.input_data = {
+        "encoder_token_ids": ops.ones((2, 3), dtype="int32"),
+        "encoder_padding_mask": ops.zeros((2, 3), dtype="int32"),
+        "decoder_token_ids": ops.ones((2, 5), dtype="int32"),
+        "decoder_padding_mask": ops.zeros((2, 5), dtype="int32"),
+    }
     return self.init_kwargs, self.input_data

@@ -1,4 +1,7 @@
-"""ESMBackboneTest.setUp, copied from keras-hub 71453d08f keras_hub/src/models/esm/esm_backbone_test.py by scripts/copy_backbone_configs.py."""
+"""ESMBackboneTest.setUp, copied by scripts/copy_backbone_configs.py from keras-hub 71453d08f:
+
+keras_hub/src/models/esm/esm_backbone_test.py
+"""
 
 from keras import ops
 from keras_hub.src.models.esm.esm_backbone import ESMBackbone
@@ -9,6 +12,6 @@ BACKBONE = ESMBackbone
 
 def setup():
     self = types.SimpleNamespace()
-    self.init_kwargs = {'vocabulary_size': 10, 'num_layers': 2, 'num_heads': 1, 'hidden_dim': 2, 'intermediate_dim': 4}
-    self.input_data = {'token_ids': ops.ones((2, 5), dtype='int32')}
+    self.init_kwargs = {"vocabulary_size": 10, "num_layers": 2, "num_heads": 1, "hidden_dim": 2, "intermediate_dim": 4}
+    self.input_data = {"token_ids": ops.ones((2, 5), dtype="int32")}
     return self.init_kwargs, self.input_data

@@ -1,4 +1,7 @@
-"""LlamaTest.setUp, copied from keras-hub 71453d08f keras_hub/src/models/llama/llama_backbone_test.py by scripts/copy_backbone_configs.py."""
+"""LlamaTest.setUp, copied by scripts/copy_backbone_configs.py from keras-hub 71453d08f:
+
+keras_hub/src/models/llama/llama_backbone_test.py
+"""
 
 import keras
 from keras import ops
@@ -10,6 +13,13 @@ BACKBONE = LlamaBackbone
 
 def setup():
     self = types.SimpleNamespace()
-    self.init_kwargs = {'vocabulary_size': 10, 'num_layers': 2, 'num_query_heads': 4, 'num_key_value_heads': 2, 'hidden_dim': 8, 'intermediate_dim': 8}
-    self.input_data = {'token_ids': ops.ones((2, 5), dtype='int32'), 'padding_mask': ops.ones((2, 5), dtype='int32')}
+    self.init_kwargs = {
+        "vocabulary_size": 10,
+        "num_layers": 2,
+        "num_query_heads": 4,
+        "num_key_value_heads": 2,
+        "hidden_dim": 8,
+        "intermediate_dim": 8,
+    }
+    self.input_data = {"token_ids": ops.ones((2, 5), dtype="int32"), "padding_mask": ops.ones((2, 5), dtype="int32")}
     return self.init_kwargs, self.input_data

@@ -1,4 +1,7 @@
-"""MistralBackboneTest.setUp, copied from keras-hub 71453d08f keras_hub/src/models/mistral/mistral_backbone_test.py by scripts/copy_backbone_configs.py."""
+"""MistralBackboneTest.setUp, copied by scripts/copy_backbone_configs.py from keras-hub 71453d08f:
+
+keras_hub/src/models/mistral/mistral_backbone_test.py
+"""
 
 from keras import ops
 from keras_hub.src.models.mistral.mistral_backbone import MistralBackbone
@@ -9,6 +12,14 @@ BACKBONE = MistralBackbone
 
 def setup():
     self = types.SimpleNamespace()
-    self.init_kwargs = {'vocabulary_size': 10, 'num_layers': 2, 'num_query_heads': 8, 'num_key_value_heads': 4, 'hidden_dim': 16, 'intermediate_dim': 8, 'sliding_window': 2}
-    self.input_data = {'token_ids': ops.ones((2, 5), dtype='int32'), 'padding_mask': ops.ones((2, 5), dtype='int32')}
+    self.init_kwargs = {
+        "vocabulary_size": 10,
+        "num_layers": 2,
+        "num_query_heads": 8,
+        "num_key_value_heads": 4,
+        "hidden_dim": 16,
+        "intermediate_dim": 8,
+        "sliding_window": 2,
+    }
+    self.input_data = {"token_ids": ops.ones((2, 5), dtype="int32"), "padding_mask": ops.ones((2, 5), dtype="int32")}
     return self.init_kwargs, self.input_data

@@ -1,4 +1,7 @@
-"""Qwen3_5BackboneTest.setUp, copied from keras-hub 71453d08f keras_hub/src/models/qwen3_5/qwen3_5_backbone_test.py by scripts/copy_backbone_configs.py."""
+"""Qwen3_5BackboneTest.setUp, copied by scripts/copy_backbone_configs.py from keras-hub 71453d08f:
+
+keras_hub/src/models/qwen3_5/qwen3_5_backbone_test.py
+"""
 
 import numpy as np
 from keras import ops
@@ -11,6 +14,21 @@ BACKBONE = Qwen3_5Backbone
 
 def setup():
     self = types.SimpleNamespace()
-    self.init_kwargs = {'vocabulary_size': 10, 'num_layers': 4, 'num_query_heads': 4, 'num_key_value_heads': 2, 'head_dim': 8, 'hidden_dim': 16, 'intermediate_dim': 32, 'layer_types': ['linear_attention', 'linear_attention', 'linear_attention', 'full_attention'], 'partial_rotary_factor': 0.25, 'linear_num_key_heads': 2, 'linear_num_value_heads': 4, 'linear_key_head_dim': 4, 'linear_value_head_dim': 4, 'linear_conv_kernel_dim': 4}
-    self.input_data = {'token_ids': np.ones((2, 5), dtype='int32'), 'padding_mask': np.ones((2, 5), dtype='int32')}
+    self.init_kwargs = {
+        "vocabulary_size": 10,
+        "num_layers": 4,
+        "num_query_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "hidden_dim": 16,
+        "intermediate_dim": 32,
+        "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+        "partial_rotary_factor": 0.25,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_key_head_dim": 4,
+        "linear_value_head_dim": 4,
+        "linear_conv_kernel_dim": 4,
+    }
+    self.input_data = {"token_ids": np.ones((2, 5), dtype="int32"), "padding_mask": np.ones((2, 5), dtype="int32")}
     return self.init_kwargs, self.input_data

@@ -1,0 +1,41 @@
+"""Every KerasHub backbone, on its own tiny test configuration: enable, train, reload, merge (`backbone_checks.py`).
+
+By default a representative dozen runs (each family of past failures: kernel
+readers, shared paths, auto-numbered names, defaults from our table, no
+attention, convolutional); `GRALORA_ALL_BACKBONES=1` runs all 73 with both
+the default targets and "all" (about 5 minutes on torch, 20 on jax, per
+`scripts/backbone_table.py`, which also writes the README's table).
+"""
+
+import os
+
+import pytest
+
+pytest.importorskip("keras_hub")
+
+import backbone_checks  # noqa: E402
+
+CONVOLUTIONAL = {"basnet", "cspnet", "deeplab_v3", "densenet", "efficientnet", "hgnetv2", "mobilenet", "mobilenetv5",
+                 "resnet", "retinanet", "vae", "vgg", "xception"}
+FAST = [
+    ("bert", None),  # KerasHub's own defaults
+    ("gemma4", "all"),  # feed-forward layers that matmul by `ffw_gating.kernel` themselves
+    ("smollm3", "all"),  # two layers share the path `o_proj`
+    ("mixtral", None),  # auto-numbered names: dense_128 in one build, dense_130 in the next
+    ("gpt_neo_x", None),  # a default from our table (fused query_key_value)
+    ("vit_det", None),  # a default by structure key (auto-numbered qkv layers)
+    ("rqvae", "all"),  # no attention
+    ("resnet", None),  # convolutional: refused
+]
+ALL = [(name, targets) for name in backbone_checks.BACKBONES for targets in (None, "all")]
+CASES = ALL if os.environ.get("GRALORA_ALL_BACKBONES") else FAST
+
+
+@pytest.mark.parametrize("name, targets", CASES, ids=[f"{name}-{targets or 'default'}" for name, targets in CASES])
+def test_backbone(name, targets):
+    if name in CONVOLUTIONAL:
+        with pytest.raises(ValueError, match=r"has no Dense or EinsumDense layer \(a convolutional network\?\)"):
+            backbone_checks.check_backbone(name, targets)
+    else:
+        result = backbone_checks.check_backbone(name, targets)
+        assert result.adapted > 0
