@@ -96,7 +96,8 @@ def _config_value(name, value):
 @pytest.mark.parametrize("edit, message", [
     (_foreign, r"is an HDF5 file but not a keras_gralora adapter file"),
     (_set("format_version", 7), r"has format version 7; this keras_gralora reads versions \[1, 2, 3\]"),
-    (_group_attr("path", "encoder/ffn"), r"adapters for layer paths \['encoder/ffn'\] that model 'tiny' lacks"),
+    (_group_attr("key", "layers/encoder/ffn"), r"has adapters for layers \['ffn'\] that model 'tiny' lacks \(by "
+                                                r"structure keys: \['layers/encoder/ffn'\]\)"),
     (_group_attr("in_features", 64), r"layer 'ffn' maps 16 -> 32 features, '.*' was saved from 64 -> 32"),
 ])
 def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
