@@ -1,47 +1,82 @@
-"""Runs every check on all 73 KerasHub backbones (`tests/backbone_checks.py`) and prints the README's table.
+"""Runs every check on all 73 KerasHub backbones (`tests/backbone_checks.py`); writes the README's table.
 
-    KERAS_BACKEND=torch .venv/bin/python scripts/backbone_table.py [names...]
+    for b in jax torch tensorflow; do
+      KERAS_BACKEND=$b .venv/bin/python scripts/backbone_table.py > backbones-$b.tsv
+    done
+    .venv/bin/python scripts/backbone_table.py --markdown backbones-*.tsv
 
-One row per backbone: the layers adapted with the default targets and with
-"all", what KerasHub's `enable_lora(4)` adapts, and the status ("ok", the
-refusal of a convolutional backbone, or the failed check).
+The first form prints one tab-separated row per backbone on this backend:
+the layers adapted with the default targets and with "all", what KerasHub's
+`enable_lora(4)` adapts, and the status ("ok", the refusal of a
+convolutional backbone, or the failed check). `--markdown` merges such files
+into one table, a status column per backend.
 """
 
+import csv
 import os
 import sys
+import time
 import warnings
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-warnings.filterwarnings("ignore")
-
-import keras  # noqa: E402
-
-import backbone_checks  # noqa: E402
+FIELDS = ("backbone", "default", "all", "enable_lora", "status", "seconds")
 
 
 def row(name):
-    cells, status = [], "ok"
+    import keras
+
+    import backbone_checks
+
+    cells, status, start = [], "ok", time.time()
     for targets in (None, "all"):
         try:
             result = backbone_checks.check_backbone(name, targets)
             cells.append(str(result.adapted))
-            lora = result.lora
         except Exception as error:  # noqa: BLE001  (the table reports every failure)
             cells.append("-")
-            lora = backbone_checks._lora_count(name)
-            text = str(error).split(";")[0].split(". ")[0]
-            status = "refused: no Dense/EinsumDense" if "has no Dense or EinsumDense" in text else f"FAIL: {text}"
+            text = " ".join(str(error).split())
+            status = "refused: no Dense/EinsumDense" if "has no Dense or EinsumDense" in text else f"FAIL: {text[:200]}"
         keras.backend.clear_session()
-    return f"| {name} | {cells[0]} | {cells[1]} | {lora} | {status} |"
+    return [name, *cells, str(backbone_checks._lora_count(name)), status, f"{time.time() - start:.1f}"]
 
 
-def main(names):
-    print(f"KERAS_BACKEND={keras.backend.backend()}\n")
-    print("| backbone | adapted (default) | adapted (\"all\") | enable_lora | status |")
-    print("|---|---|---|---|---|")
+def sweep(names):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    warnings.filterwarnings("ignore")
+    import keras
+
+    import backbone_checks
+
+    out = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
+    out.writerow([f"# KERAS_BACKEND={keras.backend.backend()}"])
+    out.writerow(FIELDS)
     for name in names or backbone_checks.BACKBONES:
-        print(row(name), flush=True)
+        out.writerow(row(name))
+        sys.stdout.flush()
+
+
+def markdown(paths):
+    tables = {}
+    for path in paths:
+        with open(path) as f:
+            backend = f.readline().strip().split("=")[-1]
+            tables[backend] = {r["backbone"]: r for r in csv.DictReader(f, delimiter="\t")}
+    first = next(iter(tables.values()))
+    print(f"| backbone | adapted (default) | adapted (\"all\") | enable_lora | {' | '.join(tables)} |")
+    print("|---|---|---|---|" + "---|" * len(tables))
+    for name, r in first.items():
+        statuses = [tables[b].get(name, {}).get("status", "not run") for b in tables]
+        print(f"| {name} | {r['default']} | {r['all']} | {r['enable_lora']} | {' | '.join(statuses)} |")
+    for backend, table in tables.items():
+        passed = sum(r["status"] == "ok" for r in table.values())
+        refused = sum(r["status"].startswith("refused") for r in table.values())
+        seconds = sum(float(r["seconds"]) for r in table.values())
+        print(f"\n{backend}: {passed} pass every check, {refused} refused (convolutional), "
+              f"{len(table) - passed - refused} fail; {seconds / 60:.0f} min.", end="")
+    print()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--markdown"]:
+        markdown(sys.argv[2:])
+    else:
+        sweep(sys.argv[1:])
