@@ -103,8 +103,10 @@ def check_backbone(name, targets=None, r=4, k=2):
         second.set_weights(base_weights)  # KerasHub's configs draw random base weights
         second.load_gralora_weights(filepath)
     _close(outputs(second, inputs), adapted, "a second build that loaded the adapter file gives other outputs")
+    rounding = _kernel_rounding(model)
     model.merge_gralora()
-    _close(outputs(model, inputs), adapted, "merged outputs differ from the unmerged ones", scale_from=base)
+    _close(outputs(model, inputs), adapted, "merged outputs differ from the unmerged ones", scale_from=base,
+           rounding=rounding)
     return result
 
 
@@ -192,7 +194,17 @@ def _randomize_adapters(model):
         v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
 
 
-def _close(found, expected, message, scale_from=None):
+EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
+
+
+def _kernel_rounding(model):
+    """The coarsest rounding of the adapted kernels: a merge is exact only to that (SD3's CLIP is float16)."""
+    layers = keras_gralora.inject.adapted_layers(model)
+    kernels = [keras.backend.standardize_dtype(layer._kernel.dtype) for layer in layers]
+    return max((EPS.get(dtype, 0.0) for dtype in kernels), default=0.0)
+
+
+def _close(found, expected, message, scale_from=None, rounding=0.0):
     assert len(found) == len(expected), message
     for i, (a, b) in enumerate(zip(found, expected)):
         assert np.array_equal(np.isnan(a), np.isnan(b)), f"{message}: output {i} has NaNs elsewhere"
@@ -205,4 +217,5 @@ def _close(found, expected, message, scale_from=None):
         size = np.max(np.abs(b))
         scale = np.max(np.abs(b - scale_from[i])) if scale_from is not None else size
         error = np.max(np.abs(a - b))  # float32 rounding of the outputs, or 1e-4 of what the adapters move
-        assert error <= 1e-4 * scale + 1e-5 * max(size, 1.0), f"{message}: output {i} off by {error:.3g} ({scale:.3g})"
+        limit = 1e-4 * scale + max(1e-5, 8 * rounding) * max(size, 1.0)
+        assert error <= limit, f"{message}: output {i} off by {error:.3g} ({scale:.3g})"

@@ -8,7 +8,7 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 # Keras layers run eagerly op by op, so examples are slow-ish and vary in time.
-hypothesis.settings.register_profile("keras", max_examples=12, deadline=None, derandomize=True)
+hypothesis.settings.register_profile("keras", max_examples=8, deadline=None, derandomize=True)
 hypothesis.settings.load_profile("keras")
 
 
