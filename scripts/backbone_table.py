@@ -60,10 +60,11 @@ def markdown(paths):
         with open(path) as f:
             backend = f.readline().strip().split("=")[-1]
             tables[backend] = {r["backbone"]: r for r in csv.DictReader(f, delimiter="\t")}
-    first = next(iter(tables.values()))
+    names = sorted({name for table in tables.values() for name in table})
     print(f"| backbone | adapted (default) | adapted (\"all\") | enable_lora | {' | '.join(tables)} |")
     print("|---|---|---|---|" + "---|" * len(tables))
-    for name, r in first.items():
+    for name in names:
+        r = next(table[name] for table in tables.values() if name in table)
         statuses = [tables[b].get(name, {}).get("status", "not run") for b in tables]
         print(f"| {name} | {r['default']} | {r['all']} | {r['enable_lora']} | {' | '.join(statuses)} |")
     for backend, table in tables.items():
