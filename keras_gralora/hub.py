@@ -62,7 +62,7 @@ def load_gralora_weights(self, filepath, adapter_names=None):
 def _settings(backbone):
     """The adapters' settings, layers keyed by structure (`structure.py`), modules_to_save too."""
     keys = structure.layer_keys(backbone)
-    key_of_path = {layer.path: structure.key_of(keys, layer) for layer in backbone._flatten_layers(include_self=False)}
+    key_of_path = {layer.path: key for key, layer in structure.layers_by_key(backbone, keys).items()}
 
     def entry(layer, name):
         config = layer.adapter(name).config.to_dict()
@@ -81,10 +81,7 @@ def _enable_from_settings(backbone, settings):
     if version == 1:  # keras_gralora 0.1: {path: config}, one adapter
         settings = {"layers": {path: [{"name": DEFAULT_ADAPTER, **c}] for path, c in settings.items()},
                     "adapters": [DEFAULT_ADAPTER], "active": [DEFAULT_ADAPTER]}
-    if version >= 3:  # keyed by structure
-        by_name = structure.layers_by_key(backbone)
-    else:  # keyed by path
-        by_name = {layer.path: layer for layer in backbone._flatten_layers(include_self=False)}
+    by_name, _ = structure.places(backbone, keyed=version >= 3)  # version 3: keys; before: paths
     adaptable = sorted(name for name, layer in by_name.items() if inject.adapted_class(layer))
     if missing := sorted(set(settings["layers"]) - set(adaptable)):
         raise ValueError(

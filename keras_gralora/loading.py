@@ -38,10 +38,7 @@ class _Places:
 
     @classmethod
     def of(cls, model, keyed):
-        if keyed:
-            return cls(structure.layers_by_key(model), structure.variables_by_key(model))
-        return cls({layer.path: layer for layer in model._flatten_layers(include_self=False)},
-                   {v.path: v for v in model.weights})
+        return cls(*structure.places(model, keyed))
 
 
 @dataclasses.dataclass(frozen=True)

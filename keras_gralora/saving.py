@@ -40,7 +40,8 @@ def save_gralora_weights(model, filepath, adapter_names=None):
 
 def collect_adapter(model, name, where):
     """Adapter `name` of `model` as a `FileAdapter` keyed by structure (`structure.py`)."""
-    keys, variable_keys = structure.layer_keys(model), structure.variable_keys(model)
+    keys = structure.layer_keys(model)
+    variable_keys = structure.variable_keys(model, keys)
     held = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
     layers = {
         structure.key_of(keys, layer): LayerEntry(

@@ -55,16 +55,15 @@ def key_of(keys, layer):
     return keys.get(id(layer), f"~{layer.path}")
 
 
-def layers_by_key(model, layers=None):
-    """`{key: layer}` for `layers` of `model` (default: every layer inside it)."""
-    keys = layer_keys(model)
-    layers = model._flatten_layers(include_self=False) if layers is None else layers
-    return {key_of(keys, layer): layer for layer in layers}
+def layers_by_key(model, keys=None):
+    """`{key: layer}` for every layer inside `model`; `keys` from `layer_keys`, if already walked."""
+    keys = layer_keys(model) if keys is None else keys
+    return {key_of(keys, layer): layer for layer in model._flatten_layers(include_self=False)}
 
 
-def variable_keys(model):
+def variable_keys(model, keys=None):
     """`{id(variable): key}` for every variable of `model`: its layer's key and the variable's name."""
-    keys = layer_keys(model)
+    keys = layer_keys(model) if keys is None else keys
     found = {}
     for layer in model._flatten_layers(include_self=True):
         for variable in layer._trainable_variables + layer._non_trainable_variables:
@@ -72,10 +71,18 @@ def variable_keys(model):
     return found
 
 
-def variables_by_key(model):
-    """`{key: variable}` for every variable of `model` (see `variable_keys`)."""
+def places(model, keyed):
+    """`(layers, variables)` of `model` by the names a file uses: structure keys, or paths (older files, PEFT).
+
+    One walk of the structure serves both.
+    """
+    if not keyed:
+        return ({layer.path: layer for layer in model._flatten_layers(include_self=False)},
+                {v.path: v for v in model.weights})
+    keys = layer_keys(model)
     by_id = {id(v): v for v in model.variables}
-    return {key: by_id[i] for i, key in variable_keys(model).items() if i in by_id}
+    variables = {key: by_id[i] for i, key in variable_keys(model, keys).items() if i in by_id}
+    return layers_by_key(model, keys), variables
 
 
 def _walk(obj, key, keys, visited=None):
