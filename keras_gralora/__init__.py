@@ -10,6 +10,7 @@ from keras_gralora.inject import enable_gralora
 from keras_gralora.interop import load_peft_adapter, save_peft_adapter
 from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
 from keras_gralora.export import export_merged
+from keras_gralora.quantized_gradients import fix_quantized_gradients
 from keras_gralora.saving import load_gralora_weights, save_gralora_weights
 from keras_gralora.summary import gralora_summary
 
@@ -27,6 +28,7 @@ __all__ = [
     "disable_gralora",
     "enable_gralora",
     "export_merged",
+    "fix_quantized_gradients",
     "gralora_summary",
     "load_gralora_weights",
     "load_peft_adapter",

@@ -26,6 +26,7 @@ from keras_gralora.inject import check_enabled
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import state_version
 from keras_gralora.layers.quantized import check_quantization_mode
+from keras_gralora.quantized_gradients import fix_quantized_gradients
 
 KERAS_FUNCTIONS = ("make_train_function", "make_test_function", "make_predict_function")
 
@@ -100,7 +101,10 @@ def install():
 
     def quantize_model(self, mode=None, **kwargs):
         check_quantizable(self, mode)
-        return quantize(self, mode, **kwargs)
+        result = quantize(self, mode, **kwargs)
+        if _gralora_layers(self):  # layers added since `enable_gralora` fixed the model's reverse embeddings
+            fix_quantized_gradients(self)
+        return result
 
     quantize_model._gralora_guard = True
     keras.Model.quantize = quantize_model

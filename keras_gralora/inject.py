@@ -16,6 +16,7 @@ from keras_gralora.distribution import check_placement
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import bump_state_version, check_base_layer, describe
 from keras_gralora.layers.quantized import rebind_quantize
+from keras_gralora.quantized_gradients import fix_quantized_gradients
 from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
     ADAPTED_CLASS, BASE_CLASS, adaptable_layers, adapted_class, adapted_layers, modules_to_save_paths,
     select_targets,
@@ -108,13 +109,16 @@ def check_bias_owner(model, configs, adapter_name, bias):
 def enable_on_layers(model, plan):
     """Adds each `(layer, adapter name, config)` after checking them all; sets trainability.
 
-    Returns the adapted layers' paths. Nothing changes when a check fails.
+    The model's `ReversibleEmbedding` layers get the straight-through
+    gradient of `fix_quantized_gradients`. Returns the adapted layers' paths. Nothing changes when a check fails.
     """
     if plan:
         check_placement(model, f"adding GraLoRA adapters to '{model.name}'")
         check_enabled(model, "enable_gralora")
     for layer, name, config in plan:
         check_adaptable(layer, name, config)
+    if plan:  # the logits projection of a quantized LM: the right gradient for every layer below it
+        fix_quantized_gradients(model)
     active = active_adapters(model)
     first = not adapted_layers(model)
     for layer, name, config in plan:

@@ -29,6 +29,7 @@ import keras_gralora
 from keras_gralora import structure
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import helpers  # noqa: E402
 BACKBONES = sorted(name[:-3] for name in os.listdir(os.path.join(os.path.dirname(__file__), "backbones"))
                    if name.endswith(".py") and not name.startswith("_"))
 
@@ -155,29 +156,8 @@ def _sizes(grads, factors):
 
 def gradients(model, inputs):
     """`{id(variable): gradient}` of a fixed random projection of every float output, per trainable variable."""
-    variables = model.trainable_variables
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        others = [v.value for v in model.non_trainable_variables]
-
-        def loss(values):
-            found, _ = model.stateless_call(values, others, inputs, training=False)
-            return _projection(found)
-
-        values = jax.jit(jax.grad(loss))([v.value for v in variables])
-    elif backend == "torch":
-        model.zero_grad()
-        _projection(model(inputs, training=False)).backward()
-        values = [v.value.grad for v in variables]
-    else:
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            value = _projection(model(inputs, training=False))
-        values = tape.gradient(value, variables)
-    return {id(v): None if g is None else ops.convert_to_numpy(g) for v, g in zip(variables, values)}
+    grads = helpers.gradients(model, inputs, _projection)
+    return {id(v): g for v, g in zip(model.trainable_variables, grads)}
 
 
 def _projection(found):

@@ -34,6 +34,37 @@ def run_python(code, backend, *args):
     return result.stdout
 
 
+def gradients(model, inputs, scalar, training=False, jit=True):
+    """`[gradient or None]` of `scalar(model(inputs))` per trainable variable of `model`, on any backend.
+
+    `jit=False` skips jax's compilation (faster for one call on a tiny model).
+    """
+    variables = model.trainable_variables
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        others = [v.value for v in model.non_trainable_variables]
+
+        def value(trainable):
+            found, _ = model.stateless_call(trainable, others, inputs, training=training)
+            return scalar(found)
+
+        grads = (jax.jit(jax.grad(value)) if jit else jax.grad(value))([v.value for v in variables])
+    elif backend == "torch":
+        for v in variables:  # backward() adds to what an earlier one left
+            v.value.grad = None
+        scalar(model(inputs, training=training)).backward()
+        grads = [v.value.grad for v in variables]
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            found = scalar(model(inputs, training=training))
+        grads = tape.gradient(found, variables)
+    return [None if g is None else ops.convert_to_numpy(g) for g in grads]
+
+
 def base_model(width=16, seed=0):
     """A small functional model whose base weights depend only on `seed`."""
     inputs = keras.Input((4, width))

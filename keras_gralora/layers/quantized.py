@@ -134,18 +134,18 @@ def plain_twin(layer, storage):
     return twin
 
 
-class _WithoutBiasAndActivation:
-    """`layer` as Keras' quantized matmul reads it, with bias and activation `None`; `layer` itself unchanged.
+class ReadOnlyView:
+    """`layer` as Keras' quantized matmul reads it, with some attributes replaced; `layer` itself unchanged.
 
     Keras' `_int8_call` / `_int4_call` only read the layer's attributes, so
-    they run on this view; concurrent calls of the layer stay right.
+    they run on a view that answers `overrides` (e.g. `bias=None`) and
+    `layer`'s attributes otherwise; concurrent calls of the layer stay right.
     """
 
-    bias = None
-    activation = None
-
-    def __init__(self, layer):
+    def __init__(self, layer, **overrides):
         object.__setattr__(self, "_layer", layer)
+        for name, value in overrides.items():
+            object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
         return getattr(self._layer, name)
@@ -188,7 +188,7 @@ class QuantizedBase:
             x = self._base_output(inputs, ops.cast(self._kernel, self.compute_dtype))  # batch: torch, tf raise
         else:
             keras_call = getattr(base_class(self), f"_{mode}_call")  # Keras' own quantized matmul
-            x = keras_call(_WithoutBiasAndActivation(self), inputs, training=training)
+            x = keras_call(ReadOnlyView(self, bias=None, activation=None), inputs, training=training)
         return self._add_bias_adapters_activation(x, inputs, training)
 
     def quantize(self, mode=None, type_check=True, config=None):
