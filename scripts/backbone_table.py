@@ -4,16 +4,19 @@
       KERAS_BACKEND=$b .venv/bin/python scripts/backbone_table.py > backbones-$b.tsv
     done
     .venv/bin/python scripts/backbone_table.py --markdown backbones-*.tsv
+    KERAS_BACKEND=torch .venv/bin/python scripts/backbone_table.py --defaults > docs/default-targets.md
 
 The first form prints one tab-separated row per backbone on this backend:
 the layers adapted with the default targets and with "all", what KerasHub's
 `enable_lora(4)` adapts, and the status ("ok", the refusal of a
 convolutional backbone, or the failed check). `--markdown` merges such files
-into one table, a status column per backend.
+into one table, a status column per backend. `--defaults` writes the docs'
+table of the layers `enable_gralora` adapts by default on each backbone.
 """
 
 import csv
 import os
+import re
 import sys
 import time
 import warnings
@@ -76,8 +79,43 @@ def markdown(paths):
     print()
 
 
+def defaults():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    warnings.filterwarnings("ignore")
+    import keras
+
+    import backbone_checks
+    from keras_gralora import GraLoRAConfig, selection, structure
+
+    print("# Default targets per KerasHub backbone\n")
+    print("What `enable_gralora(target_layer_names=None)` adapts on each backbone KerasHub 0.32 ships, on its")
+    print("tiny test configuration (`scripts/backbone_table.py --defaults`). The targets come from")
+    print("`keras_gralora/default_targets.py` where KerasHub's `default_lora_layer_names()` finds nothing,")
+    print("else from KerasHub. Convolutional backbones have no Dense/EinsumDense layer and are refused.\n")
+    print("| backbone | class | default targets | layer names adapted | layers |")
+    print("|---|---|---|---|---|")
+    for name in backbone_checks.BACKBONES:
+        model, _ = backbone_checks.build(name)
+        targets = selection.default_target_names(model)
+        try:
+            found = selection.select_targets(model, None, GraLoRAConfig(r=4, k=2))
+        except ValueError:
+            print(f"| {name} | {type(model).__name__} | - | refused: no Dense/EinsumDense | 0 |")
+            continue
+        if hasattr(targets, "pattern"):  # auto-numbered names: the end of each layer's structure key
+            keys = structure.layer_keys(model)
+            names = {re.sub(r"_\d+(?=/|$)", "", "/".join(keys[id(layer)].split("/")[-2:])) for layer in found}
+            shown = f"`{targets.pattern}` (structure keys)".replace("|", "\\|")
+        else:
+            names, shown = {layer.name for layer in found}, ", ".join(targets)
+        print(f"| {name} | {type(model).__name__} | {shown} | {', '.join(sorted(names))} | {len(found)} |")
+        keras.backend.clear_session()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--markdown"]:
         markdown(sys.argv[2:])
+    elif sys.argv[1:2] == ["--defaults"]:
+        defaults()
     else:
         sweep(sys.argv[1:])

@@ -3,8 +3,8 @@
 By default a representative dozen runs (each family of past failures: kernel
 readers, shared paths, auto-numbered names, defaults from our table, no
 attention, convolutional); `GRALORA_ALL_BACKBONES=1` runs all 73 with both
-the default targets and "all" (about 5 minutes on torch, 20 on jax, per
-`scripts/backbone_table.py`, which also writes the README's table).
+the default targets and "all" (about 12 minutes on torch, 17 on tensorflow,
+80 on jax, per `scripts/backbone_table.py`, which also writes the README's table).
 """
 
 import os
@@ -25,6 +25,8 @@ FAST = [
     ("gpt_neo_x", None),  # a default from our table (fused query_key_value)
     ("vit_det", None),  # a default by structure key (auto-numbered qkv layers)
     ("rqvae", "all"),  # no attention
+    ("d_fine", "all"),  # a backbone inside a backbone (its HGNetV2), once taken for a task's head
+    ("t5", None),  # an encoder-decoder with its defaults from our table (query_projector, value_projector)
     ("resnet", None),  # convolutional: refused
 ]
 ALL = [(name, targets) for name in backbone_checks.BACKBONES for targets in (None, "all")]

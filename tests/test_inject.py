@@ -125,6 +125,26 @@ def test_target_layer_names_of_the_wrong_type_are_rejected(targets):
     assert not keras_gralora.inject.adapted_layers(model)
 
 
+class WithUnusedDense(keras.layers.Layer):
+    """A layer holding a Dense its call never uses (SAM's prompt encoder has such), so Keras never builds it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.used = keras.layers.Dense(16, name="used")
+        self.unused = keras.layers.Dense(16, name="unused")
+
+    def call(self, x):
+        return self.used(x)
+
+
+def test_layers_no_forward_pass_builds_are_skipped_by_all_and_refused_by_name():
+    inputs = keras.Input((16,))
+    model = keras.Model(inputs, WithUnusedDense(name="block")(inputs))
+    assert enable_gralora(model, r=4, k=2, target_layer_names="all") == ["block/used"]
+    with pytest.raises(ValueError, match=r"Dense 'unused': the layer is not built, so no forward pass of the model uses it"):
+        enable_gralora(model, r=4, k=2, target_layer_names=["unused"], adapter_name="other")
+
+
 def test_enabling_a_layer_twice_is_an_error():
     model = functional_model()
     enable_gralora(model, r=4, k=2)
