@@ -141,7 +141,7 @@ def test_layers_no_forward_pass_builds_are_skipped_by_all_and_refused_by_name():
     inputs = keras.Input((16,))
     model = keras.Model(inputs, WithUnusedDense(name="block")(inputs))
     assert enable_gralora(model, r=4, k=2, target_layer_names="all") == ["block/used"]
-    with pytest.raises(ValueError, match=r"Dense 'unused': the layer is not built, so no forward pass of the model uses it"):
+    with pytest.raises(ValueError, match=r"Dense 'unused': the layer is not built, so no forward pass .* uses it"):
         enable_gralora(model, r=4, k=2, target_layer_names=["unused"], adapter_name="other")
 
 
