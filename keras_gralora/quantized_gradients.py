@@ -11,6 +11,7 @@ swaps it in, in place, as `inject.py` swaps in GraLoRA layers.
 
 import keras  # noqa: F401  (the example uses it)
 
+from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.layers.reversible_embedding import (
     KERAS_REVERSIBLE_EMBEDDING, ReversibleEmbedding, restore_int4_inputs,
 )
@@ -64,6 +65,7 @@ def fix_quantized_gradients(model):
     fixed = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and not _overrides_call(layer)]
     for layer in fixed:
         layer.__class__ = ReversibleEmbedding
+        rebind_quantize(layer)  # Keras keeps the old class's `quantize` on the instance
         restore_int4_inputs(layer)
     return [layer.path for layer in fixed]
 

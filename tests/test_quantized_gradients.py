@@ -8,6 +8,7 @@ quantized LM with the float LM's, for the same weights.
 """
 
 import functools
+import zipfile
 
 import keras
 import numpy as np
@@ -30,8 +31,9 @@ CASES = {  # name: (backbone, its own arguments, task); gemma ties its logits to
     "mistral": (models.MistralBackbone, dict(num_query_heads=4, num_key_value_heads=2), models.MistralCausalLM),
 }
 # int8 keeps a weight within 1/254 of its row's largest; int4 (blocks of 128 inputs: one per row here) within
-# 1/15, so its gradients differ from float's by more. Measured lowest per-variable cosines: docs/quantized-training.md
-LOWEST_COSINE = {"int8": 0.99, "int4": 0.8}
+# 1/15, so its gradients differ from float's by more. Lowest per-variable cosines measured (torch), gemma, llama,
+# qwen, mistral: int8 0.999, 0.9998, 0.9998, 0.9998 (Keras' own: -0.2..+0.2); int4 0.93, 0.97, 0.96, 0.97.
+LOWEST_COSINE = {"int8": 0.99, "int4": 0.9}
 
 TOKENS = np.random.default_rng(0).integers(1, VOCAB, (4, SEQ)).astype("int32")
 X = {"token_ids": TOKENS, "padding_mask": np.ones_like(TOKENS)}
@@ -74,8 +76,8 @@ def lowest_cosine(lm, expected):
 
 
 @functools.cache
-def float_gradients(name, enable=gralora):
-    lm = with_adapters(causal_lm(name), enable)
+def float_gradients(name, enable=gralora, dtype=None):
+    lm = with_adapters(causal_lm(name, dtype=dtype), enable)
     return tuple(helpers.gradients(lm, X, loss, jit=False))
 
 
@@ -99,6 +101,17 @@ def test_a_quantized_causal_lm_trains_on_the_float_gradients_and_round_trips(nam
     again = keras.saving.load_model(tmp_path / "lm.keras")
     assert isinstance(again.backbone.token_embedding, ReversibleEmbedding)
     np.testing.assert_array_equal(helpers.to_numpy(again(X)), helpers.to_numpy(lm(X)))
+
+
+@pytest.mark.xfail(keras.backend.backend() == "tensorflow", strict=True, raises=Exception,
+                   reason="Keras 3.15 on tensorflow: the int8 Dense/EinsumDense custom gradient returns a float32 "
+                          "input gradient for bfloat16 inputs, which tensorflow refuses (docs/keras-int8-reverse-"
+                          "embedding-gradient.md); Keras' own LoRA fails the same way")
+@pytest.mark.parametrize("name", ["gemma", "llama"])
+def test_under_mixed_bfloat16_int8_gradients_are_the_float_ones(name):
+    lm = with_adapters(causal_lm(name, "int8", "mixed_bfloat16"))
+    assert lm.backbone.token_embedding.compute_dtype == "bfloat16"
+    assert lowest_cosine(lm, float_gradients(name, dtype="mixed_bfloat16")) >= 0.99  # measured 0.998, 0.9997
 
 
 def test_keras_lora_trains_on_wrong_int8_gradients_until_fixed():
@@ -171,3 +184,28 @@ def test_the_fixed_reverse_projection_computes_as_keras_and_passes_the_quantized
     np.testing.assert_allclose(helpers.to_numpy(capped(dense(hidden), soft_cap)), keras_output, rtol=1e-6, atol=1e-6)
     (fixed_gradient,) = helpers.gradients(Probe(embedding, hidden), None, scalar)
     np.testing.assert_allclose(fixed_gradient, dense_gradient, rtol=1e-5, atol=1e-6)
+
+
+def test_a_fixed_keras_model_round_trips_fixed_and_exports_plain_keras_layers(tmp_path):
+    inputs = keras.Input((5,), dtype="int32")
+    embedding = keras.layers.ReversibleEmbedding(12, 8, name="tokens")
+    outputs = embedding(keras.layers.Dense(8, name="query")(embedding(inputs)), reverse=True)
+    model = keras.Model(inputs, outputs)
+    keras_gralora.enable_gralora(model, r=4, k=2, target_layer_names=["query"])
+    assert type(embedding) is ReversibleEmbedding
+    model.quantize("int8")  # after enabling: Keras' quantize refuses subclasses unless they say they compute alike
+    assert embedding.quantization_mode == "int8" and model.get_layer("query").quantization_mode == "int8"
+    tokens = TOKENS[:, :5] % 12
+    expected = helpers.to_numpy(model(tokens))
+
+    model.save(tmp_path / "fixed.keras")
+    again = keras.saving.load_model(tmp_path / "fixed.keras")
+    assert type(again.get_layer("tokens")) is ReversibleEmbedding
+    np.testing.assert_array_equal(helpers.to_numpy(again(tokens)), expected)
+
+    keras_gralora.export_merged(model, tmp_path / "served.keras")
+    with zipfile.ZipFile(tmp_path / "served.keras") as archive:
+        assert "keras_gralora" not in archive.read("config.json").decode()
+    served = keras.saving.load_model(tmp_path / "served.keras")
+    assert type(served.get_layer("tokens")) is keras.layers.ReversibleEmbedding
+    np.testing.assert_allclose(helpers.to_numpy(served(tokens)), expected, rtol=1e-2, atol=1e-2)  # requantized merge
