@@ -123,7 +123,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     args = parser.parse_args(argv)
-    print(f"KERAS_BACKEND={keras.backend.backend()}, {args.steps} steps, Adam 2e-2, r=4 (k=2), seeds 0..{args.seeds - 1}")
+    print(f"KERAS_BACKEND={keras.backend.backend()}, {args.steps} steps, Adam 2e-2, r=4 (k=2), "
+          f"seeds 0..{args.seeds - 1}")
     print("\n| model | base | adapters | loss: first -> last step | drop vs float | lowest gradient cosine |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
