@@ -127,15 +127,22 @@ def check(args):
     return result
 
 
-def main(argv=None):
+STAGES = {"train": train, "serve": serve, "check": check}
+
+
+def main(argv=None, in_process=()):
+    """Runs the stages, each in a fresh Python; those named in `in_process` (tests: "serve") in this one."""
     args = parse(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.stage != "all":
-        result = {"train": train, "serve": serve, "check": check}[args.stage](args)
+        result = STAGES[args.stage](args)
         print(json.dumps(result))
         return result
     result = {}
     for stage in ("train", "serve", "check"):  # each in a fresh process: Keras' backend, torch's threads
+        if stage in in_process:
+            result.update(STAGES[stage](args))
+            continue
         argv_ = [sys.executable, os.path.abspath(__file__), stage, "--examples", str(args.examples),
                  "--test-examples", str(args.test_examples), "--steps", str(args.steps), "--out", args.out]
         env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}

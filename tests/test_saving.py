@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+import test_structure
 from helpers import X, adapted_model, assert_unchanged, base_model, run_python, snapshot, to_numpy
 import keras_gralora
 from keras_gralora import load_gralora_weights, save_gralora_weights
@@ -196,17 +197,29 @@ WRITER = """
     import sys, numpy as np
     sys.path.insert(0, ".")
     from test_saving import adapted_model, X
+    import test_structure
     import keras, keras_gralora
     model = adapted_model()
     keras_gralora.save_gralora_weights(model, sys.argv[1])
     np.save(sys.argv[2], keras.ops.convert_to_numpy(model(X)))
+    [test_structure.unnamed(depth=5) for _ in range(3)]  # other auto-numbered names than the reader's
+    unnamed = test_structure.adapted()
+    keras_gralora.save_gralora_weights(unnamed, sys.argv[3])
+    np.save(sys.argv[4], keras.ops.convert_to_numpy(unnamed(test_structure.X)))
+    print(",".join(layer.name for layer in unnamed.layers[1:]))
 """
 
 
 @pytest.mark.parametrize("writer", [b for b in ("jax", "torch", "tensorflow") if b != BACKEND])
 def test_adapter_files_cross_backends(tmp_path, writer):
+    """Files written by another backend's process load here, also where auto-numbered names differ."""
     path, expected = tmp_path / f"{writer}.weights.h5", tmp_path / f"{writer}.npy"
-    run_python(WRITER, writer, path, expected)
+    names = run_python(WRITER, writer, path, expected, tmp_path / "unnamed.weights.h5", tmp_path / "unnamed.npy")
     model = base_model()
     load_gralora_weights(model, path)
     np.testing.assert_allclose(to_numpy(model(X)), np.load(expected), rtol=1e-5, atol=1e-5)
+    unnamed = test_structure.unnamed()
+    assert [layer.name for layer in unnamed.layers[1:]] != names.split()[-1].split(",")
+    load_gralora_weights(unnamed, tmp_path / "unnamed.weights.h5")
+    np.testing.assert_allclose(to_numpy(unnamed(test_structure.X)), np.load(tmp_path / "unnamed.npy"),
+                               rtol=1e-5, atol=1e-5)
