@@ -25,7 +25,6 @@ FAST = [
     ("gpt_neo_x", None),  # a default from our table (fused query_key_value)
     ("vit_det", None),  # a default by structure key (auto-numbered qkv layers)
     ("rqvae", "all"),  # no attention
-    ("d_fine", "all"),  # a backbone inside a backbone (its HGNetV2), once taken for a task's head
     ("t5", None),  # an encoder-decoder with its defaults from our table (query_projector, value_projector)
     ("resnet", None),  # convolutional: refused
 ]

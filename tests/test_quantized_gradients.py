@@ -23,7 +23,7 @@ keras_hub = pytest.importorskip("keras_hub")
 models = keras_hub.models
 
 VOCAB, SEQ = 48, 8
-DECODER = dict(vocabulary_size=VOCAB, num_layers=2, hidden_dim=32, intermediate_dim=64)
+DECODER = dict(vocabulary_size=VOCAB, num_layers=1, hidden_dim=32, intermediate_dim=64)  # one block: below the logits
 CASES = {  # name: (backbone, its own arguments, task); gemma ties its logits to the embedding, llama does not
     "gemma": (models.GemmaBackbone, dict(num_query_heads=2, num_key_value_heads=1, head_dim=16), models.GemmaCausalLM),
     "llama": (models.LlamaBackbone, dict(num_query_heads=4, num_key_value_heads=2), models.LlamaCausalLM),
@@ -32,7 +32,7 @@ CASES = {  # name: (backbone, its own arguments, task); gemma ties its logits to
 }
 # int8 keeps a weight within 1/254 of its row's largest; int4 (blocks of 128 inputs: one per row here) within
 # 1/15, so its gradients differ from float's by more. Lowest per-variable cosines measured (torch), gemma, llama,
-# qwen, mistral: int8 0.999, 0.9998, 0.9998, 0.9998 (Keras' own: -0.2..+0.2); int4 0.93, 0.97, 0.96, 0.97.
+# qwen, mistral: int8 0.9995, 0.9999, 0.9999, 0.9999 (Keras' own: -0.4..+0.2); int4 0.95, 0.98, 0.98, 0.98.
 LOWEST_COSINE = {"int8": 0.99, "int4": 0.9}
 
 TOKENS = np.random.default_rng(0).integers(1, VOCAB, (4, SEQ)).astype("int32")
@@ -92,7 +92,7 @@ def test_a_quantized_causal_lm_trains_on_the_float_gradients_and_round_trips(nam
     assert frozen
     lm.compile(optimizer=keras.optimizers.Adam(2e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                run_eagerly=True)  # jax and tensorflow would compile for longer than four tiny steps take
-    losses = [lm.train_on_batch(X, Y, return_dict=True)["loss"] for _ in range(4)]
+    losses = [lm.train_on_batch(X, Y, return_dict=True)["loss"] for _ in range(3)]
     assert losses[-1] < losses[0], losses
     for path, value in frozen.items():
         np.testing.assert_array_equal(helpers.to_numpy(next(v for v in lm.weights if v.path == path)), value, path)
@@ -107,11 +107,10 @@ def test_a_quantized_causal_lm_trains_on_the_float_gradients_and_round_trips(nam
                    reason="Keras 3.15 on tensorflow: the int8 Dense/EinsumDense custom gradient returns a float32 "
                           "input gradient for bfloat16 inputs, which tensorflow refuses (docs/keras-int8-reverse-"
                           "embedding-gradient.md); Keras' own LoRA fails the same way")
-@pytest.mark.parametrize("name", ["gemma", "llama"])
-def test_under_mixed_bfloat16_int8_gradients_are_the_float_ones(name):
-    lm = with_adapters(causal_lm(name, "int8", "mixed_bfloat16"))
+def test_under_mixed_bfloat16_int8_gradients_are_the_float_ones():
+    lm = with_adapters(causal_lm("gemma", "int8", "mixed_bfloat16"))
     assert lm.backbone.token_embedding.compute_dtype == "bfloat16"
-    assert lowest_cosine(lm, float_gradients(name, dtype="mixed_bfloat16")) >= 0.99  # measured 0.998, 0.9997
+    assert lowest_cosine(lm, float_gradients("gemma", dtype="mixed_bfloat16")) >= 0.99  # measured 0.998
 
 
 def test_keras_lora_trains_on_wrong_int8_gradients_until_fixed():
