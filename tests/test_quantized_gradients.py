@@ -70,7 +70,7 @@ def loss(logits):
 
 
 def lowest_cosine(lm, expected):
-    found = helpers.gradients(lm, X, loss, jit=False)
+    found = helpers.gradients(lm, X, loss)
     assert len(found) == len(expected) > 0
     return min(float(np.sum(f * e) / (np.linalg.norm(f) * np.linalg.norm(e))) for f, e in zip(found, expected))
 
@@ -78,7 +78,7 @@ def lowest_cosine(lm, expected):
 @functools.cache
 def float_gradients(name, enable=gralora, dtype=None):
     lm = with_adapters(causal_lm(name, dtype=dtype), enable)
-    return tuple(helpers.gradients(lm, X, loss, jit=False))
+    return tuple(helpers.gradients(lm, X, loss))
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
@@ -91,7 +91,7 @@ def test_a_quantized_causal_lm_trains_on_the_float_gradients_and_round_trips(nam
     frozen = {v.path: helpers.to_numpy(v).copy() for v in lm.weights if v.dtype in ("int8", "uint8")}
     assert frozen
     lm.compile(optimizer=keras.optimizers.Adam(2e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-               run_eagerly=True)  # jax and tensorflow would compile for longer than four tiny steps take
+               run_eagerly=keras.backend.backend() == "tensorflow")  # tensorflow compiles longer than 3 steps take
     losses = [lm.train_on_batch(X, Y, return_dict=True)["loss"] for _ in range(3)]
     assert losses[-1] < losses[0], losses
     for path, value in frozen.items():
