@@ -1,6 +1,6 @@
 """Every KerasHub backbone, on its own tiny test configuration: enable, train, reload, merge (`backbone_checks.py`).
 
-By default a representative dozen runs (each family of past failures: kernel
+By default nine run (one per family of past failures: kernel
 readers, shared paths, auto-numbered names, defaults from our table, no
 attention, convolutional); `GRALORA_ALL_BACKBONES=1` runs all 73 with both
 the default targets and "all" (about 12 minutes on torch, 17 on tensorflow,
