@@ -11,6 +11,7 @@ swaps it in, in place, as `inject.py` swaps in GraLoRA layers.
 
 import keras  # noqa: F401  (the example uses it)
 
+from keras_gralora.layers.named_adapter import bump_state_version
 from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.layers.reversible_embedding import (
     KERAS_REVERSIBLE_EMBEDDING, ReversibleEmbedding, restore_int4_inputs,
@@ -67,6 +68,8 @@ def fix_quantized_gradients(model):
         layer.__class__ = ReversibleEmbedding
         rebind_quantize(layer)  # Keras keeps the old class's `quantize` on the instance
         restore_int4_inputs(layer)
+    if fixed:
+        bump_state_version()  # compiled train functions traced the old gradient: `guards.py` rebuilds them
     return [layer.path for layer in fixed]
 
 

@@ -208,3 +208,23 @@ def test_a_fixed_keras_model_round_trips_fixed_and_exports_plain_keras_layers(tm
     served = keras.saving.load_model(tmp_path / "served.keras")
     assert type(served.get_layer("tokens")) is keras.layers.ReversibleEmbedding
     np.testing.assert_allclose(helpers.to_numpy(served(tokens)), expected, rtol=1e-2, atol=1e-2)  # requantized merge
+
+
+class OwnReverse(keras.layers.ReversibleEmbedding):
+    def _int8_call(self, inputs, reverse=False):
+        return super()._int8_call(inputs, reverse=reverse)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        super().quantize(mode, type_check=False, config=config)
+
+
+def test_a_quantized_subclass_with_its_own_call_is_refused_naming_it_and_nothing_changes():
+    plain, own = keras.layers.ReversibleEmbedding(12, 8, name="plain"), OwnReverse(12, 8, name="own")
+    for layer in (plain, own):
+        layer.build()
+        layer.quantize("int8")
+    inputs = keras.Input((5,), dtype="int32")
+    model = keras.Model(inputs, [plain(inputs), own(inputs)])
+    with pytest.raises(ValueError, match=r"layer 'own' is a OwnReverse, .* its own \['_int8_call'\], quantized 'int8'"):
+        keras_gralora.fix_quantized_gradients(model)
+    assert type(plain) is keras.layers.ReversibleEmbedding and type(own) is OwnReverse
