@@ -72,3 +72,30 @@ def keras_outputs(model, name):
     if not isinstance(out, dict):
         out = {"logits" if hasattr(model, "backbone") else "sequence_output": out}
     return {key: ops.convert_to_numpy(value) for key, value in out.items()}
+
+
+def write_all(root):
+    """Every architecture's checkpoint under `root` (a `pathlib.Path`): `{name: directory}`."""
+    return {name: write_checkpoint(name, str(root / name)) for name in ARCHITECTURES}
+
+
+def peft_directory(name, checkpoint, directory, config, class_name=None):
+    """PEFT adapts the checkpoint with `config`, saves to `directory`; returns the adapted model's outputs."""
+    import peft
+
+    model = load(name, checkpoint, class_name)
+    peft.get_peft_model(model, config).save_pretrained(directory)
+    return hf_outputs(model.eval())  # PEFT's new dropout modules start in training mode
+
+
+def peft_outputs(name, checkpoint, directory, class_name=None):
+    """The outputs of the checkpoint with PEFT's `PeftModel.from_pretrained(directory)` on it."""
+    import peft
+
+    return hf_outputs(peft.PeftModel.from_pretrained(load(name, checkpoint, class_name), directory).base_model.model)
+
+
+def assert_outputs_equal(ours, theirs):
+    assert set(ours) == set(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-4 * np.abs(theirs[key]).max())

@@ -23,27 +23,16 @@ from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader  
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hf")
-    return {name: hf.write_checkpoint(name, str(root / name)) for name in hf.ARCHITECTURES}
+    return hf.write_all(tmp_path_factory.mktemp("hf"))
 
 
-def peft_directory(name, checkpoint, directory, config, class_name=None):
-    """PEFT adapts the checkpoint with `config`, saves to `directory`; returns the adapted model's outputs."""
-    model = hf.load(name, checkpoint, class_name)
-    peft.get_peft_model(model, config).save_pretrained(directory)
-    return hf.hf_outputs(model.eval())  # PEFT's new dropout modules start in training mode
+peft_directory, assert_outputs_equal = hf.peft_directory, hf.assert_outputs_equal
 
 
 def gralora_config(name, **overrides):
     settings = dict(r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=hf.ARCHITECTURES[name][2],
                     init_weights=False)
     return peft.GraloraConfig(**{**settings, **overrides})
-
-
-def assert_outputs_equal(ours, theirs):
-    assert set(ours) == set(theirs)
-    for key in theirs:
-        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-4 * np.abs(theirs[key]).max())
 
 
 def weights_of(model):

@@ -1,5 +1,5 @@
-"""Adapters from and to other libraries: PEFT adapter directories (`peft.py`) and the name tables (`names.py`)."""
+"""Adapters from and to other libraries: PEFT directories (`peft.py`), exact LoRA (`lora.py`), their name tables.
 
-from keras_gralora.interop.peft import load_peft_adapter, save_peft_adapter
-
-__all__ = ["load_peft_adapter", "save_peft_adapter"]
+Nothing is imported here, so the command line's numpy-only modules
+(`convert.py`, `factors.py`, `lora_files.py`) load without Keras.
+"""

@@ -35,10 +35,6 @@ LORA_REFUSED = {  # LoraConfig fields whose non-default value changes LoRA's mat
     "use_bdlora": "BD-LoRA shares blocks across layers",
 }
 TASK_TYPES = {"ForCausalLM": "CAUSAL_LM", "ForSequenceClassification": "SEQ_CLS"}  # PEFT's, by class name
-PEFT_DEFAULTS = {  # what PEFT's configs use for a field adapter_config.json leaves out
-    "GRALORA": {"r": 32, "gralora_k": 2, "hybrid_r": 0, "alpha": 64},
-    "LORA": {"r": 8, "lora_alpha": 8},
-}
 BIAS_MODES = {"none": "none", "all": "all", "gralora_only": "gralora_only", "lora_only": "gralora_only"}
 
 
@@ -85,7 +81,7 @@ def _file_adapter(model, architecture, source, name, where):
             f"{where}: PEFT type {peft_type!r} is not read by keras_gralora; it reads 'GRALORA' and 'LORA' "
             "(plain LoRA loads as GraLoRA with k=1)."
         )
-    config = {**PEFT_DEFAULTS[peft_type], **config}
+    config = {**peft_files.PEFT_DEFAULTS[peft_type], **config}
     if config.get("fan_in_fan_out"):
         raise ValueError(f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) is not supported.")
     if bad := [f"{field}: {why}" for field, why in LORA_REFUSED.items() if peft_type == "LORA" and config.get(field)]:
@@ -204,13 +200,7 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
     both new ones are complete.
     """
     where = "save_peft_adapter"
-    directory = os.fspath(directory)
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ValueError(f"{where}: '{directory}' is a file; it writes a directory (adapter_config.json and "
-                         "adapter_model.safetensors). Pass a directory path.")
-    if base_model_name_or_path is not None and not isinstance(base_model_name_or_path, (str, os.PathLike)):
-        raise ValueError(f"{where}: base_model_name_or_path={base_model_name_or_path!r} must be a string (the "
-                         "checkpoint's name or path, written into adapter_config.json) or None.")
+    directory = check_directory(directory, base_model_name_or_path, where)
     base_model_name_or_path = base_model_name_or_path and os.fspath(base_model_name_or_path)
     chosen = adapters.check_names(model, [adapter_name], where)
     architecture = names.architecture_of(model, where)
@@ -227,22 +217,46 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
             if role in entry.arrays:
                 array = entry.arrays[role]
                 arrays[f"{PREFIX}{module_of[key]}.{tensor}"] = array.T if "hybrid" in role else array
-    layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
-    adapted_paths = {adapter.path(key) for key in adapter.layers}
-    for kind, variables in (("bias", adapter.biases), ("module", adapter.modules)):
-        for key, array in variables.items():
-            layer_path, variable_name = adapter.path(key).rsplit("/", 1)
-            module = names.transformers_module(architecture, class_name, layer_path, where)
-            layer = layers_by_path[layer_path]
-            tensor = tensors.transformers_name(variable_name, module, where)
-            if kind == "bias" and layer_path in adapted_paths:
-                tensor = "base_layer." + tensor
-            arrays[f"{PREFIX}{module}.{tensor}"] = tensors.to_transformers(layer, variable_name, array)
+    arrays.update(transformers_extras(model, adapter, architecture, class_name, where))
     document = _peft_config(config, class_name, sorted(set(module_of.values())), base_model_name_or_path,
                             [names.transformers_module(architecture, class_name, p, where)
                              for p in config.modules_to_save])
     peft_files.write(directory, document, arrays, where)
     return directory
+
+
+def check_directory(directory, base_model_name_or_path, where):
+    """`directory` as a string, or `ValueError` when it is a file or the base model's name is no string."""
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{where}: '{directory}' is a file; it writes a directory (adapter_config.json and "
+                         "adapter_model.safetensors). Pass a directory path.")
+    if base_model_name_or_path is not None and not isinstance(base_model_name_or_path, (str, os.PathLike)):
+        raise ValueError(f"{where}: base_model_name_or_path={base_model_name_or_path!r} must be a string (the "
+                         "checkpoint's name or path, written into adapter_config.json) or None.")
+    return directory
+
+
+def transformers_extras(model, adapter, architecture, class_name, where):
+    """The adapter's trained biases and `modules_to_save` weights, keyed and laid out as PEFT saves them."""
+    layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    adapted_paths = {adapter.path(key) for key in adapter.layers}
+    arrays = {}
+    for kind, variables in (("bias", adapter.biases), ("module", adapter.modules)):
+        for key, array in variables.items():
+            layer_path, variable_name = adapter.path(key).rsplit("/", 1)
+            module = names.transformers_module(architecture, class_name, layer_path, where)
+            tensor = tensors.transformers_name(variable_name, module, where)
+            if kind == "bias" and layer_path in adapted_paths:
+                tensor = "base_layer." + tensor
+            arrays[f"{PREFIX}{module}.{tensor}"] = tensors.to_transformers(layers_by_path[layer_path], variable_name,
+                                                                           array)
+    return arrays
+
+
+def task_type(class_name):
+    """PEFT's `task_type` for a transformers class name (`None` for a bare backbone)."""
+    return next((task for suffix, task in TASK_TYPES.items() if class_name.endswith(suffix)), None)
 
 
 def _uniform_config(adapter, where):
@@ -262,7 +276,7 @@ def _peft_config(config, class_name, target_modules, base_model_name_or_path, mo
     alpha = config.effective_alpha
     return {
         "peft_type": "GRALORA",
-        "task_type": next((task for suffix, task in TASK_TYPES.items() if class_name.endswith(suffix)), None),
+        "task_type": task_type(class_name),
         "base_model_name_or_path": base_model_name_or_path,
         "auto_mapping": None,
         "inference_mode": True,

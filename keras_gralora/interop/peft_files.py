@@ -20,6 +20,10 @@ CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 CONFIG_HASH = "keras_gralora.adapter_config_sha256"
 MAX_CONFIG_BYTES = 16 * 2**20
 DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64}  # what numpy holds exactly
+PEFT_DEFAULTS = {  # what PEFT's configs use for a field adapter_config.json leaves out
+    "GRALORA": {"r": 32, "gralora_k": 2, "hybrid_r": 0, "alpha": 64},
+    "LORA": {"r": 8, "lora_alpha": 8},
+}
 
 
 class Directory:

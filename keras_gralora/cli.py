@@ -1,0 +1,49 @@
+"""`python -m keras_gralora convert IN_DIR OUT_DIR`: a PEFT GraLoRA directory as an exact PEFT LoRA directory.
+
+Runs with numpy and safetensors alone (no Keras, no torch): PEFT users
+convert what `save_pretrained` wrote, then serve it with vLLM, SGLang, TGI
+or llama.cpp. A progress bar shows with tqdm installed.
+"""
+
+import argparse
+import sys
+
+from keras_gralora.interop import convert, lora_files, runtimes
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="python -m keras_gralora", description=__doc__.split("\n\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("convert", help="a PEFT GraLoRA directory -> a PEFT LoRA directory",
+                                  description="Writes OUT_DIR (PEFT LoRA) from IN_DIR (PEFT GraLoRA): exact at rank "
+                                              "k * r + hybrid_r unless --rank or --energy truncates.")
+    command.add_argument("source", metavar="IN_DIR", help="what PEFT's save_pretrained (or save_peft_adapter) wrote")
+    command.add_argument("target", metavar="OUT_DIR", help="the LoRA directory to write (replaced whole)")
+    rank = command.add_mutually_exclusive_group()
+    rank.add_argument("--rank", type=int, help="truncate every module to this rank (the best approximation)")
+    rank.add_argument("--energy", type=float, help="keep the smallest rank reaching this fraction of the energy")
+    command.add_argument("--runtime", choices=sorted(runtimes.RUNTIMES), help="check and pad for this runtime")
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        rows = convert.convert_directory(args.source, args.target, rank=args.rank if args.energy is None
+                                         else args.energy, runtime=args.runtime, progress=_progress())
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(lora_files.table(rows))
+    if args.runtime:
+        print(f"serve with: {runtimes.RUNTIMES[args.runtime].launch.format(rank=max(r.rank for r in rows))}")
+    print(f"wrote {args.target}: {len(rows)} modules, largest relative error {max(r.error for r in rows):.2e}")
+    return 0
+
+
+def _progress():
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iter
+    return lambda modules: tqdm(modules, desc="converting", unit="module", file=sys.stderr)

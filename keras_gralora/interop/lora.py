@@ -1,0 +1,168 @@
+"""GraLoRA (and Keras' own LoRA) as exact PEFT LoRA: `lora_factors`, `save_lora_adapter`.
+
+Serving runtimes (vLLM, SGLang, TGI, llama.cpp) take PEFT LoRA directories
+only. A GraLoRA update's blocks already factor it at rank `k * r + hybrid_r`,
+so the LoRA written is exact without any decomposition, or truncated to a
+chosen rank by an SVD of the small core (`factors.py`). Module names come
+from the same tables as `save_peft_adapter` (`names.py`).
+"""
+
+import os
+
+import numpy as np
+from keras import ops
+
+from keras_gralora import adapters, inject, saving
+from keras_gralora.config import DEFAULT_ADAPTER
+from keras_gralora.interop import factors, lora_files, names, peft, runtimes
+from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.einsum_dense import ProjectionLayout
+
+
+def lora_factors(layer, adapter_name=DEFAULT_ADAPTER, rank=None):
+    """The adapter of `layer` as LoRA factors: `(a [in, R], b [R, out], error)`, numpy float32.
+
+    Args:
+        layer: A GraLoRA layer, or a Keras `Dense`/`EinsumDense` with Keras'
+            own LoRA enabled (`enable_lora`; `adapter_name` is then unused).
+            Float and quantized bases alike.
+        adapter_name: Which of the layer's GraLoRA adapters.
+        rank: `None`: exact, `R = k * r + hybrid_r` (Keras LoRA: `r` times
+            the kernel slices sharing its `B`, e.g. `heads * r`), assembled
+            from the blocks. An int: the best rank-`R` approximation (zero
+            columns added where the update has fewer). A float in (0, 1]:
+            the smallest rank keeping that fraction of the update's energy
+            (PEFT's `convert_to_lora` rule).
+
+    Returns:
+        `a @ b` is the scaled update as the `[in, out]` matrix (the scale is
+        in `b`); `error` is `||a @ b - delta||_F / ||delta||_F` against the
+        layer's own delta (`delta_matrix()`, in the kernel's axis order
+        `delta_kernel()`).
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="proj")])
+    >>> _ = keras_gralora.enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
+    >>> for variable in model.trainable_weights:  # as if trained
+    ...     _ = variable.assign(keras.random.normal(variable.shape, seed=1))
+    >>> a, b, error = keras_gralora.lora_factors(model.get_layer("proj"))
+    >>> a.shape, b.shape, error < 1e-6
+    ((8, 10), (10, 8), True)
+    """
+    where = f"lora_factors: layer '{getattr(layer, 'path', layer)}'"
+    lora_files.check_rank(rank, where)
+    left, right, delta = _exact(layer, adapter_name, where)
+    rows, arrays = lora_files.convert({"m": (layer.path, left, right, delta)}, rank, None, [], where)
+    a, b = arrays[f"{lora_files.PREFIX}m.lora_A.weight"].T, arrays[f"{lora_files.PREFIX}m.lora_B.weight"].T
+    return np.ascontiguousarray(a), np.ascontiguousarray(b), rows[0].error
+
+
+def _exact(layer, adapter_name, where):
+    """`(left, right, delta)`: the exact factors and the layer's own `[in, out]` delta."""
+    if isinstance(layer, GraLoRAAdapter):
+        adapter = layer.adapter(adapter_name)
+        a, b, scale, *hybrid = (ops.convert_to_numpy(v) if not isinstance(v, float) else v
+                                for v in adapter.factors())
+        left, right = factors.gralora_factors(a, b, scale, *hybrid)
+        return left, right, ops.convert_to_numpy(layer.delta_matrix(adapter_name))
+    if getattr(layer, "lora_enabled", False) and hasattr(layer, "lora_kernel_a"):
+        kernel_axes, in_axes = _kernel_axes(layer, where)
+        lora_a, lora_b = (ops.convert_to_numpy(v) for v in (layer.lora_kernel_a, layer.lora_kernel_b))
+        scale = layer.lora_alpha / layer.lora_rank
+        left, right = factors.keras_lora_factors(lora_a, lora_b, scale, kernel_axes, in_axes)
+        return left, right, _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes)
+    raise ValueError(f"{where} ({type(layer).__name__}) has neither a GraLoRA adapter nor Keras' LoRA enabled.")
+
+
+def _kernel_axes(layer, where):
+    """`(kernel axis letters, contracted ones)` of a Dense or EinsumDense with Keras LoRA."""
+    if type(layer).__name__ == "Dense" or not hasattr(layer, "equation"):
+        if len(layer.lora_kernel_a.shape) != 2:
+            raise ValueError(f"{where}: Keras LoRA of a {type(layer).__name__} is exported for Dense and "
+                             "EinsumDense layers only.")
+        return "io", "i"
+    layout = ProjectionLayout.of(layer)
+    return layout.kernel_axes, layout.in_axes
+
+
+def _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes):
+    """Keras' own delta (`scale * lora_a @ lora_b` in the kernel's shape) as the `[in, out]` matrix."""
+    kernel = scale * np.tensordot(np.asarray(lora_a, np.float64), np.asarray(lora_b, np.float64), axes=1)
+    order = [kernel_axes.index(c) for c in in_axes] + [i for i, c in enumerate(kernel_axes) if c not in in_axes]
+    n_in = int(np.prod([kernel.shape[kernel_axes.index(c)] for c in in_axes]))
+    return np.transpose(kernel, order).reshape(n_in, -1)
+
+
+def save_lora_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, rank=None, runtime=None,
+                      base_model_name_or_path=None, verbose=False):
+    """Writes a KerasHub model's adapter as a PEFT LoRA directory, exact unless `rank` truncates.
+
+    `PeftModel.from_pretrained(hf_model, directory)` then gives the adapted
+    model's outputs (`hf_model`: the transformers class of the README's
+    table, e.g. `LlamaForCausalLM`), and so do the serving runtimes.
+
+    Args:
+        model: A KerasHub backbone or task with GraLoRA adapters, or with
+            Keras' own LoRA (`backbone.enable_lora(r)`) and no GraLoRA.
+        directory: Created if needed; its two files are replaced only once
+            both new ones are complete. Nothing is written when a check fails.
+        adapter_name: Which GraLoRA adapter.
+        rank: `None`, an int or an energy fraction, as for `lora_factors`.
+        runtime: `None` (any PEFT reader), `"vllm"`, `"sglang"`, `"tgi"` or
+            `"llama.cpp"`: that runtime's rules (`interop/runtimes.py`) are
+            checked first and ranks padded with zeros to what it serves.
+        base_model_name_or_path: Written into `adapter_config.json`.
+        verbose: Print the per-module table.
+
+    Returns:
+        A list of `ConvertedModule` rows: module, layer, exact rank, rank
+        written, relative error.
+    """
+    where = "save_lora_adapter"
+    directory = peft.check_directory(directory, base_model_name_or_path, where)
+    lora_files.check_rank(rank, where)
+    profile = runtimes.runtime(runtime, where)
+    architecture = names.architecture_of(model, where)
+    class_name = names.transformers_class(architecture, model)
+    if class_name is None:
+        raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
+    layers, base, extra_arrays, extras = _source(model, adapter_name, architecture, class_name, where)
+    modules = {}
+    for layer in layers:
+        module = names.transformers_module(architecture, class_name, layer.path, where)
+        modules[module] = (layer.path, *_exact(layer, adapter_name, f"{where}: layer '{layer.path}'"))
+    rows, arrays = lora_files.convert(modules, rank, profile, extras, where)
+    base.update(task_type=peft.task_type(class_name), base_model_name_or_path=base_model_name_or_path and
+                os.fspath(base_model_name_or_path))
+    lora_files.write(directory, rows, arrays, extra_arrays, base, where)
+    if verbose:
+        print(lora_files.table(rows))
+        if profile is not None:
+            print(f"serve with: {profile.launch.format(rank=max(row.rank for row in rows))}")
+    return rows
+
+
+def _source(model, adapter_name, architecture, class_name, where):
+    """`(layers, config fields, extra tensors, extras' description)` of the GraLoRA adapter or Keras' LoRA."""
+    keras_lora = [layer for layer in model._flatten_layers(include_self=False)
+                  if getattr(layer, "lora_enabled", False) and not isinstance(layer, GraLoRAAdapter)]
+    if not adapters.adapter_names(model):
+        if not keras_lora:
+            raise ValueError(f"{where}: model '{model.name}' has no GraLoRA adapter and no layer with Keras' LoRA "
+                             "enabled; there is nothing to save.")
+        return keras_lora, {"bias": "none"}, {}, []
+    if keras_lora:
+        raise ValueError(f"{where}: model '{model.name}' has GraLoRA adapters and Keras' LoRA on "
+                         f"{[layer.path for layer in keras_lora][:3]}...; one LoRA directory holds one adapter. "
+                         "Save from a model with only one of them.")
+    name = adapters.check_names(model, [adapter_name], where)[0]
+    adapter = saving.collect_adapter(model, name, where)
+    layers = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
+    extra_arrays = peft.transformers_extras(model, adapter, architecture, class_name, where)
+    extras = [f"{len(adapter.biases)} trained biases"] if adapter.biases else []
+    extras += [f"modules_to_save {list(adapter.config.modules_to_save)}"] if adapter.modules else []
+    modules_to_save = [names.transformers_module(architecture, class_name, p, where)
+                       for p in adapter.config.modules_to_save]
+    return layers, {"bias": adapter.config.bias, "modules_to_save": modules_to_save}, extra_arrays, extras

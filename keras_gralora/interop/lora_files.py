@@ -1,0 +1,109 @@
+"""A PEFT LoRA directory from exact low-rank factors: ranks chosen, runtime rules checked, then written whole.
+
+Shared by `save_lora_adapter` (a Keras model) and the command line (a PEFT
+GraLoRA directory). Every module's factors, ranks and errors are computed
+and every rule checked before `peft_files.write` swaps the directory in.
+The adapter's scale is already in the factors, so each module gets
+`lora_alpha` equal to its rank (scale 1), as PEFT's `convert_to_lora` does.
+"""
+
+import collections
+import dataclasses
+
+import numpy as np
+
+from keras_gralora.interop import factors, peft_files, runtimes
+
+PREFIX = "base_model.model."
+LORA_BIAS = {"none": "none", "all": "all", "gralora_only": "lora_only", "lora_only": "lora_only"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertedModule:
+    """One row of the conversion table.
+
+    Args:
+        module: The transformers module name (the PEFT directory's).
+        layer: Where it came from (a Keras layer path, or the module name).
+        exact_rank: The rank of the exact factors (`k * r + hybrid_r` for GraLoRA).
+        rank: The rank written (truncated, or padded with zeros for a runtime).
+        error: `||lora_B @ lora_A - delta||_F / ||delta||_F` of what is written.
+    """
+
+    module: str
+    layer: str
+    exact_rank: int
+    rank: int
+    error: float
+
+
+def check_rank(rank, where):
+    """Raises `ValueError` unless `rank` is `None`, a positive int, or a float energy fraction in (0, 1]."""
+    if rank is None or (isinstance(rank, (int, np.integer)) and not isinstance(rank, bool) and rank > 0):
+        return
+    if isinstance(rank, float) and 0 < rank <= 1:
+        return
+    raise ValueError(f"{where}: rank={rank!r} must be None (exact), a positive integer (truncate to that rank) or "
+                     "a float in (0, 1] (the smallest rank keeping that fraction of each update's energy).")
+
+
+def convert(modules, rank, profile, extras, where):
+    """`(rows, arrays)`: each module's LoRA factors at the rank chosen, checked against `profile`.
+
+    Args:
+        modules: `{module: (layer label, left [in, R], right [R, out], delta [in, out])}`.
+        rank: `None`, an int or an energy fraction (see `check_rank`).
+        profile: A `runtimes.Runtime`, or `None`.
+        extras: What else the directory holds, for the runtime's rule.
+    """
+    chosen = {}
+    for module, (layer, left, right, delta) in modules.items():
+        if not (np.isfinite(left).all() and np.isfinite(right).all()):
+            raise ValueError(f"{where}: the adapter of '{layer}' holds NaN or infinite values; there is nothing to "
+                             "serve. Train again or load a good adapter file.")
+        if isinstance(rank, float) or (rank is not None and rank < left.shape[1]):
+            by_energy = isinstance(rank, float)
+            left, right = factors.truncate(left, right, None if by_energy else int(rank),
+                                           rank if by_energy else None)[:2]
+        chosen[module] = factors.pad(left, right, rank) if isinstance(rank, int) else (left, right)
+    served = runtimes.served_ranks(profile, {m: f[0].shape[1] for m, f in chosen.items()}, extras, where)
+    rows, arrays = [], {}
+    for module, (layer, exact_left, _, delta) in modules.items():
+        left, right = factors.pad(*chosen[module], served[module])
+        rows.append(ConvertedModule(module, layer, exact_left.shape[1], served[module],
+                                    factors.relative_error(left, right, delta)))
+        arrays[f"{PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(left.T)
+        arrays[f"{PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(right.T)
+    return rows, arrays
+
+
+def document(rows, base):
+    """PEFT's `adapter_config.json` for `rows`; `base` gives the other fields (task type, bias, modules...)."""
+    ranks = {row.module: row.rank for row in rows}
+    common = collections.Counter(ranks.values()).most_common(1)[0][0]
+    patterns = {module: rank for module, rank in ranks.items() if rank != common}
+    return {
+        "peft_type": "LORA", "task_type": base.get("task_type"),
+        "base_model_name_or_path": base.get("base_model_name_or_path"),
+        "auto_mapping": None, "inference_mode": True, "revision": None,
+        "r": common, "lora_alpha": common, "rank_pattern": patterns, "alpha_pattern": dict(patterns),
+        "target_modules": sorted(ranks), "lora_dropout": 0.0, "bias": LORA_BIAS[base.get("bias", "none")],
+        "modules_to_save": base.get("modules_to_save") or None, "fan_in_fan_out": False,
+        "init_lora_weights": True, "use_rslora": False, "use_dora": False,
+        "layers_to_transform": base.get("layers_to_transform"), "layers_pattern": base.get("layers_pattern"),
+    }
+
+
+def write(directory, rows, arrays, extra_arrays, base, where):
+    """Writes the LoRA directory (atomic, as `save_peft_adapter`); returns `rows`."""
+    peft_files.write(directory, document(rows, base), {**arrays, **extra_arrays}, where)
+    return rows
+
+
+def table(rows):
+    """The rows as a text table: module, from, exact rank, rank, relative error."""
+    header = ("module", "from", "exact rank", "rank", "relative error")
+    lines = [(r.module, r.layer, str(r.exact_rank), str(r.rank), f"{r.error:.2e}") for r in rows]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                     for line in [header, *lines])
