@@ -131,7 +131,7 @@ STAGES = {"train": train, "serve": serve, "check": check}
 
 
 def main(argv=None, in_process=()):
-    """Runs the stages, each in a fresh Python; those named in `in_process` (tests: "serve") in this one."""
+    """Runs the stages, each in a fresh Python; those named in `in_process` (the tests: all) in this one."""
     args = parse(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.stage != "all":

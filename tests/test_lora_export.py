@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import peft
 import pytest
@@ -89,7 +90,8 @@ def test_truncated_and_runtime_padded_directories(checkpoints, tmp_path):
     rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "half", rank=5)
     layers = {layer.path: layer for layer in backbone._flatten_layers()}
     for row in rows:
-        sigma = np.linalg.svd(np.asarray(layers[row.layer].delta_matrix(), "float64"), compute_uv=False)
+        delta = keras.ops.convert_to_numpy(layers[row.layer].delta_matrix()).astype("float64")
+        sigma = np.linalg.svd(delta, compute_uv=False)
         assert row.rank == 5 and row.error == pytest.approx(np.sqrt((sigma[5:] ** 2).sum() / (sigma ** 2).sum()),
                                                             rel=1e-4)
     rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "energy", rank=0.95, runtime="sglang")
@@ -162,3 +164,16 @@ def test_the_command_line_converts_a_directory_peft_wrote(checkpoints, tmp_path)
     done = convert(tmp_path / "gralora", tmp_path / "small", "--rank", "600", "--runtime", "vllm")
     assert done.returncode == 2 and "vLLM serves ranks up to 512" in done.stderr
     assert listing(tmp_path / "small") == before
+
+
+def test_a_classifier_head_and_trained_biases_travel_as_peft_saves_them(checkpoints, tmp_path):
+    classifier = keras_hub.models.BertTextClassifier(backbone_of("bert", checkpoints["bert"]), num_classes=3,
+                                                     preprocessor=None)
+    keras_gralora.enable_gralora(classifier, r=4, k=2, bias="gralora_only", target_layer_names=["query", "value"],
+                                 modules_to_save=["logits"])
+    train(classifier.trainable_weights)
+    ours = hf.keras_outputs(classifier, "bert")
+    keras_gralora.save_lora_adapter(classifier, tmp_path / "lora", rank=16)
+    config = read_config(tmp_path / "lora")
+    assert (config["modules_to_save"], config["bias"], config["r"]) == (["classifier"], "lora_only", 16)
+    hf.assert_outputs_equal(ours, hf.peft_outputs("bert", checkpoints["bert"], tmp_path / "lora"))

@@ -91,6 +91,9 @@ def test_truncation_and_energy_by_rank_argument():
     for bad in (0, -2, 1.5, True, "4"):
         with pytest.raises(ValueError, match=f"rank={bad!r} must be None"):
             keras_gralora.lora_factors(layer, rank=bad)
+    layer.adapter("default").variables[0].assign(np.full(layer.adapter("default").variables[0].shape, np.nan))
+    with pytest.raises(ValueError, match="layer '.*proj'.*NaN or infinite values"):
+        keras_gralora.lora_factors(layer)
     with pytest.raises(ValueError, match="neither a GraLoRA adapter nor Keras' LoRA"):
         keras_gralora.lora_factors(projection("dense")[1])
 

@@ -55,7 +55,7 @@ def _config(directory, where):
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (r, k, hybrid_r)) or r <= 0 or k <= 0 \
             or hybrid_r < 0 or r % k:
         raise ValueError(f"{where}: '{directory.directory}' has r={r!r}, gralora_k={k!r}, hybrid_r={hybrid_r!r}; "
-                         "GraLoRA needs positive integers r and gralora_k with r divisible by gralora_k, hybrid_r >= 0.")
+                         "GraLoRA needs positive integers r and gralora_k, r divisible by gralora_k, hybrid_r >= 0.")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"{where}: '{directory.directory}' has alpha={alpha!r}; it must be a positive number.")
     if config.get("fan_in_fan_out"):

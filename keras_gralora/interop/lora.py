@@ -54,9 +54,8 @@ def lora_factors(layer, adapter_name=DEFAULT_ADAPTER, rank=None):
     where = f"lora_factors: layer '{getattr(layer, 'path', layer)}'"
     lora_files.check_rank(rank, where)
     left, right, delta = _exact(layer, adapter_name, where)
-    rows, arrays = lora_files.convert({"m": (layer.path, left, right, delta)}, rank, None, [], where)
-    a, b = arrays[f"{lora_files.PREFIX}m.lora_A.weight"].T, arrays[f"{lora_files.PREFIX}m.lora_B.weight"].T
-    return np.ascontiguousarray(a), np.ascontiguousarray(b), rows[0].error
+    a, b = lora_files.at_rank(left, right, rank, where)
+    return a, b, factors.relative_error(a, b, delta)
 
 
 def _exact(layer, adapter_name, where):

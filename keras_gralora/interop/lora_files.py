@@ -47,6 +47,17 @@ def check_rank(rank, where):
                      "a float in (0, 1] (the smallest rank keeping that fraction of each update's energy).")
 
 
+def at_rank(left, right, rank, where):
+    """Exact factors at `rank` (see `check_rank`): truncated by `factors.truncate`, or padded with zeros."""
+    if not (np.isfinite(left).all() and np.isfinite(right).all()):
+        raise ValueError(f"{where}: the adapter holds NaN or infinite values; there is nothing to serve. Train "
+                         "again or load a good adapter file.")
+    if isinstance(rank, float) or (rank is not None and rank < left.shape[1]):
+        by_energy = isinstance(rank, float)
+        return factors.truncate(left, right, None if by_energy else int(rank), rank if by_energy else None)[:2]
+    return factors.pad(left, right, rank) if rank is not None else (left, right)
+
+
 def convert(modules, rank, profile, extras, where):
     """`(rows, arrays)`: each module's LoRA factors at the rank chosen, checked against `profile`.
 
@@ -56,16 +67,8 @@ def convert(modules, rank, profile, extras, where):
         profile: A `runtimes.Runtime`, or `None`.
         extras: What else the directory holds, for the runtime's rule.
     """
-    chosen = {}
-    for module, (layer, left, right, delta) in modules.items():
-        if not (np.isfinite(left).all() and np.isfinite(right).all()):
-            raise ValueError(f"{where}: the adapter of '{layer}' holds NaN or infinite values; there is nothing to "
-                             "serve. Train again or load a good adapter file.")
-        if isinstance(rank, float) or (rank is not None and rank < left.shape[1]):
-            by_energy = isinstance(rank, float)
-            left, right = factors.truncate(left, right, None if by_energy else int(rank),
-                                           rank if by_energy else None)[:2]
-        chosen[module] = factors.pad(left, right, rank) if isinstance(rank, int) else (left, right)
+    chosen = {module: at_rank(left, right, rank, f"{where}: '{layer}'")
+              for module, (layer, left, right, _) in modules.items()}
     served = runtimes.served_ranks(profile, {m: f[0].shape[1] for m, f in chosen.items()}, extras, where)
     rows, arrays = [], {}
     for module, (layer, exact_left, _, delta) in modules.items():
