@@ -7,7 +7,10 @@ exact rank `k * r + hybrid_r` and at half of it, and the time per layer
 (ours: `lora_factors`, which also measures its error against the layer's
 own delta; PEFT: `_convert_module_to_lora`, the per-module function of
 `convert_to_lora`). Calls alternate ours/PEFT for each configuration,
-`--repeats` rounds after one warm-up each; medians with their range.
+`--repeats` rounds after one warm-up each, with an untimed half second
+before each call (measured: whichever call follows PEFT's SVD directly
+was ~0.7 s slower, torch's OpenMP threads still spinning); medians with
+their range.
 
     KERAS_BACKEND=torch python benchmarks/lora_conversion.py --size 4096 --repeats 3
 """
@@ -60,6 +63,7 @@ def peft_error(module, rank):
 
 
 def timed(call):
+    time.sleep(0.5)  # untimed: torch's OpenMP threads spin for a while after its SVD and would slow the next call
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
@@ -72,8 +76,8 @@ def one_layer(size, repeats):
         base.add_module("proj", torch.nn.Linear(size, size))
         module = peft_model(base, r, k, hybrid_r, ["proj"]).base_model.model.proj
         layer, exact = keras_twin(module, r, k, hybrid_r), k * r + hybrid_r
-        calls = {"ours": lambda: keras_gralora.lora_factors(layer, rank=exact // 2),
-                 "ours_exact": lambda: keras_gralora.lora_factors(layer),
+        calls = {"ours_exact": lambda: keras_gralora.lora_factors(layer),
+                 "ours": lambda: keras_gralora.lora_factors(layer, rank=exact // 2),
                  "peft": lambda: _convert_module_to_lora(module, exact // 2)}
         times = {name: [] for name in calls}
         for name, call in calls.items():  # warm-up
