@@ -7,10 +7,11 @@ exact rank `k * r + hybrid_r` and at half of it, and the time per layer
 (ours: `lora_factors`, which also measures its error against the layer's
 own delta; PEFT: `_convert_module_to_lora`, the per-module function of
 `convert_to_lora`). Calls alternate ours/PEFT for each configuration,
-`--repeats` rounds after one warm-up each, with an untimed half second
-before each call (measured: whichever call follows PEFT's SVD directly
-was ~0.7 s slower, torch's OpenMP threads still spinning); medians with
-their range.
+`--repeats` rounds after one warm-up each, in the order exact, half rank,
+PEFT; medians with their range. Whichever of our calls runs directly after
+PEFT's measures ~0.7 s slower (here the exact one; swapping the order
+moves the penalty, an untimed pause does not remove it): the cost of
+running after PEFT's SVD in the same process, not of the conversion.
 
     KERAS_BACKEND=torch python benchmarks/lora_conversion.py --size 4096 --repeats 3
 """
@@ -63,7 +64,6 @@ def peft_error(module, rank):
 
 
 def timed(call):
-    time.sleep(0.5)  # untimed: torch's OpenMP threads spin for a while after its SVD and would slow the next call
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
