@@ -177,3 +177,17 @@ def test_a_classifier_head_and_trained_biases_travel_as_peft_saves_them(checkpoi
     config = read_config(tmp_path / "lora")
     assert (config["modules_to_save"], config["bias"], config["r"]) == (["classifier"], "lora_only", 16)
     hf.assert_outputs_equal(ours, hf.peft_outputs("bert", checkpoints["bert"], tmp_path / "lora"))
+
+
+def test_the_command_line_refuses_a_crafted_config_by_field(checkpoints, tmp_path):
+    config = peft.GraloraConfig(r=4, gralora_k=2, target_modules=["q_proj"], init_weights=False)
+    hf.peft_directory("llama", checkpoints["llama"], tmp_path / "gralora", config)
+    path = tmp_path / "gralora" / "adapter_config.json"
+    good = json.loads(path.read_text())
+    for field, value, message in [("modules_to_save", "classifier", "modules_to_save='classifier'"),
+                                  ("r", 3, "r=3, gralora_k=2"), ("alpha", -1, "alpha=-1"),
+                                  ("fan_in_fan_out", True, "Conv1D")]:
+        path.write_text(json.dumps({**good, field: value}))
+        done = convert(tmp_path / "gralora", tmp_path / "out")
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()

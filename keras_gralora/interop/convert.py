@@ -61,6 +61,10 @@ def _config(directory, where):
     if config.get("fan_in_fan_out"):
         raise ValueError(f"{where}: '{directory.directory}' adapts Conv1D modules (fan_in_fan_out=True), which "
                          "convert does not read yet.")
+    saved = config.get("modules_to_save") or []
+    if not isinstance(saved, list) or not all(isinstance(m, str) for m in saved):
+        raise ValueError(f"{where}: '{directory.directory}' has modules_to_save={saved!r}; PEFT writes a list of "
+                         "module names or null.")
     if config.get("bias", "none") not in lora_files.LORA_BIAS:
         raise ValueError(f"{where}: bias={config.get('bias')!r} is not a PEFT bias mode.")
     return config
