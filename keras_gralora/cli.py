@@ -34,9 +34,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(lora_files.table(rows))
-    if args.runtime:
-        print(f"serve with: {runtimes.RUNTIMES[args.runtime].launch.format(rank=max(r.rank for r in rows))}")
+    print(lora_files.report(rows, runtimes.runtime(args.runtime, "convert")))
     print(f"wrote {args.target}: {len(rows)} modules, largest relative error {max(r.error for r in rows):.2e}")
     return 0
 

@@ -137,9 +137,7 @@ def save_lora_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, rank=None,
                 os.fspath(base_model_name_or_path))
     lora_files.write(directory, rows, arrays, extra_arrays, base, where)
     if verbose:
-        print(lora_files.table(rows))
-        if profile is not None:
-            print(f"serve with: {profile.launch.format(rank=max(row.rank for row in rows))}")
+        print(lora_files.report(rows, profile))
     return rows
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_gralora.interop import factors, peft_files, runtimes
 
-PREFIX = "base_model.model."
+PREFIX = peft_files.PREFIX
 LORA_BIAS = {"none": "none", "all": "all", "gralora_only": "lora_only", "lora_only": "lora_only"}
 
 
@@ -101,6 +101,14 @@ def write(directory, rows, arrays, extra_arrays, base, where):
     """Writes the LoRA directory (atomic, as `save_peft_adapter`); returns `rows`."""
     peft_files.write(directory, document(rows, base), {**arrays, **extra_arrays}, where)
     return rows
+
+
+def report(rows, profile):
+    """The per-module table, and for a runtime the command that serves the directory."""
+    text = table(rows)
+    if profile is not None:
+        text += f"\nserve with: {profile.launch.format(rank=max(row.rank for row in rows))}"
+    return text
 
 
 def table(rows):

@@ -20,7 +20,7 @@ from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_n
 from keras_gralora.interop import checks, names, peft_files, tensors
 from keras_gralora.loading import Source, load_adapters
 
-PREFIX = "base_model.model."
+PREFIX = peft_files.PREFIX
 GRALORA_TENSORS = {"gralora_A": "gralora_a", "gralora_B": "gralora_b",
                    "gralora_A_general.weight": "gralora_hybrid_a", "gralora_B_general.weight": "gralora_hybrid_b"}
 LORA_TENSORS = {"lora_A.weight": "gralora_a", "lora_B.weight": "gralora_b"}

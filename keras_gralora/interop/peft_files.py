@@ -17,6 +17,7 @@ import numpy as np
 from keras_gralora import files
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+PREFIX = "base_model.model."  # every tensor key starts so: `base_model.model.<module>.<tensor>`
 CONFIG_HASH = "keras_gralora.adapter_config_sha256"
 MAX_CONFIG_BYTES = 16 * 2**20
 DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64}  # what numpy holds exactly
