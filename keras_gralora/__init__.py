@@ -28,6 +28,7 @@ if not _locating_command_line():
     from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
     from keras_gralora.export import export_merged
     from keras_gralora.quantized_gradients import fix_quantized_gradients
+    from keras_gralora.routing import adapter_routing
     from keras_gralora.saving import load_gralora_weights, save_gralora_weights
     from keras_gralora.summary import gralora_summary
 
@@ -42,6 +43,7 @@ __all__ = [
     "NamedAdapter",
     "active_adapters",
     "adapter_names",
+    "adapter_routing",
     "delete_adapter",
     "disable_gralora",
     "enable_gralora",

@@ -84,6 +84,7 @@ def disable_gralora(model):
     >>> with disable_gralora(model):
     ...     base_output = model(keras.ops.ones((1, 8)))
     """
+    inject.check_not_routed(model, "disable_gralora")
     layers = inject.adapted_layers(model)
     if not all(layer._gralora.enabled for layer in layers):  # nested: already disabled
         yield model

@@ -22,6 +22,7 @@
 
 import keras
 
+from keras_gralora import feeds, routing
 from keras_gralora.inject import check_enabled
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import state_version
@@ -76,7 +77,10 @@ def _refreshing(make, kind, check=None):
     def make_function(self, force=False):
         if check is not None:
             check(self)
-        return make(self, force=is_stale(self, kind) or force)
+        stale = is_stale(self, kind)
+        if kind == "make_predict_function":  # its step reads a routing's rows: `feeds.py`
+            stale = feeds.install_step(self, "predict_step") or stale
+        return make(self, force=stale or force)
 
     make_function._gralora_guard = True
     return make_function
@@ -85,9 +89,13 @@ def _refreshing(make, kind, check=None):
 def refreshing_generate(make):
     """KerasHub's `make_generate_function`, rebuilt when adapters changed since it was built."""
     def make_generate_function(self, *args, **kwargs):
-        if is_stale(self, "generate"):
+        stale = is_stale(self, "generate")
+        if feeds.install_step(self, "generate_step") or stale:
             self.generate_function = None
-        return make(self, *args, **kwargs)
+        make(self, *args, **kwargs)
+        if not getattr(self.generate_function, "_gralora_feeding", False):
+            self.generate_function = feeds.feeding(self.generate_function)
+        return self.generate_function
 
     make_generate_function._gralora_guard = True
     return make_generate_function
@@ -110,5 +118,15 @@ def install():
     keras.Model.quantize = quantize_model
     for name in KERAS_FUNCTIONS:  # Keras' numpy backend only runs inference: it has no train function
         if (make := getattr(keras.Model, name, None)) is not None:
-            check = check_no_merged_training if name == "make_train_function" else None
-            setattr(keras.Model, name, _refreshing(make, name, check))
+            setattr(keras.Model, name, _refreshing(make, name, CHECKS.get(name)))
+    for name in ("predict", "predict_on_batch"):
+        setattr(keras.Model, name, feeds.predicting(getattr(keras.Model, name), name))
+
+
+def _check_training(model):
+    routing.check_not_routed(model, "training")
+    check_no_merged_training(model)
+
+
+CHECKS = {"make_train_function": _check_training,
+          "make_test_function": lambda model: routing.check_not_routed(model, "evaluation")}

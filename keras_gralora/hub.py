@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from keras_gralora import adapters, guards, inject, saving, structure
+from keras_gralora import adapters, feeds, guards, inject, saving, structure
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.serialization import exporting
 
@@ -183,5 +183,10 @@ def install(keras_hub):
     for task in {cls for cls in vars(keras_hub.models).values() if isinstance(cls, type)}:
         if "make_generate_function" in vars(task):  # CausalLM, Seq2SeqLM, TextToImage, ...: `guards.py`
             task.make_generate_function = guards.refreshing_generate(vars(task)["make_generate_function"])
+        if "generate" in vars(task) and issubclass(task, keras_hub.models.CausalLM):  # one name per prompt: routing
+            task.generate = feeds.routed_generate(vars(task)["generate"])
+    from keras_hub.src.utils.pipeline_model import PipelineModel
+
+    PipelineModel.predict = feeds.preprocessing_predict(PipelineModel.predict)
     backbone_class._gralora_installed = True
     return True

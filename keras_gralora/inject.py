@@ -13,6 +13,7 @@ import keras  # noqa: F401  (enable_gralora's example uses it)
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 from keras_gralora.distribution import check_placement
+from keras_gralora.layers import routed
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import bump_state_version, check_base_layer, describe
 from keras_gralora.layers.quantized import rebind_quantize
@@ -222,8 +223,21 @@ def bias_variables(model, mode):
     return []
 
 
+def check_not_routed(model, where):
+    """Raises `ValueError` inside `adapter_routing(model, ...)` (this thread's), whose routes assume the adapters fixed."""
+    if routes := routed.entered({id(layer) for layer in adapted_layers(model)}):
+        raise ValueError(
+            f"{where}: model '{model.name}' is inside {routes[0].where}, which routes rows to the adapters as they "
+            "were on entry (none merged, none disabled). Leave the `with adapter_routing(...)` block first."
+        )
+
+
 def check_enabled(model, where):
-    """Raises `ValueError` inside `disable_gralora(model)`, whose exit puts back the state it took on entry."""
+    """Raises `ValueError` inside `disable_gralora(model)`, whose exit puts back the state it took on entry.
+
+    Also inside `adapter_routing(model, ...)`: `check_not_routed`.
+    """
+    check_not_routed(model, where)
     if disabled := [layer.path for layer in adapted_layers(model) if not layer._gralora.enabled]:
         raise ValueError(
             f"{where}: model '{model.name}' is inside `disable_gralora()` (adapters off on {disabled[:3]}...), "

@@ -84,3 +84,26 @@ def kaiming_uniform_bound(fan_in):
     """Bound of torch's `kaiming_uniform_(a=sqrt(5))`, PEFT's adapter init."""
     return 1.0 / math.sqrt(fan_in)
 
+
+
+def routed_block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
+    """Each batch row through its own adapter: `x [rows, n, in] -> [rows, n, out]`.
+
+    The adapters are gathered per row (as vLLM's BGMV kernels do), so the
+    multiply-adds are those of `block_forward` whatever the number of
+    adapters: `a [rows, k, in/k, r]`, `b [rows, k, r, out/k]`, `scale
+    [rows]` (and hybrid `[rows, in, h]`, `[rows, h, out]`). The same two
+    batched matmuls, now over `(row, block)`.
+    """
+    rows, (_, k, block_in, r) = ops.shape(x)[0], a.shape
+    s, block_out = r // k, b.shape[-1]
+    x_blocks = ops.transpose(ops.reshape(x, (rows, -1, k, block_in)), (0, 2, 1, 3))  # [row, p, n, i]
+    xa = ops.matmul(x_blocks, a)  # [row, p, n, r]
+    # Cross-block exchange, per row: output block j gathers slice j of every input block p.
+    features = ops.reshape(ops.transpose(ops.reshape(xa, (rows, k, -1, k, s)), (0, 3, 2, 1, 4)), (rows, k, -1, r))
+    row_scale = ops.reshape(scale, (-1, 1, 1))
+    y = ops.matmul(features, b * ops.expand_dims(row_scale, -1))  # [row, j, n, o]
+    y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (rows, -1, k * block_out))
+    if hybrid_a is not None:
+        y = ops.add(y, ops.matmul(ops.matmul(x, hybrid_a), hybrid_b * row_scale))
+    return y

@@ -20,6 +20,7 @@ from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import (
     ADAPTER_DTYPE, ROLES, NamedAdapter, bump_state_version, check_base_layer, describe, variable_name,
 )
+from keras_gralora.layers import routed
 from keras_gralora.layers.quantized import QuantizedBase
 from keras_gralora.layers.serialization import AdapterSerialization
 
@@ -59,7 +60,7 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
                 "and active, so training would never move them (a merged adapter gets no gradient). Call "
                 "`keras_gralora.unmerge_gralora(model)` before training, then merge again when done."
             )
-        if state.forward:
+        if state.forward or routed.current(self) is not None:
             x = add_same_shape(x, ops.cast(self._adapter_output(inputs, training), x.dtype))
         if self.activation is not None:
             x = self.activation(x)
@@ -231,6 +232,8 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
 
     def _gralora_output(self, x, training):
         """Summed output of the adapters to add, for `x [..., in]`: float32, scaled, `[..., out]`."""
+        if (route := routed.current(self)) is not None:  # per-row adapters: `keras_gralora.adapter_routing`
+            return routed.routed_output(self, x, route, training)
         k, block_in, _ = self._gralora.forward[0].variables[0].shape
         lead = tuple(ops.shape(x)[:-1])
         # One 2-D [tokens, in] view for every matmul: XLA on CPU was several
