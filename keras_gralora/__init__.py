@@ -27,6 +27,7 @@ if not _locating_command_line():
     from keras_gralora.interop.peft import load_peft_adapter, save_peft_adapter
     from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
     from keras_gralora.export import export_merged
+    from keras_gralora.hotswap import hotswap_adapter, prepare_model_for_compiled_hotswap
     from keras_gralora.quantized_gradients import fix_quantized_gradients
     from keras_gralora.routing import adapter_routing
     from keras_gralora.saving import load_gralora_weights, save_gralora_weights
@@ -50,11 +51,13 @@ __all__ = [
     "export_merged",
     "fix_quantized_gradients",
     "gralora_summary",
+    "hotswap_adapter",
     "load_gralora_weights",
     "load_peft_adapter",
     "lora_factors",
     "merge_and_unload",
     "merge_gralora",
+    "prepare_model_for_compiled_hotswap",
     "save_gralora_weights",
     "save_lora_adapter",
     "save_peft_adapter",

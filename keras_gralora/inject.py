@@ -224,7 +224,7 @@ def bias_variables(model, mode):
 
 
 def check_not_routed(model, where):
-    """Raises `ValueError` inside `adapter_routing(model, ...)` (this thread's), whose routes assume the adapters fixed."""
+    """Raises `ValueError` inside this thread's `adapter_routing(model, ...)`: it routes to the adapters as entered."""
     if routes := routed.entered({id(layer) for layer in adapted_layers(model)}):
         raise ValueError(
             f"{where}: model '{model.name}' is inside {routes[0].where}, which routes rows to the adapters as they "

@@ -82,14 +82,14 @@ def _read_all(model, plans, source):
     for plan in plans:
         for layer, entry in plan.layers:
             for role, array in entry.arrays.items():
-                values[id(array)] = _read(array, "float32", f"adapter {plan.name!r} '{role}' of layer '{layer.path}'",
+                values[id(array)] = read(array, "float32", f"adapter {plan.name!r} '{role}' of layer '{layer.path}'",
                                           source)
         for name, array in {**plan.saved.biases, **plan.saved.modules}.items():
-            values[id(array)] = _read(array, plan.variables[name].dtype, f"weight '{plan.saved.path(name)}'", source)
+            values[id(array)] = read(array, plan.variables[name].dtype, f"weight '{plan.saved.path(name)}'", source)
     return values
 
 
-def _read(array, dtype, what, source):
+def read(array, dtype, what, source):
     """The data of `array`, checked against a variable of `dtype` ("float32", "bfloat16", "int32"...)."""
     floating = "float" in keras.backend.standardize_dtype(dtype)
     _check_dtype(np.dtype(array.dtype), floating, dtype, what, source)
@@ -142,19 +142,14 @@ def _restored_on_error(model, plans):
         raise
 
 
+def saved_layers(model, saved, source):
+    """`[(layer, LayerEntry)]`: the model's layer for each of `saved`'s, raising if the model lacks any."""
+    return _layers(model, saved, source, _Places.of(model, saved.keyed))
+
+
 def _plan(model, saved, name, source, places):
-    where, path = source.where, source.path
-    check_adapter_name(name, where)
-    by_name = {key: layer for key, layer in places.layers.items() if inject.adapted_class(layer)}
-    if missing := [saved.path(layer) for layer in saved.layers if layer not in by_name]:
-        theirs = "keys" if saved.keyed else "paths"
-        raise ValueError(
-            f"{where}: '{path}' has adapters for layers {missing} that model '{model.name}' lacks (by structure "
-            f"{theirs}: {[key for key in saved.layers if key not in by_name]}). It was saved from another "
-            f"architecture or configuration. Model '{model.name}' has Dense/EinsumDense layers at "
-            f"{sorted(layer.path for layer in by_name.values())} ({theirs}: {sorted(by_name)})."
-        )
-    layers = [(by_name[key], entry) for key, entry in saved.layers.items()]
+    check_adapter_name(name, source.where)
+    layers = _layers(model, saved, source, places)
     if saved.keyed:  # the modules' paths in this build
         modules = tuple(_module_path(places, key, saved, source) for key in saved.module_keys)
         layers = [(layer, _with_modules(entry, modules)) for layer, entry in layers]
@@ -164,6 +159,20 @@ def _plan(model, saved, name, source, places):
         _check_layer(layer, name, entry, source, existing=bool(holders))
     variables = _check_arrays(model, places, saved, source)
     return _Plan(name, saved, layers, new=not holders, variables=variables)
+
+
+def _layers(model, saved, source, places):
+    where, path = source.where, source.path
+    by_name = {key: layer for key, layer in places.layers.items() if inject.adapted_class(layer)}
+    if missing := [saved.path(layer) for layer in saved.layers if layer not in by_name]:
+        theirs = "keys" if saved.keyed else "paths"
+        raise ValueError(
+            f"{where}: '{path}' has adapters for layers {missing} that model '{model.name}' lacks (by structure "
+            f"{theirs}: {[key for key in saved.layers if key not in by_name]}). It was saved from another "
+            f"architecture or configuration. Model '{model.name}' has Dense/EinsumDense layers at "
+            f"{sorted(layer.path for layer in by_name.values())} ({theirs}: {sorted(by_name)})."
+        )
+    return [(by_name[key], entry) for key, entry in saved.layers.items()]
 
 
 def _module_path(places, key, saved, source):

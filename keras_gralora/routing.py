@@ -102,6 +102,8 @@ def rows_of(names, slots, where):
 
 def applying(model):
     """The innermost routing entered in this thread that covers `model`'s adapters, or `None`."""
+    if not routed.entered(None):  # nothing entered in this thread: the common case, no walk over the layers
+        return None
     routes = routed.entered({id(layer) for layer in inject.adapted_layers(model)})
     return routes[0] if routes else None
 

@@ -67,10 +67,14 @@ def load_peft_adapter(model, directory, adapter_name=None):
             f"{where}: model '{model.name}' already has an adapter named {name!r}. Pass another adapter_name, "
             f"or `delete_adapter(model, {name!r})` first."
         )
+    path, saved = read_peft_adapter(model, directory, name, where)
+    return load_adapters(model, {name: saved}, {name: name}, Source(where, path))
+
+
+def read_peft_adapter(model, directory, name, where):
+    """`(directory, FileAdapter named name)`: a PEFT directory read for `model`'s layers; nothing changes."""
     source = peft_files.Directory(directory, where)
-    architecture = names.architecture_of(model, where)
-    saved = _file_adapter(model, architecture, source, name, where)
-    return load_adapters(model, {name: saved}, {name: name}, Source(where, source.directory))
+    return source.directory, _file_adapter(model, names.architecture_of(model, where), source, name, where)
 
 
 def _file_adapter(model, architecture, source, name, where):

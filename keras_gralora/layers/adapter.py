@@ -157,6 +157,25 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
         self._gralora.active = tuple(n for n in self._gralora.active if n != name)
         self._refresh()
 
+    def replace_adapter(self, name, config, values):
+        """Gives adapter `name` new settings and new variables holding `values` (numpy, in `ROLES` order).
+
+        The adapter becomes the newest (its variables come last, as in a
+        fresh build that adds it last); whether it is active stays.
+        """
+        old = self.adapter(name)
+        if name in self._gralora.merged:
+            raise ValueError(f"{self._gralora_where()}: adapter {name!r} is merged into the kernel; unmerge first.")
+        config.validate_features(*self._kernel_matrix_shape(), self._gralora_where())
+        for variable in old.variables:
+            self._untrack_variable(variable)
+        del self._gralora.adapters[name]
+        adapter = self._gralora.adapters[name] = NamedAdapter(name, config)
+        adapter.variables = self._create_variables(name, config)
+        for variable, value in zip(adapter.variables, values):
+            variable.assign(value)
+        self._refresh()
+
     def set_active_adapters(self, names):
         """Makes exactly `names` (a name or a list) active and trainable; the rest inactive and frozen."""
         self._gralora.active = tuple(dict.fromkeys([names] if isinstance(names, str) else names))

@@ -62,8 +62,9 @@ def current(layer):
 
 
 def entered(layer_ids):
-    """The routes entered in this thread that include any of `layer_ids`, innermost first."""
-    return [route for route in reversed(_stack()) if route is not None and route.layers & layer_ids]
+    """The routes entered in this thread that include any of `layer_ids` (`None`: any), innermost first."""
+    return [route for route in reversed(_stack())
+            if route is not None and (layer_ids is None or route.layers & layer_ids)]
 
 
 def check_routable(layer):

@@ -1,0 +1,189 @@
+"""Hot-swapping: an adapter's weights replaced in place from a file, with no new trace (PEFT's hotswap_adapter).
+
+Compiled `predict`, `generate` and `fit` functions read the adapter
+variables as state, so new values in the same variables serve at once,
+with no retrace. What a trace does fix are the shapes and the scale, so:
+
+- a source adapter of a smaller rank is padded with zeros to the slot's
+  (GraLoRA's rank axis is `k` blocks of `r / k`: each block is padded),
+  after `prepare_model_for_compiled_hotswap(model, target_rank)` made the
+  slot that large (zero padding, same outputs, before compiling);
+- a source adapter of another scale has its `B` multiplied by
+  `scale_source / scale_slot`, so the slot's scale (and trace) stays and the
+  update is the source's exactly;
+- a layer of the slot that the source does not adapt gets zeros (its base).
+
+Everything is read and checked before any variable changes.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+from keras import ops
+
+from keras_gralora import adapter_file, adapters, inject, loading
+from keras_gralora.interop.peft import read_peft_adapter
+from keras_gralora.layers.named_adapter import ROLES
+from keras_gralora.loading import Source
+
+
+def prepare_model_for_compiled_hotswap(model, target_rank, target_hybrid_rank=None, adapter_names=None):
+    """Pads adapters to `target_rank` with zeros (same outputs), so adapters up to that rank hot-swap in.
+
+    Call it before compiling (or `predict`, `generate`): the adapters get
+    new, larger variables, so compiled functions are rebuilt once.
+
+    Args:
+        model: The model whose adapters will be hot-swapped.
+        target_rank: The largest `r` to swap in; a multiple of each adapter's `k`.
+        target_hybrid_rank: The largest `hybrid_r` (default: each adapter's own).
+        adapter_names: The adapters to prepare (default: all).
+    """
+    where = "prepare_model_for_compiled_hotswap"
+    inject.check_enabled(model, where)
+    names = adapters.adapter_names(model) if adapter_names is None else adapter_names
+    names = adapters.check_names(model, [names] if isinstance(names, str) else names, where)
+    plan = []
+    for layer in inject.adapted_layers(model):
+        for name in [n for n in names if n in layer.adapter_names]:
+            config = layer.adapter(name).config
+            hybrid = config.hybrid_r if target_hybrid_rank is None else target_hybrid_rank
+            _check_target(layer, name, config, target_rank, hybrid, where)
+            target = dataclasses.replace(config, r=target_rank, hybrid_r=hybrid,
+                                         alpha=config.scale * (target_rank + hybrid))
+            values = [ops.convert_to_numpy(v) for v in layer.adapter(name).variables]
+            plan.append((layer, name, target, padded(values, config, target)))
+    for layer, name, target, values in plan:
+        layer.replace_adapter(name, target, values)
+    inject.sync_trainable(model)
+
+
+def hotswap_adapter(model, source, adapter_name="default", source_adapter_name=None):
+    """Replaces adapter `adapter_name`'s weights with those of `source`, in place: no recompile.
+
+    Args:
+        model: A model holding adapter `adapter_name`.
+        source: A `.weights.h5` adapter file (`save_gralora_weights`) or a
+            PEFT GraLoRA directory (`save_pretrained`).
+        adapter_name: The model's adapter to overwrite.
+        source_adapter_name: Which adapter of a file holding several.
+
+    Returns:
+        The paths of the layers whose adapter changed.
+
+    The source must adapt the same layers or fewer, with the same `k`, a
+    rank and hybrid rank no larger than the slot's and no trained biases or
+    `modules_to_save`; otherwise it raises and nothing changes.
+    """
+    where = "hotswap_adapter"
+    adapters.check_names(model, [adapter_name], where)
+    if merged := [layer.path for layer in _holders(model, adapter_name) if adapter_name in layer.merged_adapters]:
+        raise ValueError(f"{where}: adapter {adapter_name!r} is merged into {merged[:3]}; unmerge first.")
+    if os.path.isdir(source):
+        path, saved = read_peft_adapter(model, source, adapter_name, where)
+        return _swap(model, saved, adapter_name, Source(where, path))
+    filepath = adapter_file.check_filename(source)
+    with adapter_file.reading(filepath, where) as stored:
+        return _swap(model, _pick(stored, source_adapter_name, filepath, where), adapter_name, Source(where, filepath))
+
+
+def _swap(model, saved, name, source):
+    if saved.biases or saved.modules:
+        raise ValueError(
+            f"{source.where}: '{source.path}' also holds trained biases or modules_to_save weights "
+            f"({sorted(map(saved.path, {**saved.biases, **saved.modules}))[:3]}); hot-swapping replaces adapter "
+            "weights only. Load it with `load_gralora_weights` / `load_peft_adapter` instead."
+        )
+    pairs = loading.saved_layers(model, saved, source)
+    holders = _holders(model, name)
+    for layer, entry in pairs:
+        _check_fits(layer, name, entry, holders, source)
+    values = {}
+    for layer, entry in pairs:
+        arrays = [loading.read(entry.arrays[role], "float32", f"'{role}' of layer '{layer.path}'", source)
+                  for role in ROLES if role in entry.arrays]
+        slot = layer.adapter(name).config
+        values[id(layer)] = rescaled(padded(arrays, entry.config, slot), entry.config.scale / slot.scale)
+    changes = [(v, values[id(layer)][i] if id(layer) in values else np.zeros(v.shape, "float32"))
+               for layer in holders for i, v in enumerate(layer.adapter(name).variables)]
+    before = [(v, ops.convert_to_numpy(v)) for v, _ in changes]
+    try:
+        for variable, value in changes:
+            variable.assign(value)
+    except BaseException:
+        for variable, value in before:
+            variable.assign(value)
+        raise
+    return [layer.path for layer in holders]
+
+
+def _holders(model, name):
+    return [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
+
+
+def _pick(stored, name, filepath, where):
+    if name is None and len(stored) == 1:
+        return next(iter(stored.values()))
+    if name not in stored:
+        raise ValueError(f"{where}: '{filepath}' holds adapters {list(stored)}; pass source_adapter_name= one of them.")
+    return stored[name]
+
+
+def _check_fits(layer, name, entry, holders, source):
+    where = f"{source.where}: '{source.path}'"
+    if layer not in holders:
+        raise ValueError(
+            f"{where} adapts layer '{layer.path}', where adapter {name!r} does not exist; hot-swapping only "
+            "replaces weights (a new layer would need a new trace). Load it under another name "
+            "(`load_gralora_weights`), or swap into an adapter enabled on that layer too."
+        )
+    slot, new = layer.adapter(name).config, entry.config
+    shape = inject.adapted_class(layer).matrix_shape_of(layer)
+    problems = [f"{shape[0]} -> {shape[1]} features here, {entry.shape[0]} -> {entry.shape[1]} in the source"
+                if entry.shape != shape else None,
+                f"k={new.k} in the source, k={slot.k} here (the block grid must match)" if new.k != slot.k else None,
+                f"r={new.r} above the slot's r={slot.r}" if new.r > slot.r else None,
+                f"hybrid_r={new.hybrid_r} above the slot's {slot.hybrid_r}" if new.hybrid_r > slot.hybrid_r else None]
+    if problems := [p for p in problems if p]:
+        raise ValueError(
+            f"{where} does not fit adapter {name!r} of layer '{layer.path}': {'; '.join(problems)}. For larger "
+            "ranks, call `prepare_model_for_compiled_hotswap(model, target_rank=...)` before compiling."
+        )
+    expected = loading.adapter_shapes(shape, new)
+    if (found := {role: array.shape for role, array in entry.arrays.items()}) != expected:
+        raise ValueError(f"{where}: layer '{layer.path}' needs {expected} for its settings, the source holds {found}.")
+
+
+def _check_target(layer, name, config, rank, hybrid, where):
+    if not isinstance(rank, int) or rank < config.r or rank % config.k:
+        raise ValueError(
+            f"{where}: target_rank={rank!r} for adapter {name!r} of layer '{layer.path}' (r={config.r}, k={config.k}) "
+            f"must be an integer >= {config.r} and a multiple of k={config.k}."
+        )
+    if not isinstance(hybrid, int) or hybrid < config.hybrid_r:
+        raise ValueError(f"{where}: target_hybrid_rank={hybrid!r} is below adapter {name!r}'s hybrid_r="
+                         f"{config.hybrid_r} on layer '{layer.path}'.")
+    if name in layer.merged_adapters:
+        raise ValueError(f"{where}: adapter {name!r} is merged into '{layer.path}'; unmerge first.")
+
+
+def padded(values, config, target):
+    """Adapter `values` (ROLES order) of `config` with zero rank padded up to `target`'s (same update)."""
+    k, s, block_rank = config.k, config.r // config.k, target.r // config.k
+    a, b = values[0], values[1]
+    a = np.pad(a.reshape(k, a.shape[1], k, s), [(0, 0)] * 3 + [(0, block_rank - s)]).reshape(k, a.shape[1], -1)
+    b = np.pad(b.reshape(k, k, s, b.shape[2]), [(0, 0), (0, 0), (0, block_rank - s), (0, 0)])
+    out = [a, b.reshape(k, -1, b.shape[-1])]
+    if target.hybrid_r:
+        in_features, out_features = k * a.shape[1], k * b.shape[-1]
+        hybrid_a = values[2] if config.hybrid_r else np.zeros((in_features, 0), "float32")
+        hybrid_b = values[3] if config.hybrid_r else np.zeros((0, out_features), "float32")
+        extra = target.hybrid_r - config.hybrid_r
+        out += [np.pad(hybrid_a, [(0, 0), (0, extra)]), np.pad(hybrid_b, [(0, extra), (0, 0)])]
+    return out
+
+
+def rescaled(values, factor):
+    """`values` with the `B`s multiplied by `factor` (another scale, the same update)."""
+    return [v * np.float32(factor) if role.endswith("_b") else v for role, v in zip(ROLES, values)]
