@@ -14,6 +14,7 @@ a fresh backbone, and give the same features.
 import argparse
 import os
 import time
+import types
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -88,7 +89,8 @@ def main(argv=None):
             raise SystemExit(f"adapter {name!r} reloaded from {path} differs by {difference:.2e}")
     print(f"both adapters in one file: {path} ({os.path.getsize(path) / 2**20:.2f} MiB); "
           f"reloaded onto a fresh backbone: {keras_gralora.adapter_names(fresh)}, same features")
-    return accuracy
+    return types.SimpleNamespace(accuracy=accuracy, backbone=backbone, tasks=tasks, preprocessor=preprocessor,
+                                 test_x=test_x, path=path, preset=preset, r=args.r, k=args.k)
 
 
 def strength_of(ratings):

@@ -33,9 +33,16 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
 
     import two_tasks  # the README's second example, in the same slow test
 
-    accuracy = two_tasks.main(["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1",
-                               "--out", str(tmp_path)])
-    assert set(accuracy) == {(task, adapter) for task in two_tasks.TASKS for adapter in two_tasks.TASKS}
+    trained = two_tasks.main(["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1",
+                              "--out", str(tmp_path)])
+    assert set(trained.accuracy) == {(task, adapter) for task in two_tasks.TASKS for adapter in two_tasks.TASKS}
+
+    import serving  # the README's serving example, on the two adapters just trained
+
+    result = serving.serve(trained, rows=12)
+    assert result["routed_vs_alone_max_logit_diff"] < 1e-4
+    assert result["hotswapped_vs_loaded_max_feature_diff"] < 1e-4 and not result["predict_rebuilt"]
+    assert serving.generate_mixed()["rows_equal_alone"]
 
     import peft_interop  # the README's PEFT example: torch trains, this backend serves, PEFT reloads ours
 
