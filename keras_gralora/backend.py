@@ -58,6 +58,11 @@ def _compile(fn, static_argnames):
     return fn
 
 
+def dispatches_each_op():
+    """Whether layers run op by op here (torch, eager), so fewer ops beat an XLA-friendly layout."""
+    return keras.backend.backend() == "torch"
+
+
 def lays_out_variables():
     """Whether new variables are placed by the active `keras.distribution`.
 

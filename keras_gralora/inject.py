@@ -149,10 +149,10 @@ def check_adaptable(layer, name, config):
         config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
 
 
-def adapter_configs(model):
-    """`{name: config}` of every adapter in `model`, in creation order (first layer's config)."""
+def adapter_configs(model, layers=None):
+    """`{name: config}` of every adapter in `model` (or in its adapted `layers`), in creation order."""
     found = {}
-    for layer in adapted_layers(model):
+    for layer in adapted_layers(model) if layers is None else layers:
         for name in layer.adapter_names:
             adapter = layer.adapter(name)
             if name not in found or adapter.created < found[name].created:
@@ -223,22 +223,24 @@ def bias_variables(model, mode):
     return []
 
 
-def check_not_routed(model, where):
+def check_not_routed(model, where, layers=None):
     """Raises `ValueError` inside this thread's `adapter_routing(model, ...)`: it routes to the adapters as entered."""
-    if routes := routed.entered({id(layer) for layer in adapted_layers(model)}):
+    layers = adapted_layers(model) if layers is None else layers
+    if routed.entered(None) and (routes := routed.entered({id(layer) for layer in layers})):
         raise ValueError(
             f"{where}: model '{model.name}' is inside {routes[0].where}, which routes rows to the adapters as they "
             "were on entry (none merged, none disabled). Leave the `with adapter_routing(...)` block first."
         )
 
 
-def check_enabled(model, where):
+def check_enabled(model, where, layers=None):
     """Raises `ValueError` inside `disable_gralora(model)`, whose exit puts back the state it took on entry.
 
-    Also inside `adapter_routing(model, ...)`: `check_not_routed`.
+    Also inside `adapter_routing(model, ...)`: `check_not_routed`. `layers`: the model's adapted layers, if known.
     """
-    check_not_routed(model, where)
-    if disabled := [layer.path for layer in adapted_layers(model) if not layer._gralora.enabled]:
+    layers = adapted_layers(model) if layers is None else layers
+    check_not_routed(model, where, layers)
+    if disabled := [layer.path for layer in layers if not layer._gralora.enabled]:
         raise ValueError(
             f"{where}: model '{model.name}' is inside `disable_gralora()` (adapters off on {disabled[:3]}...), "
             "whose exit restores the adapter state it saved on entry, so this change would be undone or "

@@ -16,7 +16,7 @@ import math
 
 from keras import ops
 
-from keras_gralora.backend import keep_tokens_sharded
+from keras_gralora.backend import dispatches_each_op, keep_tokens_sharded
 
 
 def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
@@ -92,18 +92,25 @@ def routed_block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     The adapters are gathered per row (as vLLM's BGMV kernels do), so the
     multiply-adds are those of `block_forward` whatever the number of
     adapters: `a [rows, k, in/k, r]`, `b [rows, k, r, out/k]`, `scale
-    [rows]` (and hybrid `[rows, in, h]`, `[rows, h, out]`). The same two
-    batched matmuls, now over `(row, block)`.
+    [rows, 1, 1]` (and hybrid `[rows, in, h]`, `[rows, h, out]`). The same
+    two products, now over `(row, block)`. Compiled (XLA), explicit
+    transposes and matmuls measured fastest; eager, two einsums that hold
+    the cross-block exchange in their indices dispatch 5 ops fewer per
+    layer, as fast per op (`backend.dispatches_each_op`, `benchmarks/routing.py`).
     """
     rows, (_, k, block_in, r) = ops.shape(x)[0], a.shape
     s, block_out = r // k, b.shape[-1]
-    x_blocks = ops.transpose(ops.reshape(x, (rows, -1, k, block_in)), (0, 2, 1, 3))  # [row, p, n, i]
-    xa = ops.matmul(x_blocks, a)  # [row, p, n, r]
-    # Cross-block exchange, per row: output block j gathers slice j of every input block p.
-    features = ops.reshape(ops.transpose(ops.reshape(xa, (rows, k, -1, k, s)), (0, 3, 2, 1, 4)), (rows, k, -1, r))
-    row_scale = ops.reshape(scale, (-1, 1, 1))
-    y = ops.matmul(features, b * ops.expand_dims(row_scale, -1))  # [row, j, n, o]
-    y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (rows, -1, k * block_out))
+    if dispatches_each_op():
+        xa = ops.einsum("bnpi,bpir->bnpr", ops.reshape(x, (rows, -1, k, block_in)), a)
+        y = ops.einsum("bnpjs,bjpso->bnjo", ops.reshape(xa, (rows, -1, k, k, s)),
+                       ops.reshape(b, (rows, k, k, s, block_out)))
+    else:
+        x_blocks = ops.transpose(ops.reshape(x, (rows, -1, k, block_in)), (0, 2, 1, 3))  # [row, p, n, i]
+        xa = ops.matmul(x_blocks, a)  # [row, p, n, r]
+        # Cross-block exchange, per row: output block j gathers slice j of every input block p.
+        features = ops.reshape(ops.transpose(ops.reshape(xa, (rows, k, -1, k, s)), (0, 3, 2, 1, 4)), (rows, k, -1, r))
+        y = ops.transpose(ops.matmul(features, b), (0, 2, 1, 3))  # [row, n, j, o]
+    y = ops.reshape(y, (rows, -1, k * block_out))
     if hybrid_a is not None:
-        y = ops.add(y, ops.matmul(ops.matmul(x, hybrid_a), hybrid_b * row_scale))
-    return y
+        y = ops.add(y, ops.matmul(ops.matmul(x, hybrid_a), hybrid_b))
+    return ops.multiply(y, scale)

@@ -33,9 +33,11 @@ class AdapterRouting:
     def __init__(self, model, names):
         self.model = model
         self.where = f"adapter_routing(model '{model.name}')"
-        layers = inject.adapted_layers(model)
-        _check_model(model, layers, self.where)
-        self.slots = tuple(inject.adapter_configs(model))
+        inside = model._flatten_layers(include_self=False)
+        layers = [layer for layer in inside if isinstance(layer, inject.GraLoRAAdapter)]
+        configs = inject.adapter_configs(model, layers)
+        _check_model(model, layers, configs, {layer.path for layer in inside}, self.where)
+        self.slots = tuple(configs)
         self._route = routed.Route(None, self.slots, frozenset(id(layer) for layer in layers), self.where)
         self.route(names)
 
@@ -48,6 +50,7 @@ class AdapterRouting:
         """Sends row `i` of the next calls through adapter `names[i]` (`"__base__"`: none)."""
         values = rows_of(names, self.slots, self.where)
         self._route.values, self._route.rows = values, ops.convert_to_tensor(values, "int32")
+        self._route.cache = {}
 
 
 @contextlib.contextmanager
@@ -125,17 +128,16 @@ def check_not_routed(model, what):
         )
 
 
-def _check_model(model, layers, where):
+def _check_model(model, layers, configs, inside, where):
     if not layers:
         raise ValueError(f"{where}: the model has no GraLoRA adapters to route to. Call enable_gralora first.")
-    inject.check_enabled(model, where)
+    inject.check_enabled(model, where, layers)
     if merged := [layer.path for layer in layers if layer.merged]:
         raise ValueError(
             f"{where}: adapters are merged into the kernels of {merged[:3]}, so every row would get them. "
             "Call `keras_gralora.unmerge_gralora(model)` first (PEFT refuses adapter_names with merged adapters too)."
         )
-    inside = {layer.path for layer in model._flatten_layers(include_self=False)}
-    for name, config in inject.adapter_configs(model).items():
+    for name, config in configs.items():
         if config.bias != "none":
             raise ValueError(
                 f"{where}: adapter {name!r} trains biases (bias={config.bias!r}); a bias is one weight for "

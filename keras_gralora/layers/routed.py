@@ -32,6 +32,7 @@ class Route:
     layers: frozenset  # ids of the layers the route applies to
     where: str  # how messages name the routing
     values: object = None  # `rows` as numpy, where known (an entered routing)
+    cache: dict = dataclasses.field(default_factory=dict)  # per-row picks and scales, shared by the layers
 
 
 def _stack():
@@ -98,7 +99,7 @@ def routed_output(layer, x, route, training):
     x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (ops.shape(x)[0], -1, in_features))
     y = None
     for members in _groups(adapters, route.slots):
-        out = _group_output(x, route.rows, members, len(route.slots))
+        out = _group_output(x, route, members)
         y = out if y is None else ops.add(y, out)
     return ops.reshape(y, lead + (ops.shape(y)[-1],))
 
@@ -113,18 +114,37 @@ def _groups(adapters, slots):
     return list(groups.values())
 
 
-def _group_output(x, rows, members, n_slots):
+def _group_output(x, route, members):
     """Rows whose adapter is in `members` through it; zero for the other rows."""
-    table = np.full(n_slots + 1, len(members), dtype="int32")  # slot -> position in `members`
-    table[[slot for slot, _ in members]] = np.arange(len(members))
-    position = ops.take(table, rows)
-    present = ops.less(position, len(members))
-    pick = ops.minimum(position, len(members) - 1)
-    scales = np.array([adapter.config.scale for _, adapter in members], dtype=ADAPTER_DTYPE)
+    pick, present, scale = _rows_of(route, members)
     gathered = [
         ops.take(ops.stack([adapter.variables[i].value for _, adapter in members]), pick, axis=0)
         for i in range(len(members[0][1].variables))
     ]
-    a, b, *hybrid = gathered
-    y = gralora_ops.routed_block_forward(x, a, b, ops.take(scales, pick), *hybrid)
-    return ops.where(ops.reshape(present, (-1, 1, 1)), y, ops.zeros_like(y))
+    y = gralora_ops.routed_block_forward(x, *gathered[:2], scale, *gathered[2:])
+    return ops.where(present, y, 0.0)
+
+
+def _rows_of(route, members):
+    """`(pick, present, scale)` per row for `members`: which member it gathers, whether it is theirs, its scale.
+
+    Computed once per route and set of members, which every layer with those adapters shares: in numpy
+    for an entered routing (its tensors are made per call, so no trace keeps one), with `ops` for the
+    rows a compiled step received (its route lives as long as that trace).
+    """
+    key = tuple((slot, adapter.config.scale) for slot, adapter in members)
+    if key not in route.cache:
+        table = np.full(len(route.slots) + 1, len(members), dtype="int32")  # slot -> position in `members`
+        table[[slot for slot, _ in members]] = np.arange(len(members))
+        scales = np.array([scale for _, scale in key] + [0.0], dtype=ADAPTER_DTYPE)
+        if route.values is not None:
+            position = table[route.values]
+            route.cache[key] = (np.minimum(position, len(members) - 1), (position < len(members))[:, None, None],
+                                scales[position][:, None, None])
+        else:
+            position = ops.take(table, route.rows)
+            route.cache[key] = (ops.minimum(position, len(members) - 1),
+                                ops.reshape(ops.less(position, len(members)), (-1, 1, 1)),
+                                ops.reshape(ops.take(scales, position), (-1, 1, 1)))
+    pick, present, scale = route.cache[key]
+    return (pick, present, scale) if route.values is None else tuple(map(ops.convert_to_tensor, (pick, present, scale)))
