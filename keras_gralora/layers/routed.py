@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
+from keras_gralora.backend import dispatches_each_op
 from keras_gralora.layers.named_adapter import ADAPTER_DTYPE, describe
 
 _LOCAL = threading.local()
@@ -116,21 +117,31 @@ def _groups(adapters, slots):
 
 def _group_output(x, route, members):
     """Rows whose adapter is in `members` through it; zero for the other rows."""
-    pick, present, scale = _rows_of(route, members)
-    gathered = [
-        ops.take(ops.stack([adapter.variables[i].value for _, adapter in members]), pick, axis=0)
-        for i in range(len(members[0][1].variables))
-    ]
-    y = gralora_ops.routed_block_forward(x, *gathered[:2], scale, *gathered[2:])
-    return ops.where(present, y, 0.0)
+    rows = _rows_of(route, members)
+    weights = [[adapter.variables[i].value for _, adapter in members] for i in range(len(members[0][1].variables))]
+    if rows.known is not None:  # rows known in Python: each row's weights stacked directly, one op
+        gathered = [ops.stack([values[row] for row in rows.known]) for values in weights]
+    else:
+        gathered = [ops.take(ops.stack(values), rows.pick, axis=0) for values in weights]
+    y = gralora_ops.routed_block_forward(x, *gathered[:2], _tensor(rows.scale), *gathered[2:])
+    return y if rows.present is None else ops.where(_tensor(rows.present), y, 0.0)
+
+
+@dataclasses.dataclass
+class _Rows:
+    """Per row, for one set of stacked adapters: which it takes, whether it is theirs (`None`: all are), its scale."""
+
+    pick: object = None  # int tensor [batch], for rows a compiled step received
+    known: object = None  # the same as numpy, for an entered routing's rows
+    present: object = None  # bool [batch, 1, 1]
+    scale: object = None  # float32 [batch, 1, 1]
 
 
 def _rows_of(route, members):
-    """`(pick, present, scale)` per row for `members`: which member it gathers, whether it is theirs, its scale.
+    """The `_Rows` of `route` for `members`, computed once per route and shared by every layer with them.
 
-    Computed once per route and set of members, which every layer with those adapters shares: in numpy
-    for an entered routing (its tensors are made per call, so no trace keeps one), with `ops` for the
-    rows a compiled step received (its route lives as long as that trace).
+    An entered routing's rows are numpy and become tensors per call, so no trace keeps one (torch's
+    eager tensors may be kept: `_tensor`); a compiled step's rows are `ops`, kept as long as its trace.
     """
     key = tuple((slot, adapter.config.scale) for slot, adapter in members)
     if key not in route.cache:
@@ -139,12 +150,19 @@ def _rows_of(route, members):
         scales = np.array([scale for _, scale in key] + [0.0], dtype=ADAPTER_DTYPE)
         if route.values is not None:
             position = table[route.values]
-            route.cache[key] = (np.minimum(position, len(members) - 1), (position < len(members))[:, None, None],
-                                scales[position][:, None, None])
+            present = (position < len(members))[:, None, None]
+            found = _Rows(known=np.minimum(position, len(members) - 1), present=None if present.all() else present,
+                          scale=scales[position][:, None, None])
         else:
             position = ops.take(table, route.rows)
-            route.cache[key] = (ops.minimum(position, len(members) - 1),
-                                ops.reshape(ops.less(position, len(members)), (-1, 1, 1)),
-                                ops.reshape(ops.take(scales, position), (-1, 1, 1)))
-    pick, present, scale = route.cache[key]
-    return (pick, present, scale) if route.values is None else tuple(map(ops.convert_to_tensor, (pick, present, scale)))
+            found = _Rows(pick=ops.minimum(position, len(members) - 1),
+                          present=ops.reshape(ops.less(position, len(members)), (-1, 1, 1)),
+                          scale=ops.reshape(ops.take(scales, position), (-1, 1, 1)))
+        if dispatches_each_op():  # torch's eager tensors can be kept: no trace holds them
+            found.present, found.scale = map(_tensor, (found.present, found.scale))
+        route.cache[key] = found
+    return route.cache[key]
+
+
+def _tensor(value):
+    return ops.convert_to_tensor(value) if isinstance(value, np.ndarray) else value
