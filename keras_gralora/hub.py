@@ -35,12 +35,13 @@ SETTINGS_VERSION = 3
 
 def enable_gralora(
     self, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None, adapter_name=DEFAULT_ADAPTER,
-    bias="none", modules_to_save=None, layers_to_transform=None, layers_pattern=None,
+    bias="none", modules_to_save=None, layers_to_transform=None, layers_pattern=None, rank_pattern=None,
+    alpha_pattern=None, k_pattern=None,
 ):
     """Enables GraLoRA on this backbone; see `keras_gralora.enable_gralora`."""
     return inject.enable_gralora(
         self, r, k, hybrid_r, alpha, dropout, target_layer_names, adapter_name, bias, modules_to_save,
-        layers_to_transform, layers_pattern,
+        layers_to_transform, layers_pattern, rank_pattern, alpha_pattern, k_pattern,
     )
 
 

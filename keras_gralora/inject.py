@@ -10,6 +10,7 @@ the new one added beside them.
 import dataclasses
 
 import keras  # noqa: F401  (enable_gralora's example uses it)
+from keras.src.utils.io_utils import print_msg  # Keras' own console output (honours its logging settings)
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 from keras_gralora.distribution import check_placement
@@ -17,6 +18,7 @@ from keras_gralora.layers import routed
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import bump_state_version, check_base_layer, describe
 from keras_gralora.layers.quantized import rebind_quantize
+from keras_gralora.patterns import check_patterns, describe_choices, layer_configs
 from keras_gralora.quantized_gradients import fix_quantized_gradients
 from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
     ADAPTED_CLASS, BASE_CLASS, adaptable_layers, adapted_class, adapted_layers, modules_to_save_paths,
@@ -27,7 +29,7 @@ from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of t
 def enable_gralora(
     model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None,
     adapter_name=DEFAULT_ADAPTER, bias="none", modules_to_save=None, layers_to_transform=None,
-    layers_pattern=None,
+    layers_pattern=None, rank_pattern=None, alpha_pattern=None, k_pattern=None,
 ):
     """Adds the GraLoRA adapter `adapter_name` to the targeted layers of `model`.
 
@@ -43,7 +45,9 @@ def enable_gralora(
     Args:
         model: A built Keras model or layer, e.g. a KerasHub backbone or task.
         r, k, hybrid_r, alpha, dropout: The adapter settings, see
-            `GraLoRADense`.
+            `GraLoRADense`. `k="auto"` picks each layer's k as the paper
+            advises (2 for r <= 32, else 4; smaller where that does not
+            divide the layer's widths and rank) and prints the choices.
         target_layer_names: Which layers to adapt: a list of layer names; a
             regular expression that must match a layer's whole `path`;
             `"all"` for every Dense/EinsumDense whose features divide by `k`
@@ -63,6 +67,10 @@ def enable_gralora(
         layers_pattern: The name of the blocks that `layers_to_transform`
             counts, e.g. `"transformer_layer"` or `"decoder_block"`; default:
             the first path segment that ends in a number.
+        rank_pattern, alpha_pattern, k_pattern: Per-layer `r`, `alpha` and
+            `k`: dicts from a regular expression to a value, PEFT's rule
+            (the first key matching the end of a layer's path wins, see
+            `patterns.py`); other layers keep `r`, `alpha`, `k`.
 
     Returns:
         The adapted layers' paths.
@@ -79,7 +87,10 @@ def enable_gralora(
     ['query']
     """
     where = "enable_gralora"
-    config = GraLoRAConfig(r, k, hybrid_r, alpha, dropout, bias=bias).validate(where)
+    auto_k = isinstance(k, str) and k == "auto"
+    config = GraLoRAConfig(r, 1 if auto_k else k, hybrid_r, alpha, dropout, bias=bias).validate(where)
+    patterns = {"rank_pattern": rank_pattern, "alpha_pattern": alpha_pattern, "k_pattern": k_pattern}
+    check_patterns(patterns, where)
     check_adapter_name(adapter_name, where)
     if not model.built:
         raise ValueError(f"{where}: model '{model.name}' is not built yet; call it on data or build it first.")
@@ -93,7 +104,16 @@ def enable_gralora(
     saved = modules_to_save_paths(model, modules_to_save, existing)
     targets = select_targets(model, target_layer_names, config, layers_to_transform, layers_pattern, saved)
     config = dataclasses.replace(config, modules_to_save=tuple(saved))
-    return enable_on_layers(model, [(layer, adapter_name, config) for layer in targets])
+    planned = layer_configs(targets, config, patterns, auto_k, matrix_shape, where)
+    paths = enable_on_layers(model, [(layer, adapter_name, layer_config) for layer, layer_config in planned])
+    if auto_k:
+        print_msg(f"{where}: adapter {adapter_name!r} with k='auto' (r={r}): {describe_choices(planned)}")
+    return paths
+
+
+def matrix_shape(layer):
+    """`(in, out)` of a Dense/EinsumDense kernel read as a matrix (adapted or not)."""
+    return adapted_class(layer).matrix_shape_of(layer)
 
 
 def check_bias_owner(model, configs, adapter_name, bias):

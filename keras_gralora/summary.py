@@ -10,8 +10,8 @@ def gralora_summary(model, print_fn=print):
 
     Prints a table and returns `{"layers": [...], "trainable": int,
     "total": int, "share": float}`; each row holds path, adapter, active,
-    merged, in_features, out_features, r, k, hybrid_r and the adapter's
-    parameter count.
+    merged, in_features, out_features, r, k, hybrid_r, alpha (its value)
+    and the adapter's parameter count: per layer, as patterns set them.
     """
     rows = []
     for layer in _in_block_order(model, inject.adapted_layers(model)):
@@ -22,7 +22,7 @@ def gralora_summary(model, print_fn=print):
                 path=layer.path, adapter=name, active=name in layer.active_adapters,
                 merged=name in layer.merged_adapters, in_features=in_features, out_features=out_features,
                 r=adapter.config.r, k=adapter.config.k, hybrid_r=adapter.config.hybrid_r,
-                parameters=sum(_size(v) for v in adapter.variables),
+                alpha=adapter.config.effective_alpha, parameters=sum(_size(v) for v in adapter.variables),
             ))
     trainable = sum(_size(v) for v in model.trainable_weights)
     total = sum(_size(v) for v in model.weights)
@@ -47,10 +47,11 @@ def _size(variable):
 
 
 def _format_summary(summary):
-    header = ("path", "adapter", "in", "out", "r", "k", "hybrid_r", "params")
+    header = ("path", "adapter", "in", "out", "r", "k", "hybrid_r", "alpha", "params")
     rows = [
         (row["path"], row["adapter"] + ("*" if row["active"] else "") + (" (merged)" if row["merged"] else ""),
-         row["in_features"], row["out_features"], row["r"], row["k"], row["hybrid_r"], f"{row['parameters']:,}")
+         row["in_features"], row["out_features"], row["r"], row["k"], row["hybrid_r"], f"{row['alpha']:g}",
+         f"{row['parameters']:,}")
         for row in summary["layers"]
     ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]

@@ -265,13 +265,14 @@ def task_type(class_name):
 
 def _uniform_config(adapter, where):
     configs = {entry.config for entry in adapter.layers.values()}
-    fields = ("r", "k", "hybrid_r", "alpha", "dropout")
-    if len({tuple(getattr(c, f) for f in fields) for c in configs}) > 1:
+    fields = ("r", "k", "hybrid_r", "effective_alpha", "dropout")
+    if len(settings := {tuple(getattr(c, f) for f in fields) for c in configs}) > 1:
         raise ValueError(
             f"{where}: adapter {adapter.name!r} has layers with different settings "
-            f"({sorted({tuple(getattr(c, f) for f in fields) for c in configs})} as {fields}); PEFT's GraLoRA "
-            "config has one r, gralora_k, hybrid_r, alpha and dropout per adapter. Save layers with one setting "
-            "as separate adapters."
+            f"({sorted(settings)} as {fields}); PEFT's GraLoRA "
+            "config has one r, gralora_k, hybrid_r, alpha and dropout per adapter (no rank_pattern or k per "
+            "module). Export it as exact LoRA instead (`keras_gralora.save_lora_adapter`: per-module ranks go "
+            "into PEFT's rank_pattern), or enable it with one r, k and alpha."
         )
     return next(iter(configs))
 
