@@ -50,7 +50,8 @@ def test_each_layer_computes_the_reference_gralora_of_the_settings_its_pattern_g
         assert a.shape[0] == k and a.shape[2] == r
         scale = 2.0 if alpha is None else alpha / r
         np.testing.assert_allclose(to_numpy(layer.delta_matrix()), reference.delta(a, b, scale), rtol=1e-5, atol=1e-4)
-    rows = {row["path"]: (row["r"], row["k"], row["alpha"]) for row in keras_gralora.gralora_summary(model, None)["layers"]}
+    summary = keras_gralora.gralora_summary(model, None)
+    rows = {row["path"]: (row["r"], row["k"], row["alpha"]) for row in summary["layers"]}
     assert rows == {path: (r, k, 2.0 * r if alpha is None else alpha) for path, (r, k, alpha) in EXPECTED.items()}
 
 

@@ -246,3 +246,25 @@ def test_lora_rank_patterns_load_and_mixed_settings_do_not_save(checkpoints, tmp
     with pytest.raises(ValueError, match=r"base_model_name_or_path=3 must be a string"):
         keras_gralora.save_peft_adapter(backbone, tmp_path / "lora", base_model_name_or_path=3)
     assert {f: (tmp_path / "lora" / f).read_bytes() for f in os.listdir(tmp_path / "lora")} == written
+
+
+@pytest.mark.parametrize("hybrid_r", [0, 2])
+def test_the_authors_own_checkpoint_layout_loads_with_their_scale(hybrid_r, checkpoints, tmp_path):
+    """SqueezeBits/GraLoRA's config: `gralora_alpha`, `r` counting hybrid_r, scale gralora_alpha / r."""
+    name = "llama"
+    expected = peft_directory(name, checkpoints[name], tmp_path / "adapter",
+                              gralora_config(name, r=4, hybrid_r=hybrid_r, alpha=6))
+    path = tmp_path / "adapter" / "adapter_config.json"
+    config = json.loads(path.read_text())
+    theirs = {key: config[key] for key in ("peft_type", "target_modules", "gralora_k", "gralora_dropout", "bias",
+                                           "fan_in_fan_out", "base_model_name_or_path", "task_type")}
+    theirs.update(r=4 + hybrid_r, hybrid_r=hybrid_r, gralora_alpha=6)  # their r counts the hybrid rank
+    path.write_text(json.dumps(theirs))
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    keras_gralora.load_peft_adapter(backbone, tmp_path / "adapter")
+    layer = backbone.get_layer("transformer_layer_0")._self_attention_layer._query_dense
+    assert layer.adapter("default").config.scale == 6 / (4 + hybrid_r)  # their formula: gralora_alpha / r
+    assert_outputs_equal(hf.keras_outputs(backbone, name), expected)
+    path.write_text(json.dumps({**theirs, "use_dora": True}))
+    with pytest.raises(ValueError, match=r"authors' layout .* their code does not have: \['use_dora'\]"):
+        keras_gralora.load_peft_adapter(keras_hub.models.Backbone.from_preset(checkpoints[name]), tmp_path / "adapter")

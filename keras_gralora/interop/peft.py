@@ -17,7 +17,7 @@ import numpy as np
 from keras_gralora import adapters, saving
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
-from keras_gralora.interop import checks, names, peft_files, tensors
+from keras_gralora.interop import authors, checks, names, peft_files, tensors
 from keras_gralora.loading import Source, load_adapters
 
 PREFIX = peft_files.PREFIX
@@ -85,6 +85,8 @@ def _file_adapter(model, architecture, source, name, where):
             f"{where}: PEFT type {peft_type!r} is not read by keras_gralora; it reads 'GRALORA' and 'LORA' "
             "(plain LoRA loads as GraLoRA with k=1)."
         )
+    if authors.is_theirs(config):  # SqueezeBits/GraLoRA's own checkpoints
+        config = authors.as_peft(config, where)
     config = {**peft_files.PEFT_DEFAULTS[peft_type], **config}
     if config.get("fan_in_fan_out"):
         raise ValueError(f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) is not supported.")
