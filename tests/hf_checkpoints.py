@@ -21,13 +21,17 @@ ARCHITECTURES = {  # name: (config class and its settings, class written, module
     "bert": (("BertConfig", dict(max_position_embeddings=32, num_labels=3, hidden_act="gelu_pytorch_tanh")),
              "BertForSequenceClassification", ["query", "key", "value", "dense"]),
 }  # BERT with the tanh GELU: KerasHub's BertBackbone always uses it (the real MiniLM has the exact one)
+CONV1D = {  # transformers' Conv1D modules (fan_in_fan_out), and a fused c_attn that KerasHub splits
+    "gpt2": (("GPT2Config", dict(n_positions=32, activation_function="gelu_new")), "GPT2LMHeadModel",
+             ["c_attn", "c_proj", "c_fc"]),
+}
 ROUNDED_BY_KERAS_HUB = {"mistral": torch.float16}  # convert_mistral.py stores every weight through float16
 TOKENS = np.random.default_rng(0).integers(1, SIZES["vocab_size"], (2, 7))
 
 
 def write_checkpoint(name, directory, seed=0, **overrides):
     """Writes architecture `name`'s tiny random checkpoint to `directory`."""
-    (config_class, settings), class_name, _ = ARCHITECTURES[name]
+    (config_class, settings), class_name, _ = {**ARCHITECTURES, **CONV1D}[name]
     config = getattr(transformers, config_class)(**{**SIZES, **settings, **overrides})
     torch.manual_seed(seed)
     getattr(transformers, class_name)(config).save_pretrained(directory)
@@ -40,7 +44,7 @@ def load(name, directory, class_name=None):
     Its weights are rounded as KerasHub's converter rounds them, so that
     both start from the same base.
     """
-    class_name = class_name or ARCHITECTURES[name][1]
+    class_name = class_name or {**ARCHITECTURES, **CONV1D}[name][1]
     model = getattr(transformers, class_name).from_pretrained(directory).eval()
     if name in ROUNDED_BY_KERAS_HUB:
         model.to(ROUNDED_BY_KERAS_HUB[name]).float()
@@ -56,6 +60,8 @@ def hf_outputs(model):
         if hasattr(model, "pooler"):  # BertModel
             out = model(ids)
             return {"sequence_output": out.last_hidden_state.numpy(), "pooled_output": out.pooler_output.numpy()}
+        if hasattr(model, "transformer"):  # GPT2LMHeadModel
+            return {"sequence_output": model.transformer(ids).last_hidden_state.numpy()}
         return {"sequence_output": model.model(ids).last_hidden_state.numpy()}
 
 

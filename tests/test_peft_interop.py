@@ -42,31 +42,42 @@ def weights_of(model):
 @pytest.mark.parametrize("name", list(hf.ARCHITECTURES))
 def test_name_table_is_what_kerashubs_converter_does(name, checkpoints, monkeypatch):
     """Every module the converter reads into a mapped layer maps there; kernels are the weights transposed."""
+    check_name_table(name, checkpoints[name], monkeypatch)
+
+
+def check_name_table(name, checkpoint, monkeypatch):
+    """The table of `name` against KerasHub's converter reading `checkpoint` (fused modules: their column parts)."""
     ported = {}
     original = SafetensorLoader.port_weight
 
     def port_weight(self, keras_variable, hf_weight_key, hook_fn=None):
-        ported[hf_weight_key] = keras_variable
+        ported[hf_weight_key, keras_variable.path] = keras_variable  # c_attn: three variables
         return original(self, keras_variable, hf_weight_key, hook_fn)
 
     monkeypatch.setattr(SafetensorLoader, "port_weight", port_weight)
-    backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    backbone = keras_hub.models.Backbone.from_preset(checkpoint)
     architecture = names.architecture_of(backbone, "test")
     layers = {layer.path: layer for layer in backbone._flatten_layers(include_self=False)}
-    hf_model = hf.load(name, checkpoints[name], "BertModel" if name == "bert" else None)
+    hf_model = hf.load(name, checkpoint, "BertModel" if name == "bert" else None)
     hf_weights = {key: value.detach().numpy() for key, value in hf_model.state_dict().items()}
     mapped = set()
-    for key, variable in ported.items():
+    for (key, _), variable in ported.items():
         module, tensor = key.rsplit(".", 1)
         if module == "lm_head":
             continue
-        path = names.keras_layer_path(architecture, backbone, module, "test")
-        assert variable.path == f"{path}/{variable.name}"
+        full = next(k for k in (key, "transformer." + key, key.split(".", 1)[1]) if k in hf_weights)  # prefixes
+        weight = hf_weights[full]
+        if parts := names.split_paths(architecture, module) or names.split_paths(architecture, "transformer." + module):
+            path = next(p for p in parts if variable.path == f"{p}/{variable.name}")
+            width = weight.shape[-1] // len(parts)
+            weight = weight[..., parts.index(path) * width:(parts.index(path) + 1) * width]
+        else:
+            path = names.keras_layer_path(architecture, backbone, module, "test")
+            assert variable.path == f"{path}/{variable.name}"
         mapped.add(module)
-        full = key if key in hf_weights else key.split(".", 1)[1]  # LlamaForCausalLM's "model." prefix
-        np.testing.assert_array_equal(
-            tensors.to_keras(layers[path], variable, hf_weights[full]), keras.ops.convert_to_numpy(variable))
-    for template in architecture.modules:  # no entry the converter does not read
+        np.testing.assert_array_equal(tensors.to_keras(layers[path], variable, weight, architecture.fan_in_fan_out),
+                                      keras.ops.convert_to_numpy(variable))
+    for template in {**architecture.modules, **architecture.splits}:  # no entry the converter does not read
         assert any(m == template.format(0) or m.endswith("." + template.format(0)) for m in mapped), template
 
 
@@ -188,7 +199,7 @@ def test_bad_input_is_refused_by_name_before_any_change(checkpoints, tmp_path):
         assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
 
 
-def test_gpt2s_fused_attention_and_unknown_models_are_refused_by_name(tmp_path):
+def test_a_malformed_fused_c_attn_and_unknown_models_are_refused_by_name(tmp_path):
     from safetensors.numpy import save_file
 
     (tmp_path / "gpt2").mkdir()
@@ -198,7 +209,7 @@ def test_gpt2s_fused_attention_and_unknown_models_are_refused_by_name(tmp_path):
               str(tmp_path / "gpt2" / "adapter_model.safetensors"))
     gpt2 = keras_hub.models.GPT2Backbone(vocabulary_size=32, num_layers=1, num_heads=2, hidden_dim=16,
                                          intermediate_dim=32, max_sequence_length=8)
-    with pytest.raises(ValueError, match="c_attn' cannot load: KerasHub splits GPT-2's fused c_attn"):
+    with pytest.raises(ValueError, match=r"fused module 'transformer.h.0.attn.c_attn' \(16 -> 48 features\) needs"):
         keras_gralora.load_peft_adapter(gpt2, tmp_path / "gpt2")
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
     with pytest.raises(ValueError, match="no transformers name table; supported KerasHub backbones"):

@@ -46,6 +46,13 @@ BERT_BLOCK = {  # convert_bert.py
     "output.dense": "feedforward_output_dense",
     "output.LayerNorm": "feedforward_layer_norm",
 }
+GPT2_BLOCK = {  # convert_gpt2.py (c_attn: `Architecture.splits`)
+    "attn.c_proj": "self_attention/attention_output",
+    "mlp.c_fc": "feedforward_intermediate_dense",
+    "mlp.c_proj": "feedforward_output_dense",
+    "ln_1": "self_attention_layer_norm",
+    "ln_2": "feedforward_layer_norm",
+}
 LM_HEAD = "KerasHub keeps the output projection as token_embedding's `reverse_embeddings`, not a Dense layer"
 
 
@@ -72,6 +79,8 @@ class Architecture:
     classes: dict
     saves_as: dict
     refused: dict = dataclasses.field(default_factory=dict)
+    fan_in_fan_out: bool = False  # transformers' Conv1D: weights stored [in, out] (GPT-2)
+    splits: dict = dataclasses.field(default_factory=dict)  # fused module -> the layers of its equal column parts
 
 
 def _decoder(name, backbone, prefix):
@@ -106,15 +115,16 @@ ARCHITECTURES = (
         {"BertForSequenceClassification": ("bert.", {"classifier": "logits"}), "BertModel": ("", {})},
         {"Backbone": "BertModel", "BertTextClassifier": "BertForSequenceClassification"},
     ),
-    Architecture(
-        "gpt2", ("GPT2Backbone",), {},
+    Architecture(  # convert_gpt2.py; c_attn's [q|k|v] columns become three layers
+        "gpt2", ("GPT2Backbone",),
+        {**_blocks("h.{}.", "transformer_layer_{}/", GPT2_BLOCK),
+         "wte": "token_embedding", "wpe": "position_embedding", "ln_f": "layer_norm"},
         {"GPT2LMHeadModel": ("transformer.", {}), "GPT2Model": ("", {})},
-        {},
-        {"h.{}.attn.c_attn": "KerasHub splits GPT-2's fused c_attn into separate query, key and value layers, "
-                             "and one low-rank update of the fused [q|k|v] projection is not one on each",
-         "h.{}.attn.c_proj": "GPT-2's Conv1D modules (fan_in_fan_out) are not mapped",
-         "h.{}.mlp.c_fc": "GPT-2's Conv1D modules (fan_in_fan_out) are not mapped",
-         "h.{}.mlp.c_proj": "GPT-2's Conv1D modules (fan_in_fan_out) are not mapped"},
+        {"Backbone": "GPT2LMHeadModel", "CausalLM": "GPT2LMHeadModel"},
+        {"lm_head": LM_HEAD},
+        fan_in_fan_out=True,
+        splits={"h.{}.attn.c_attn": tuple(f"transformer_layer_{{}}/self_attention/{part}"
+                                          for part in ("query", "key", "value"))},
     ),
 )
 
@@ -160,6 +170,8 @@ def keras_layer_path(architecture, model, module, where):
             return class_heads[module]
         if module.startswith(prefix):
             rest = module[len(prefix):]
+            if _lookup(architecture.splits, rest):
+                raise ValueError(f"{where}: module '{module}' is fused; its layers are `split_paths`.")
             if found := _lookup(architecture.modules, rest):
                 template, index = found
                 return architecture.modules[template].format(*index)
@@ -170,6 +182,15 @@ def keras_layer_path(architecture, model, module, where):
         f"Known modules: {sorted(architecture.modules) + sorted(heads)} ('{{}}' a block index), under the "
         f"prefixes {sorted(prefix for prefix, _ in architecture.classes.values())}."
     )
+
+
+def split_paths(architecture, module):
+    """The KerasHub layer paths of fused `module`'s column parts (GPT-2's c_attn: q, k, v), else `None`."""
+    for prefix, _ in architecture.classes.values():
+        if module.startswith(prefix) and (found := _lookup(architecture.splits, module[len(prefix):])):
+            template, index = found
+            return [path.format(*index) for path in architecture.splits[template]]
+    return None
 
 
 def transformers_class(architecture, model):

@@ -17,7 +17,7 @@ import numpy as np
 from keras_gralora import adapters, saving
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
-from keras_gralora.interop import authors, checks, names, peft_files, tensors
+from keras_gralora.interop import authors, checks, fused, names, peft_files, tensors
 from keras_gralora.loading import Source, load_adapters
 
 PREFIX = peft_files.PREFIX
@@ -88,17 +88,24 @@ def _file_adapter(model, architecture, source, name, where):
     if authors.is_theirs(config):  # SqueezeBits/GraLoRA's own checkpoints
         config = authors.as_peft(config, where)
     config = {**peft_files.PEFT_DEFAULTS[peft_type], **config}
-    if config.get("fan_in_fan_out"):
-        raise ValueError(f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) is not supported.")
+    if config.get("fan_in_fan_out") and not architecture.fan_in_fan_out:
+        raise ValueError(f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) but {architecture.name}'s "
+                         "transformers modules are Linear: the adapter was saved from another model.")
     if bad := [f"{field}: {why}" for field, why in LORA_REFUSED.items() if peft_type == "LORA" and config.get(field)]:
         raise ValueError(f"{where}: this LoRA adapter cannot load as plain LoRA: {'; '.join(bad)}.")
     bias = BIAS_MODES.get(config.get("bias", "none"))
     if bias is None:
         raise ValueError(f"{where}: bias={config.get('bias')!r} is not a PEFT bias mode keras_gralora reads.")
     declared = _group(source.declared, config, peft_type, where)
-    paths = {module: names.keras_layer_path(architecture, model, module, where) for module in declared}
     layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    fused_layers = {module: _parts(layers_by_path, parts, module, model, where) for module in declared
+                    if (parts := names.split_paths(architecture, module))}
+    paths = {module: names.keras_layer_path(architecture, model, module, where) for module in declared
+             if module not in fused_layers}
     for module, (kind, found) in declared.items():
+        if module in fused_layers:
+            fused.check(fused_layers[module], module, kind, found, config, peft_type, where)
+            continue
         if paths[module] not in layers_by_path:
             raise ValueError(f"{where}: module '{module}' maps to layer '{paths[module]}', which "
                              f"model '{model.name}' lacks.")
@@ -107,6 +114,10 @@ def _file_adapter(model, architecture, source, name, where):
     modules_to_save = tuple(dict.fromkeys(paths[m] for m, (kind, _) in grouped.items() if kind == "module"))
     layers, biases, modules = {}, {}, {}
     for module, (kind, found) in grouped.items():
+        if module in fused_layers:
+            layer_config = _layer_config(config, peft_type, module, found, bias, modules_to_save, where)
+            layers.update(fused.entries(fused_layers[module], module, found, layer_config, peft_type, where))
+            continue
         layer = layers_by_path[paths[module]]
         if kind == "adapter":
             layer_config = _layer_config(config, peft_type, module, found, bias, modules_to_save, where)
@@ -114,10 +125,18 @@ def _file_adapter(model, architecture, source, name, where):
         for tensor, array in found.items():
             if kind == "module" or tensor in ("bias", "base_layer.bias"):
                 variable = tensors.keras_variable(layer, tensor.rsplit(".", 1)[-1], module, where)
-                (modules if kind == "module" else biases)[variable.path] = tensors.to_keras(layer, variable, array)
+                (modules if kind == "module" else biases)[variable.path] = tensors.to_keras(
+                    layer, variable, array, architecture.fan_in_fan_out)
     if not layers:
         raise ValueError(f"{where}: the adapter holds no {peft_type} tensors (found {sorted(source.declared)[:5]}...).")
     return FileAdapter(name, True, layers, biases, modules)
+
+
+def _parts(layers_by_path, paths, module, model, where):
+    if missing := [path for path in paths if path not in layers_by_path]:
+        raise ValueError(f"{where}: fused module '{module}' splits into layers {paths}; model '{model.name}' "
+                         f"lacks {missing}.")
+    return [layers_by_path[path] for path in paths]
 
 
 def _group(arrays, config, peft_type, where):

@@ -1,7 +1,7 @@
 """Weights between a transformers module and a KerasHub layer (biases and `modules_to_save`).
 
-A transformers `Linear` weight is `[out, in]`; the Keras kernel is that
-matrix transposed, and for an `EinsumDense` reshaped and permuted to the
+A transformers `Linear` weight is `[out, in]` (a `Conv1D`'s, GPT-2's, is
+`[in, out]`); the Keras kernel is the `[in, out]` matrix, and for an `EinsumDense` reshaped and permuted to the
 kernel's own axes (`ProjectionLayout.kernel_view`, as GraLoRA reads it).
 Every other weight (biases, normalization scales, embeddings) keeps its
 numbers in order and takes the Keras variable's shape.
@@ -34,12 +34,12 @@ def transformers_name(variable_name, module, where):
     raise ValueError(f"{where}: weight '{variable_name}' of module '{module}' has no transformers name.")
 
 
-def to_keras(layer, variable, array):
-    """`array` (transformers layout) as `variable` of `layer` holds it."""
+def to_keras(layer, variable, array, fan_in_fan_out=False):
+    """`array` (transformers layout; `[in, out]` for a Conv1D's, `fan_in_fan_out`) as `variable` of `layer` holds it."""
     shape = tuple(variable.shape)
     if _is_kernel(layer, variable.name):
         matrix_shape, view, perm = _matrix_layout(layer)
-        matrix = np.asarray(array).T
+        matrix = np.asarray(array) if fan_in_fan_out else np.asarray(array).T
         if matrix.shape != matrix_shape:
             raise ValueError(f"weight of shape {array.shape} cannot become '{variable.path}' of shape {shape}.")
         return np.ascontiguousarray(matrix.reshape(view).transpose(perm))
@@ -48,11 +48,12 @@ def to_keras(layer, variable, array):
     return np.reshape(array, shape)
 
 
-def to_transformers(layer, variable_name, array):
+def to_transformers(layer, variable_name, array, fan_in_fan_out=False):
     """`array` (a Keras variable's value) in transformers' layout."""
     if _is_kernel(layer, variable_name):
         matrix_shape, _, perm = _matrix_layout(layer)
-        return np.ascontiguousarray(np.transpose(array, np.argsort(perm)).reshape(matrix_shape).T)
+        matrix = np.transpose(array, np.argsort(perm)).reshape(matrix_shape)
+        return np.ascontiguousarray(matrix if fan_in_fan_out else matrix.T)
     return np.ascontiguousarray(array if variable_name == "embeddings" else np.reshape(array, -1))
 
 
