@@ -39,3 +39,30 @@ def test_the_gpt2_name_table_is_what_kerashubs_converter_does(checkpoint, monkey
     from test_peft_interop import check_name_table
 
     check_name_table("gpt2", checkpoint, monkeypatch)
+
+
+def gpt2_with_adapter(checkpoint, targets):
+    backbone = keras_hub.models.Backbone.from_preset(checkpoint)
+    backbone.enable_gralora(r=4, k=2, hybrid_r=2, alpha=6, target_layer_names=targets)
+    rng = np.random.default_rng(0)
+    for variable in backbone.trainable_weights:
+        variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)
+    return backbone
+
+
+def test_our_gpt2_adapter_saves_as_a_peft_gralora_directory(checkpoint, tmp_path):
+    backbone = gpt2_with_adapter(checkpoint, ["attention_output", "feedforward_intermediate_dense",
+                                              "feedforward_output_dense"])
+    keras_gralora.save_peft_adapter(backbone, tmp_path / "out")
+    hf.assert_outputs_equal(hf.keras_outputs(backbone, "gpt2"), hf.peft_outputs("gpt2", checkpoint, tmp_path / "out"))
+
+
+def test_query_key_value_adapters_save_as_one_exact_lora_of_c_attn(checkpoint, tmp_path):
+    backbone = gpt2_with_adapter(checkpoint, ["query", "value", "feedforward_output_dense"])  # key: no adapter
+    with pytest.raises(ValueError, match=r"fused module 'transformer.h.0.attn.c_attn' .*save_lora_adapter"):
+        keras_gralora.save_peft_adapter(backbone, tmp_path / "gralora")
+    assert not (tmp_path / "gralora").exists()
+    rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "lora")
+    fused = [row for row in rows if row.module.endswith("c_attn")]
+    assert len(fused) == 2 and all(row.rank == 2 * (2 * 4 + 2) and row.error < 1e-6 for row in fused)
+    hf.assert_outputs_equal(hf.keras_outputs(backbone, "gpt2"), hf.peft_outputs("gpt2", checkpoint, tmp_path / "lora"))

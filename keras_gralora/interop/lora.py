@@ -128,17 +128,45 @@ def save_lora_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, rank=None,
     if class_name is None:
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
     layers, base, extra_arrays, extras = _source(model, adapter_name, architecture, class_name, where)
-    modules = {}
+    modules, fused = {}, {}
     for layer in layers:
-        module = names.transformers_module(architecture, class_name, layer.path, where)
-        modules[module] = (layer.path, *_exact(layer, adapter_name, f"{where}: layer '{layer.path}'"))
+        exact = _exact(layer, adapter_name, f"{where}: layer '{layer.path}'")
+        if part := names.fused_part(architecture, class_name, layer.path):  # GPT-2's c_attn
+            fused.setdefault(part[0], {"paths": part[2], "parts": {}})["parts"][part[1]] = exact
+        else:
+            modules[names.transformers_module(architecture, class_name, layer.path, where)] = (layer.path, *exact)
+    every_layer = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    modules.update({module: _fused(group, every_layer) for module, group in fused.items()})
     rows, arrays = lora_files.convert(modules, rank, profile, extras, where)
     base.update(task_type=peft.task_type(class_name), base_model_name_or_path=base_model_name_or_path and
-                os.fspath(base_model_name_or_path))
+                os.fspath(base_model_name_or_path), fan_in_fan_out=architecture.fan_in_fan_out)
     lora_files.write(directory, rows, arrays, extra_arrays, base, where)
     if verbose:
         print(lora_files.report(rows, profile))
     return rows
+
+
+def _fused(group, layers_by_path):
+    """`(label, left, right, delta)` of one LoRA of a fused module from its parts' exact factors (GPT-2's c_attn).
+
+    The lefts side by side; each part's right in its own columns (zero for a part without the adapter).
+    """
+    widths = [_out_width(layers_by_path, path, group["parts"], index) for index, path in enumerate(group["paths"])]
+    starts = np.cumsum([0] + widths)
+    parts = sorted(group["parts"].items())
+    left = np.concatenate([exact[0] for _, exact in parts], axis=1)
+    right = np.zeros((left.shape[1], starts[-1]), np.float32)
+    delta = np.zeros((left.shape[0], starts[-1]), np.float32)
+    row = 0
+    for index, (part_left, part_right, part_delta) in parts:
+        right[row:row + part_left.shape[1], starts[index]:starts[index + 1]] = part_right
+        delta[:, starts[index]:starts[index + 1]] = part_delta
+        row += part_left.shape[1]
+    return "+".join(group["paths"]), left, right, delta
+
+
+def _out_width(layers_by_path, path, parts, index):
+    return parts[index][1].shape[1] if index in parts else inject.matrix_shape(layers_by_path[path])[1]
 
 
 def _source(model, adapter_name, architecture, class_name, where):

@@ -91,7 +91,7 @@ def document(rows, base):
         "auto_mapping": None, "inference_mode": True, "revision": None,
         "r": common, "lora_alpha": common, "rank_pattern": patterns, "alpha_pattern": dict(patterns),
         "target_modules": sorted(ranks), "lora_dropout": 0.0, "bias": LORA_BIAS[base.get("bias", "none")],
-        "modules_to_save": base.get("modules_to_save") or None, "fan_in_fan_out": False,
+        "modules_to_save": base.get("modules_to_save") or None, "fan_in_fan_out": base.get("fan_in_fan_out", False),
         "init_lora_weights": True, "use_rslora": False, "use_dora": False,
         "layers_to_transform": base.get("layers_to_transform"), "layers_pattern": base.get("layers_pattern"),
     }

@@ -193,6 +193,16 @@ def split_paths(architecture, module):
     return None
 
 
+def fused_part(architecture, class_name, layer_path):
+    """`(fused module, part index, part paths)` when `layer_path` is a column part of a fused module, else `None`."""
+    prefix, _ = architecture.classes[class_name]
+    for template, parts in architecture.splits.items():
+        for index, part in enumerate(parts):
+            if match := _pattern(part).fullmatch(layer_path):
+                return prefix + template.format(*match.groups()), index, [p.format(*match.groups()) for p in parts]
+    return None
+
+
 def transformers_class(architecture, model):
     """The transformers class whose module names `model`'s adapters are written under."""
     names = [cls.__name__ for cls in type(model).__mro__]
@@ -210,6 +220,13 @@ def transformers_module(architecture, class_name, layer_path, where):
     if found := _lookup(inverse, layer_path):
         template, index = found
         return prefix + inverse[template].format(*index)
+    if part := fused_part(architecture, class_name, layer_path):
+        raise ValueError(
+            f"{where}: layer '{layer_path}' is one column part of transformers' fused module '{part[0]}' (with "
+            f"{part[2]}); one GraLoRA of that module cannot hold separate adapters of its parts (its blocks would "
+            "cross them). `keras_gralora.save_lora_adapter` writes them exactly as one LoRA of the fused module; "
+            "or leave those layers out of the adapter."
+        )
     raise ValueError(
         f"{where}: layer '{layer_path}' has no module in transformers' {class_name}; the {architecture.name} "
         f"table maps {sorted(inverse)} ('{{}}' a block index)."

@@ -246,6 +246,7 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
     document = _peft_config(config, class_name, sorted(set(module_of.values())), base_model_name_or_path,
                             [names.transformers_module(architecture, class_name, p, where)
                              for p in config.modules_to_save])
+    document["fan_in_fan_out"] = architecture.fan_in_fan_out  # GPT-2's Conv1D
     peft_files.write(directory, document, arrays, where)
     return directory
 
@@ -274,8 +275,8 @@ def transformers_extras(model, adapter, architecture, class_name, where):
             tensor = tensors.transformers_name(variable_name, module, where)
             if kind == "bias" and layer_path in adapted_paths:
                 tensor = "base_layer." + tensor
-            arrays[f"{PREFIX}{module}.{tensor}"] = tensors.to_transformers(layers_by_path[layer_path], variable_name,
-                                                                           array)
+            arrays[f"{PREFIX}{module}.{tensor}"] = tensors.to_transformers(
+                layers_by_path[layer_path], variable_name, array, architecture.fan_in_fan_out)
     return arrays
 
 
