@@ -75,8 +75,8 @@ def test_k_auto_takes_the_papers_k_where_it_divides_and_says_so(family, r, capsy
     assert "k='auto'" in capsys.readouterr().out
 
 
-def test_patterns_survive_the_adapter_file_and_keras_saving(tmp_path):
-    pytest.importorskip("keras_hub")
+def test_patterns_survive_the_adapter_file_keras_saving_and_presets(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
     from tests.test_hotswap import tiny_gemma
 
     backbone, _ = tiny_gemma()
@@ -93,6 +93,8 @@ def test_patterns_survive_the_adapter_file_and_keras_saving(tmp_path):
     backbone.save(tmp_path / "backbone.keras")
     reloaded = keras.saving.load_model(tmp_path / "backbone.keras")
     assert settings(reloaded) == want
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    assert settings(keras_hub.models.Backbone.from_preset(str(tmp_path / "preset"))) == want
     inputs = {"token_ids": np.array([[3, 5, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
     for other in (fresh, reloaded):
         np.testing.assert_allclose(to_numpy(other(inputs)), to_numpy(backbone(inputs)), rtol=1e-5, atol=1e-5)

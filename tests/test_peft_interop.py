@@ -279,3 +279,22 @@ def test_the_authors_own_checkpoint_layout_loads_with_their_scale(hybrid_r, chec
     path.write_text(json.dumps({**theirs, "use_dora": True}))
     with pytest.raises(ValueError, match=r"authors' layout .* their code does not have: \['use_dora'\]"):
         keras_gralora.load_peft_adapter(keras_hub.models.Backbone.from_preset(checkpoints[name]), tmp_path / "adapter")
+
+
+def test_per_layer_patterns_go_to_peft_as_an_exact_lora_with_rank_pattern_and_come_back(checkpoints, tmp_path):
+    name = "llama"
+    backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    backbone.enable_gralora(r=4, k=2, target_layer_names=["query", "value", "feedforward_output_dense"],
+                            rank_pattern={"value": 8}, k_pattern={"feedforward_output_dense": 4},
+                            alpha_pattern={"query": 3.0})
+    rng = np.random.default_rng(0)
+    for variable in backbone.trainable_weights:
+        variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)
+    ours = hf.keras_outputs(backbone, name)
+    keras_gralora.save_lora_adapter(backbone, tmp_path / "lora", base_model_name_or_path=checkpoints[name])
+    config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert config["rank_pattern"]  # per-module ranks: value 2 * 8, the others 2 * 4 (k=4 on the feedforward)
+    assert_outputs_equal(ours, hf.peft_outputs(name, checkpoints[name], tmp_path / "lora"))  # PEFT itself
+    fresh = keras_hub.models.Backbone.from_preset(checkpoints[name])
+    keras_gralora.load_peft_adapter(fresh, tmp_path / "lora")
+    assert_outputs_equal(hf.keras_outputs(fresh, name), ours)
