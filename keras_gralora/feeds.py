@@ -30,13 +30,13 @@ def carries_rows(x):
 
 def with_rows(x, route, where):
     """`(x, {ROWS: rows})` for Keras' data adapters, after checking `x` has one row per name."""
-    if _in_memory(x) is None:
+    if (count := _in_memory(x)) is None:
         raise ValueError(
             f"{where} inside {route.where}: got {type(x).__name__}; routing pairs each row with its adapter name, "
             "so it needs the rows in memory (arrays, tensors, a dict of them, or a list of strings for a task "
             "with a preprocessor). Iterate the dataset and call `routing.route(names)` and the model per batch."
         )
-    if (count := _in_memory(x)) != len(route.values):
+    if count != len(route.values):
         raise ValueError(f"{where} inside {route.where}: {len(route.values)} adapter names for {count} rows; "
                          "give one name per row.")
     return (x, {ROWS: route.values})

@@ -38,7 +38,7 @@ class AdapterRouting:
         configs = inject.adapter_configs(model, layers)
         _check_model(model, layers, configs, {layer.path for layer in inside}, self.where)
         self.slots = tuple(configs)
-        self._route = routed.Route(None, self.slots, frozenset(id(layer) for layer in layers), self.where)
+        self._route = _route(model, None, layers, self.slots)
         self.route(names)
 
     @property
@@ -114,8 +114,11 @@ def applying(model):
 def route_of(model, rows):
     """The route of `model`'s adapters for the row vector `rows` (a tensor a compiled function received)."""
     layers = inject.adapted_layers(model)
-    return routed.Route(rows, tuple(inject.adapter_configs(model)), frozenset(id(layer) for layer in layers),
-                        f"adapter_routing(model '{model.name}')")
+    return _route(model, rows, layers, tuple(inject.adapter_configs(model, layers)))
+
+
+def _route(model, rows, layers, slots):
+    return routed.Route(rows, slots, frozenset(id(layer) for layer in layers), f"adapter_routing(model '{model.name}')")
 
 
 def check_not_routed(model, what):
