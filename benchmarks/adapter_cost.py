@@ -28,13 +28,13 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+import numpy as np
+from keras import ops
+from train_step import interleaved_medians, stack, train_on_batch_step
 
-from keras_gralora import ops as gralora_ops  # noqa: E402
-from keras_gralora.layers import adapter as adapter_module  # noqa: E402
-from train_step import interleaved_medians, stack, train_on_batch_step  # noqa: E402
+from keras_gralora import ops as gralora_ops
+from keras_gralora.layers import adapter as adapter_module
 
 
 def two_plain_matmuls(x, a, b, scale, hybrid_a=None, hybrid_b=None):
@@ -66,8 +66,13 @@ def no_op(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     return ops.zeros((ops.shape(x)[0], b.shape[0] * b.shape[-1]), x.dtype) + 0 * (ops.sum(a) + ops.sum(b))
 
 
-FORWARDS = {"GraLoRA": gralora_ops.block_forward, "two plain matmuls": two_plain_matmuls,
-            "block-diagonal B": block_diagonal_b, "x in place": x_in_place, "no-op adapter": no_op}
+FORWARDS = {
+    "GraLoRA": gralora_ops.block_forward,
+    "two plain matmuls": two_plain_matmuls,
+    "block-diagonal B": block_diagonal_b,
+    "x in place": x_in_place,
+    "no-op adapter": no_op,
+}
 
 
 class _Ops:
@@ -98,14 +103,25 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x, y = (rng.standard_normal((16, 128, 1024)).astype("float32") for _ in range(2))
-    steps = {name: train_on_batch_step(stack(kind, 1024, 4, 32), x, y)
-             for name, kind in (("floor", "floor"), ("Keras LoRA", "lora"))}
+    steps = {
+        name: train_on_batch_step(stack(kind, 1024, 4, 32), x, y)
+        for name, kind in (("floor", "floor"), ("Keras LoRA", "lora"))
+    }
     for name, forward in FORWARDS.items():
         steps[name] = with_forward(train_on_batch_step(stack("gralora", 1024, 4, 32, k=args.k), x, y), forward)
     seconds = interleaved_medians(steps, args.steps)
     for name, value in seconds.items():
-        print(json.dumps({"bench": "adapter_cost", "backend": keras.backend.backend(), "config": f"k={args.k} {name}",
-                          "ms": 1000 * value, "vs_lora": value / seconds["Keras LoRA"]}))
+        print(
+            json.dumps(
+                {
+                    "bench": "adapter_cost",
+                    "backend": keras.backend.backend(),
+                    "config": f"k={args.k} {name}",
+                    "ms": 1000 * value,
+                    "vs_lora": value / seconds["Keras LoRA"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

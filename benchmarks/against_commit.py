@@ -19,11 +19,11 @@ import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from train_step import interleaved_medians
 
-import keras_gralora  # noqa: E402  (this checkout)
-from train_step import interleaved_medians  # noqa: E402
+import keras_gralora
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD = "keras_gralora_at_commit"
@@ -32,11 +32,17 @@ OLD = "keras_gralora_at_commit"
 def import_commit(commit):
     """`keras_gralora` as of `commit`, imported as the package `keras_gralora_at_commit`."""
     folder = tempfile.mkdtemp()
-    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit, "keras_gralora"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", commit, "keras_gralora"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for name in files:
-        text = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=ROOT, check=True, capture_output=True,
-                              text=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"{commit}:{name}"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
         target = os.path.join(folder, name.replace("keras_gralora", OLD, 1))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "w") as f:
@@ -55,15 +61,23 @@ def stack(package, width, depth, r, k, hybrid_r):
 
 def interleaved(models, x, y, steps, warmup=2):
     """Median seconds of `train_on_batch` per model, steps taken round robin (`train_step.interleaved_medians`)."""
-    medians = interleaved_medians({i: (lambda m=m: m.train_on_batch(x, y)) for i, m in enumerate(models)}, steps,
-                                  warmup)  # train_on_batch returns Python floats: it waits for the step
+    medians = interleaved_medians(
+        {i: (lambda m=m: m.train_on_batch(x, y)) for i, m in enumerate(models)}, steps, warmup
+    )  # train_on_batch returns Python floats: it waits for the step
     return [medians[i] for i in range(len(models))]
 
 
 def stack_arguments(parser):
     """The stack's size and timing flags, shared with `quantized_step.py`."""
-    for name, default in (("width", 1024), ("depth", 4), ("batch", 16), ("seq", 128), ("r", 32), ("steps", 5),
-                          ("repeat", 3)):
+    for name, default in (
+        ("width", 1024),
+        ("depth", 4),
+        ("batch", 16),
+        ("seq", 128),
+        ("r", 32),
+        ("steps", 5),
+        ("repeat", 3),
+    ):
         parser.add_argument(f"--{name}", type=int, default=default)
     return parser
 
@@ -89,12 +103,21 @@ def main():
             new_s, old_s = interleaved([new_model, old_model], x, y, args.steps)
             ratios.append(new_s / old_s)
             seconds.append((new_s, old_s))
-        print(json.dumps({
-            "bench": "against_commit", "backend": keras.backend.backend(), "commit": args.commit,
-            "config": f"k={k} hybrid_r={hybrid_r}", "new_ms": [round(1000 * s[0], 1) for s in seconds],
-            "old_ms": [round(1000 * s[1], 1) for s in seconds],
-            "ratio_min": min(ratios), "ratio_median": statistics.median(ratios), "ratio_max": max(ratios),
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "against_commit",
+                    "backend": keras.backend.backend(),
+                    "commit": args.commit,
+                    "config": f"k={k} hybrid_r={hybrid_r}",
+                    "new_ms": [round(1000 * s[0], 1) for s in seconds],
+                    "old_ms": [round(1000 * s[1], 1) for s in seconds],
+                    "ratio_min": min(ratios),
+                    "ratio_median": statistics.median(ratios),
+                    "ratio_max": max(ratios),
+                }
+            )
+        )
         keras.backend.clear_session()
 
 

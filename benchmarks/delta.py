@@ -14,13 +14,13 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import peft  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import peft
+import torch
+from train_step import interleaved_medians
 
-from keras_gralora import GraLoRADense  # noqa: E402
-from train_step import interleaved_medians  # noqa: E402
+from keras_gralora import GraLoRADense
 
 
 def wait(tensor):
@@ -75,21 +75,36 @@ def main():
         layer = keras_layer_like(module, size, args.r, args.k)
         np.testing.assert_allclose(  # same weights, same delta: the timings compare like with like
             keras.ops.convert_to_numpy(layer.delta_kernel()),
-            module.get_delta_weight("default").detach().numpy().T, rtol=1e-4, atol=1e-6,
+            module.get_delta_weight("default").detach().numpy().T,
+            rtol=1e-4,
+            atol=1e-6,
         )
         with torch.no_grad():
-            delta = interleaved_medians({"ours": lambda: wait(layer.delta_kernel()),
-                                         "peft": lambda: module.get_delta_weight("default")}, args.steps)
-            merge = interleaved_merge_medians({
-                "ours": (lambda: (layer.merge(), wait(layer.kernel.value)), layer.unmerge),
-                "peft": (module.merge, module.unmerge),
-            }, args.steps)
+            delta = interleaved_medians(
+                {"ours": lambda: wait(layer.delta_kernel()), "peft": lambda: module.get_delta_weight("default")},
+                args.steps,
+            )
+            merge = interleaved_merge_medians(
+                {
+                    "ours": (lambda: (layer.merge(), wait(layer.kernel.value)), layer.unmerge),
+                    "peft": (module.merge, module.unmerge),
+                },
+                args.steps,
+            )
             timings = {"delta": (delta["ours"], delta["peft"]), "merge": (merge["ours"], merge["peft"])}
         for name, (ours, theirs) in timings.items():
-            print(json.dumps({
-                "bench": name, "backend": backend, "config": f"{size}x{size} r={args.r} k={args.k}",
-                "ms": 1000 * ours, "peft_ms": 1000 * theirs, "vs_peft": ours / theirs,
-            }))
+            print(
+                json.dumps(
+                    {
+                        "bench": name,
+                        "backend": backend,
+                        "config": f"{size}x{size} r={args.r} k={args.k}",
+                        "ms": 1000 * ours,
+                        "peft_ms": 1000 * theirs,
+                        "vs_peft": ours / theirs,
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

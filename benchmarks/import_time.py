@@ -26,8 +26,9 @@ print(middle - start, end - middle)
 
 def timed_imports(second):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", TIMED.format(second=second)], env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", TIMED.format(second=second)], env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -37,15 +38,23 @@ def main():
     args = parser.parse_args()
     seconds = {"keras": [], "keras_gralora": [], "keras_hub": []}
     for i in range(args.repeat):
-        for second in (("keras_gralora", "keras_hub") if i % 2 == 0 else ("keras_hub", "keras_gralora")):
+        for second in ("keras_gralora", "keras_hub") if i % 2 == 0 else ("keras_hub", "keras_gralora"):
             keras_s, second_s = timed_imports(second)
             seconds[second].append(second_s)
             seconds["keras"].append(keras_s)
-    print(json.dumps({
-        "bench": "import_time", "backend": os.environ.get("KERAS_BACKEND", "jax"), "config": "import",
-        **{f"{name}_s": [round(statistics.median(v), 3), round(min(v), 3), round(max(v), 3)]
-           for name, v in seconds.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "import_time",
+                "backend": os.environ.get("KERAS_BACKEND", "jax"),
+                "config": "import",
+                **{
+                    f"{name}_s": [round(statistics.median(v), 3), round(min(v), 3), round(max(v), 3)]
+                    for name, v in seconds.items()
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,21 +26,22 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-import keras  # noqa: E402
-import peft  # noqa: E402
-import torch  # noqa: E402
-from peft.tuners.lora.conversion import _convert_module_to_lora  # noqa: E402
+import keras
+import peft
+import torch
+from peft.tuners.lora.conversion import _convert_module_to_lora
 
-import keras_gralora  # noqa: E402
-from keras_gralora import GraLoRADense  # noqa: E402
+import keras_gralora
+from keras_gralora import GraLoRADense
 
 CONFIGS = [(32, 2, 0), (32, 2, 8), (64, 4, 0), (64, 4, 8)]
 
 
 def peft_model(module, r, k, hybrid_r, targets, seed=0):
     torch.manual_seed(seed)
-    config = peft.GraloraConfig(r=r, gralora_k=k, hybrid_r=hybrid_r, alpha=2 * r, target_modules=targets,
-                                init_weights=False)
+    config = peft.GraloraConfig(
+        r=r, gralora_k=k, hybrid_r=hybrid_r, alpha=2 * r, target_modules=targets, init_weights=False
+    )
     return peft.get_peft_model(module, config)
 
 
@@ -76,22 +77,30 @@ def one_layer(size, repeats):
         base.add_module("proj", torch.nn.Linear(size, size))
         module = peft_model(base, r, k, hybrid_r, ["proj"]).base_model.model.proj
         layer, exact = keras_twin(module, r, k, hybrid_r), k * r + hybrid_r
-        calls = {"ours_exact": lambda: keras_gralora.lora_factors(layer),
-                 "ours": lambda: keras_gralora.lora_factors(layer, rank=exact // 2),
-                 "peft": lambda: _convert_module_to_lora(module, exact // 2)}
+        calls = {
+            "ours_exact": lambda: keras_gralora.lora_factors(layer),
+            "ours": lambda: keras_gralora.lora_factors(layer, rank=exact // 2),
+            "peft": lambda: _convert_module_to_lora(module, exact // 2),
+        }
         times = {name: [] for name in calls}
-        for name, call in calls.items():  # warm-up
+        for call in calls.values():  # warm-up
             call()
         for _ in range(repeats):
             for name, call in calls.items():
                 times[name].append(timed(call))
-        rows.append({
-            "config": f"{size} x {size}, r={r} k={k} hybrid={hybrid_r}", "exact": exact,
-            "ours_exact": keras_gralora.lora_factors(layer)[2], "peft_exact": peft_error(module, exact),
-            "ours_half": keras_gralora.lora_factors(layer, rank=exact // 2)[2],
-            "peft_half": peft_error(module, exact // 2), "ours_s": times["ours"], "peft_s": times["peft"],
-            "ours_exact_s": times["ours_exact"],
-        })
+        rows.append(
+            {
+                "config": f"{size} x {size}, r={r} k={k} hybrid={hybrid_r}",
+                "exact": exact,
+                "ours_exact": keras_gralora.lora_factors(layer)[2],
+                "peft_exact": peft_error(module, exact),
+                "ours_half": keras_gralora.lora_factors(layer, rank=exact // 2)[2],
+                "peft_half": peft_error(module, exact // 2),
+                "ours_s": times["ours"],
+                "peft_s": times["peft"],
+                "ours_exact_s": times["ours_exact"],
+            }
+        )
         print(rows[-1], file=sys.stderr)
     return rows
 
@@ -114,8 +123,13 @@ def tiny_llama():
                 errors["ours_half"].append(keras_gralora.lora_factors(layer, rank=exact // 2)[2])
                 errors["peft_exact"].append(peft_error(module, min(exact, *module.base_layer.weight.shape)))
                 errors["peft_half"].append(peft_error(module, exact // 2))
-            rows.append({"config": f"tiny Llama (hidden 64, {len(modules)} modules), r={r} k={k} hybrid={hybrid_r}",
-                         "exact": exact, **{key: max(values) for key, values in errors.items()}})
+            rows.append(
+                {
+                    "config": f"tiny Llama (hidden 64, {len(modules)} modules), r={r} k={k} hybrid={hybrid_r}",
+                    "exact": exact,
+                    **{key: max(values) for key, values in errors.items()},
+                }
+            )
     return rows
 
 
@@ -129,18 +143,29 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count())
-    print(f"backend {keras.backend.backend()}, torch {torch.__version__}, peft {peft.__version__}, "
-          f"{os.cpu_count()} CPUs\n")
-    print("| adapter | exact rank | error at exact rank: ours / PEFT | error at half rank: ours / PEFT "
-          "| seconds per layer, half rank: ours / PEFT | speed-up | ours, exact rank |")
+    print(
+        f"backend {keras.backend.backend()}, torch {torch.__version__}, peft {peft.__version__}, "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print(
+        "| adapter | exact rank | error at exact rank: ours / PEFT | error at half rank: ours / PEFT "
+        "| seconds per layer, half rank: ours / PEFT | speed-up | ours, exact rank |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in tiny_llama() + one_layer(args.size, args.repeats):
-        timing = "- | - | -" if "ours_s" not in row else (
-            f"{spread(row['ours_s'], 3)} / {spread(row['peft_s'], 2)} | "
-            f"{statistics.median(row['peft_s']) / statistics.median(row['ours_s']):.0f}x | "
-            f"{spread(row['ours_exact_s'], 3)}")
-        print(f"| {row['config']} | {row['exact']} | {row['ours_exact']:.1e} / {row['peft_exact']:.1e} | "
-              f"{row['ours_half']:.6f} / {row['peft_half']:.6f} | {timing} |")
+        timing = (
+            "- | - | -"
+            if "ours_s" not in row
+            else (
+                f"{spread(row['ours_s'], 3)} / {spread(row['peft_s'], 2)} | "
+                f"{statistics.median(row['peft_s']) / statistics.median(row['ours_s']):.0f}x | "
+                f"{spread(row['ours_exact_s'], 3)}"
+            )
+        )
+        print(
+            f"| {row['config']} | {row['exact']} | {row['ours_exact']:.1e} / {row['peft_exact']:.1e} | "
+            f"{row['ours_half']:.6f} / {row['peft_half']:.6f} | {timing} |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,10 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from adapter_cost import FORWARDS, with_forward  # noqa: E402
-from train_step import compiled_jax_step, stack  # noqa: E402
+import keras
+import numpy as np
+from adapter_cost import FORWARDS, with_forward
+from train_step import compiled_jax_step, stack
 
 
 def rss_mib(field):
@@ -65,8 +64,12 @@ def main():
     parser.add_argument("--r", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--form", choices=list(FORWARDS), default="GraLoRA",
-                        help="the adapter path (`adapter_cost.py`'s forms; GraLoRA's own by default)")
+    parser.add_argument(
+        "--form",
+        choices=list(FORWARDS),
+        default="GraLoRA",
+        help="the adapter path (`adapter_cost.py`'s forms; GraLoRA's own by default)",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
@@ -85,12 +88,21 @@ def main():
         step()
     peak = rss_mib("VmHWM")
     name = args.kind if not extra else f"gralora k={args.k} hybrid_r={args.hybrid_r}"
-    print(json.dumps({
-        "bench": "memory", "backend": keras.backend.backend(),
-        "config": name if args.form == "GraLoRA" else f"{name}, {args.form}",
-        "peak_mib": peak - baseline, "step_mib": peak - settled, "resident_mib": settled - baseline,
-        "xla_temp_mib": xla_temp_mib(model, x, y, FORWARDS[args.form]) if keras.backend.backend() == "jax" else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "memory",
+                "backend": keras.backend.backend(),
+                "config": name if args.form == "GraLoRA" else f"{name}, {args.form}",
+                "peak_mib": peak - baseline,
+                "step_mib": peak - settled,
+                "resident_mib": settled - baseline,
+                "xla_temp_mib": xla_temp_mib(model, x, y, FORWARDS[args.form])
+                if keras.backend.backend() == "jax"
+                else None,
+            }
+        )
+    )
 
 
 def xla_temp_mib(model, x, y, forward):

@@ -18,16 +18,16 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import keras_hub
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-import sentiment_task  # noqa: E402
+import sentiment_task
+from adapter_cost import FORWARDS, with_forward
+from train_step import interleaved_medians
 
-import keras_gralora  # noqa: E402, F401  (adds Backbone.enable_gralora)
-from adapter_cost import FORWARDS, with_forward  # noqa: E402
-from train_step import interleaved_medians  # noqa: E402
+import keras_gralora  # noqa: F401  (adds Backbone.enable_gralora)
 
 
 def token_batch(vocabulary_size, batch, seq):
@@ -68,8 +68,13 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8, help="timed rounds (after 2 warm-up steps each)")
-    parser.add_argument("--forms", nargs="*", default=[], choices=[f for f in FORWARDS if f != "GraLoRA"],
-                        help="also GraLoRA with its adapter path swapped (`adapter_cost.py`): where the time goes")
+    parser.add_argument(
+        "--forms",
+        nargs="*",
+        default=[],
+        choices=[f for f in FORWARDS if f != "GraLoRA"],
+        help="also GraLoRA with its adapter path swapped (`adapter_cost.py`): where the time goes",
+    )
     args = parser.parse_args()
     x, y = token_batch(30522, args.batch, args.seq)
     names = {"lora": f"Keras LoRA r={args.r} on q/v", "gralora": f"GraLoRA k=2 r={args.r} on q/v"}
@@ -82,12 +87,19 @@ def main():
     results = {m: (seconds[m], sum(int(np.prod(v.shape)) for v in models[m].trainable_weights)) for m in models}
     lora_seconds = results[names["lora"]][0]
     for name, (seconds, trainable) in results.items():
-        print(json.dumps({
-            "bench": "minilm_fit", "backend": keras.backend.backend(),
-            "config": name if name in names.values() else f"GraLoRA k=2 r={args.r} on q/v, {name}",
-            "ms": 1000 * seconds, "tokens_per_s": args.batch * args.seq / seconds,
-            "vs_lora": seconds / lora_seconds, "trainable": trainable,
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "minilm_fit",
+                    "backend": keras.backend.backend(),
+                    "config": name if name in names.values() else f"GraLoRA k=2 r={args.r} on q/v, {name}",
+                    "ms": 1000 * seconds,
+                    "tokens_per_s": args.batch * args.seq / seconds,
+                    "vs_lora": seconds / lora_seconds,
+                    "trainable": trainable,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

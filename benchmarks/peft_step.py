@@ -13,10 +13,9 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import peft  # noqa: E402
-import torch  # noqa: E402
-
-from train_step import interleaved_medians, stack, train_on_batch_step  # noqa: E402
+import peft
+import torch
+from train_step import interleaved_medians, stack, train_on_batch_step
 
 CONFIGS = [dict(k=k, hybrid_r=h) for k in (2, 4) for h in (0, 8)]
 
@@ -31,8 +30,7 @@ def peft_stack(width, depth, r, method, k=2, hybrid_r=0):
         config = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=names)
     else:
         config = peft.GraloraConfig(
-            r=r, gralora_k=k, hybrid_r=hybrid_r, alpha=2 * (r + hybrid_r), target_modules=names,
-            init_weights=False,
+            r=r, gralora_k=k, hybrid_r=hybrid_r, alpha=2 * (r + hybrid_r), target_modules=names, init_weights=False
         )
     return peft.get_peft_model(model, config)
 
@@ -70,14 +68,23 @@ def main():
         steps[f"keras_gralora {name}"] = train_on_batch_step(stack("gralora", *dims, **config), x, y)
     seconds = interleaved_medians(steps, args.steps)
     peft_lora = seconds["PEFT LoRA"]
-    rows = [(name, value, seconds.get(name.replace("keras_gralora", "PEFT GraLoRA")) if name.startswith("keras")
-             else None) for name, value in seconds.items()]
+    rows = [
+        (name, value, seconds.get(name.replace("keras_gralora", "PEFT GraLoRA")) if name.startswith("keras") else None)
+        for name, value in seconds.items()
+    ]
     for name, seconds, peft_gralora in rows:
-        print(json.dumps({
-            "bench": "peft_step", "backend": "torch", "config": name, "ms": 1000 * seconds,
-            "vs_peft_lora": seconds / peft_lora,
-            "vs_peft_gralora": seconds / peft_gralora if peft_gralora else None,
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "peft_step",
+                    "backend": "torch",
+                    "config": name,
+                    "ms": 1000 * seconds,
+                    "vs_peft_lora": seconds / peft_lora,
+                    "vs_peft_gralora": seconds / peft_gralora if peft_gralora else None,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

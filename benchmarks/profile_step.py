@@ -25,13 +25,16 @@ import re
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from train_step import compiled_jax_step, stack, train_on_batch_step
 
-from train_step import compiled_jax_step, stack, train_on_batch_step  # noqa: E402
-
-KINDS = {"floor": ("floor", {}), "Keras LoRA": ("lora", {}), "GraLoRA k=2": ("gralora", {"k": 2}),
-         "GraLoRA k=4": ("gralora", {"k": 4})}
+KINDS = {
+    "floor": ("floor", {}),
+    "Keras LoRA": ("lora", {}),
+    "GraLoRA k=2": ("gralora", {"k": 2}),
+    "GraLoRA k=4": ("gralora", {"k": 4}),
+}
 
 
 def stack_data():
@@ -51,7 +54,7 @@ def stack_steps():
 def xla_opcodes(model, x, y):
     """`{opcode: count}` of the top-level instructions of the compiled step (jax)."""
     text = compiled_jax_step(model, x, y).as_text()
-    entry = text[text.index("\nENTRY "):]
+    entry = text[text.index("\nENTRY ") :]
     entry = entry[: entry.index("\n}")]
     return collections.Counter(re.findall(r"= [^=]*? ([a-z][a-z0-9-]*)\(", entry))
 
@@ -75,8 +78,18 @@ def count_ops(args):
     count = xla_opcodes if keras.backend.backend() == "jax" else graph_op_types
     for name, model in stack_models().items():
         counts = count(model, x, y)
-        print(json.dumps({"bench": "profile_step", "backend": keras.backend.backend(), "model": "stack",
-                          "config": name, "ops": sum(counts.values()), "by_op": dict(counts.most_common(args.top))}))
+        print(
+            json.dumps(
+                {
+                    "bench": "profile_step",
+                    "backend": keras.backend.backend(),
+                    "model": "stack",
+                    "config": name,
+                    "ops": sum(counts.values()),
+                    "by_op": dict(counts.most_common(args.top)),
+                }
+            )
+        )
 
 
 def minilm_steps():
@@ -116,13 +129,28 @@ def main():
         kinds = collections.Counter()
         for event in top:
             kinds[event.key] += event.self_cpu_time_total / args.steps / 1000
-        print(json.dumps({
-            "bench": "profile_step", "backend": "torch", "model": args.model, "config": name,
-            "profiled_ms": round(ms, 1), "aten_ops": round(ops),
-            "by_op_ms": {k: round(v, 1) for k, v in kinds.most_common(args.top)},
-            "top": [[e.key, e.input_shapes, round(e.self_cpu_time_total / args.steps / 1000, 1), e.count // args.steps]
-                    for e in top[: args.top]],
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "profile_step",
+                    "backend": "torch",
+                    "model": args.model,
+                    "config": name,
+                    "profiled_ms": round(ms, 1),
+                    "aten_ops": round(ops),
+                    "by_op_ms": {k: round(v, 1) for k, v in kinds.most_common(args.top)},
+                    "top": [
+                        [
+                            e.key,
+                            e.input_shapes,
+                            round(e.self_cpu_time_total / args.steps / 1000, 1),
+                            e.count // args.steps,
+                        ]
+                        for e in top[: args.top]
+                    ],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

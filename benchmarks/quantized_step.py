@@ -29,15 +29,23 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from against_commit import interleaved, stack_arguments, stack_data
+from memory import reset_peak_rss, rss_mib
 
-import keras_gralora  # noqa: E402
-from against_commit import interleaved, stack_arguments, stack_data  # noqa: E402
-from memory import reset_peak_rss, rss_mib  # noqa: E402
+import keras_gralora
 
-BASE = ("kernel", "kernel_scale", "kernel_zero", "g_idx", "embeddings", "embeddings_scale", "reverse_embeddings",
-        "reverse_embeddings_scale")
+BASE = (
+    "kernel",
+    "kernel_scale",
+    "kernel_zero",
+    "g_idx",
+    "embeddings",
+    "embeddings_scale",
+    "reverse_embeddings",
+    "reverse_embeddings_scale",
+)
 
 
 def stack_models(kinds, mode, args):
@@ -46,8 +54,9 @@ def stack_models(kinds, mode, args):
     weights = [w for kernel in kernels for w in (kernel, np.zeros(args.width, "float32"))]  # the same base everywhere
     models = []
     for kind in kinds:
-        model = keras.Sequential([keras.Input((None, args.width))] +
-                                 [keras.layers.Dense(args.width) for _ in range(args.depth)])
+        model = keras.Sequential(
+            [keras.Input((None, args.width))] + [keras.layers.Dense(args.width) for _ in range(args.depth)]
+        )
         model.set_weights(weights)
         if kind != "gralora float":
             model.quantize(mode)
@@ -69,8 +78,9 @@ def minilm_models(kinds, mode, args):
 
     models = []
     for kind in kinds:
-        model = sentiment_task.classifier(sentiment_task.minilm_preset(), seed=0,
-                                          quantize=None if kind == "gralora float" else mode)
+        model = sentiment_task.classifier(
+            sentiment_task.minilm_preset(), seed=0, quantize=None if kind == "gralora float" else mode
+        )
         model.preprocessor = None  # the batches are token ids already
         if kind.startswith("gralora"):
             model.backbone.enable_gralora(r=args.r, k=2)  # query and value, as KerasHub's enable_lora
@@ -102,9 +112,11 @@ def peaks_in_fresh_processes(kinds, repeat):
     """`[[MiB per kind] per repeat]`, each measured by this script in a process of its own."""
     argv = [a for a in sys.argv if a != "--with-memory"]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # read by glibc at start-up; timings keep the default
-    run = lambda kind: float(subprocess.run(  # noqa: E731
-        [sys.executable, *argv, "--peak-of", kind], env=env, capture_output=True, text=True, check=True,
-    ).stdout.split()[-1])
+
+    def run(kind):
+        command = [sys.executable, *argv, "--peak-of", kind]
+        return float(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
+
     return [[run(kind) for kind in kinds] for _ in range(repeat)]
 
 
@@ -129,14 +141,24 @@ def main():
     peaks = peaks_in_fresh_processes(kinds, args.repeat) if args.with_memory else None
     for i, (kind, model) in enumerate(zip(kinds, models)):
         ratios = [run[i] / run[1] for run in runs]
-        print(json.dumps({
-            "bench": "quantized_step", "model": args.model, "backend": keras.backend.backend(), "config": kind,
-            "ms": [round(1000 * run[i], 1) for run in runs], "vs_keras_lora_min": min(ratios),
-            "vs_keras_lora_median": statistics.median(ratios), "vs_keras_lora_max": max(ratios),
-            "base_mib": variable_bytes([v for v in model.weights if v.name in BASE and not v.trainable]) / 2**20,
-            "state_mib": variable_bytes(model.weights + model.optimizer.variables) / 2**20,
-            "peak_mib": [round(p[i], 1) for p in peaks] if peaks else None,
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "quantized_step",
+                    "model": args.model,
+                    "backend": keras.backend.backend(),
+                    "config": kind,
+                    "ms": [round(1000 * run[i], 1) for run in runs],
+                    "vs_keras_lora_min": min(ratios),
+                    "vs_keras_lora_median": statistics.median(ratios),
+                    "vs_keras_lora_max": max(ratios),
+                    "base_mib": variable_bytes([v for v in model.weights if v.name in BASE and not v.trainable])
+                    / 2**20,
+                    "state_mib": variable_bytes(model.weights + model.optimizer.variables) / 2**20,
+                    "peak_mib": [round(p[i], 1) for p in peaks] if peaks else None,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

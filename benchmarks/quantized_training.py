@@ -26,22 +26,39 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
+import helpers
+import keras
+import keras_hub
+import numpy as np
+from keras import ops
 
-import helpers  # noqa: E402  (tests/helpers.py: gradients on any backend)
-import keras_gralora  # noqa: E402
+import keras_gralora
 
 VOCAB, SEQ, BATCH = 64, 16, 16
 MODELS = {
-    "gemma": lambda: keras_hub.models.GemmaCausalLM(keras_hub.models.GemmaBackbone(
-        vocabulary_size=VOCAB, num_layers=2, hidden_dim=32, intermediate_dim=64, num_query_heads=2,
-        num_key_value_heads=1, head_dim=16), preprocessor=None),
-    "llama": lambda: keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(
-        vocabulary_size=VOCAB, num_layers=2, hidden_dim=32, intermediate_dim=64, num_query_heads=4,
-        num_key_value_heads=2), preprocessor=None),
+    "gemma": lambda: keras_hub.models.GemmaCausalLM(
+        keras_hub.models.GemmaBackbone(
+            vocabulary_size=VOCAB,
+            num_layers=2,
+            hidden_dim=32,
+            intermediate_dim=64,
+            num_query_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+        ),
+        preprocessor=None,
+    ),
+    "llama": lambda: keras_hub.models.LlamaCausalLM(
+        keras_hub.models.LlamaBackbone(
+            vocabulary_size=VOCAB,
+            num_layers=2,
+            hidden_dim=32,
+            intermediate_dim=64,
+            num_query_heads=4,
+            num_key_value_heads=2,
+        ),
+        preprocessor=None,
+    ),
 }
 BASES = ("float32", "int8", "int4")
 
@@ -64,8 +81,12 @@ def lora_fixed(lm):
     keras_gralora.fix_quantized_gradients(lm)
 
 
-ADAPTERS = {"GraLoRA": gralora, "GraLoRA, Keras' gradient": gralora_keras_gradient, "Keras LoRA": lora,
-            "Keras LoRA + fix": lora_fixed}
+ADAPTERS = {
+    "GraLoRA": gralora,
+    "GraLoRA, Keras' gradient": gralora_keras_gradient,
+    "Keras LoRA": lora,
+    "Keras LoRA + fix": lora_fixed,
+}
 
 
 def batch(seed):
@@ -87,8 +108,7 @@ def build(name, base, adapter, seed):
     rng = np.random.default_rng(seed + 1)  # the same non-zero adapters for every base
     for v in lm.trainable_weights:
         v.assign(rng.standard_normal(v.shape).astype("float32") * 0.05)
-    lm.compile(optimizer=keras.optimizers.Adam(2e-2),
-               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    lm.compile(optimizer=keras.optimizers.Adam(2e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return lm
 
 
@@ -123,16 +143,19 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     args = parser.parse_args(argv)
-    print(f"KERAS_BACKEND={keras.backend.backend()}, {args.steps} steps, Adam 2e-2, r=4 (k=2), "
-          f"seeds 0..{args.seeds - 1}")
+    print(
+        f"KERAS_BACKEND={keras.backend.backend()}, {args.steps} steps, Adam 2e-2, r=4 (k=2), seeds 0..{args.seeds - 1}"
+    )
     print("\n| model | base | adapters | loss: first -> last step | drop vs float | lowest gradient cosine |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
         runs = [run(name, seed, args.steps) for seed in range(args.seeds)]
         for key in runs[0]:
             first, last, drop, cosine = (np.array(values) for values in zip(*(r[key] for r in runs)))
-            print(f"| {name} | {key[0]} | {key[1]} | {np.median(first):.3f} -> {np.median(last):.3f} | "
-                  f"{_median_range(drop * 100, '%')} | {_median_range(cosine)} |")
+            print(
+                f"| {name} | {key[0]} | {key[1]} | {np.median(first):.3f} -> {np.median(last):.3f} | "
+                f"{_median_range(drop * 100, '%')} | {_median_range(cosine)} |"
+            )
     return 0
 
 

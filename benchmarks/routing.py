@@ -53,21 +53,34 @@ def models():
     import keras_hub
     import numpy as np
 
-    gemma = adapted(keras_hub.models.GemmaBackbone(
-        vocabulary_size=256, num_layers=2, num_query_heads=4, num_key_value_heads=1, hidden_dim=64,
-        intermediate_dim=128, head_dim=16))
+    gemma = adapted(
+        keras_hub.models.GemmaBackbone(
+            vocabulary_size=256,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=1,
+            hidden_dim=64,
+            intermediate_dim=128,
+            head_dim=16,
+        )
+    )
     lm = keras_hub.models.GemmaCausalLM(gemma, preprocessor=None)
     lm.compile(sampler="greedy")
     tokens = np.tile(np.arange(1, 17, dtype="int32"), (8, 1))
-    prompt = {"token_ids": np.pad(tokens[:, :8], [(0, 0), (0, 8)]),
-              "padding_mask": np.arange(16)[None].repeat(8, 0) < 8}
+    prompt = {
+        "token_ids": np.pad(tokens[:, :8], [(0, 0), (0, 8)]),
+        "padding_mask": np.arange(16)[None].repeat(8, 0) < 8,
+    }
     gemma_x = {"token_ids": tokens, "padding_mask": np.ones((8, 16), bool)}
     sys.path.insert(0, os.path.join(HERE, "..", "examples"))
     import sentiment_task
 
     minilm = adapted(keras_hub.models.BertBackbone.from_preset(sentiment_task.minilm_preset()))
-    minilm_x = {"token_ids": np.tile(np.arange(100, 164, dtype="int32"), (8, 1)),
-                "segment_ids": np.zeros((8, 64), "int32"), "padding_mask": np.ones((8, 64), bool)}
+    minilm_x = {
+        "token_ids": np.tile(np.arange(100, 164, dtype="int32"), (8, 1)),
+        "segment_ids": np.zeros((8, 64), "int32"),
+        "padding_mask": np.ones((8, 64), bool),
+    }
     return {
         "Gemma forward": (gemma, lambda: gemma.predict_on_batch(gemma_x)),
         "Gemma generate": (gemma, lambda: lm.generate(prompt, stop_token_ids=None)),
@@ -96,8 +109,15 @@ def measure(rounds):
             for name, fn in configs.items():
                 times[name].append(timed(fn))
         one, routed_s = statistics.median(times["one adapter"]), statistics.median(times["routed"])
-        rows.append({"backend": keras.backend.backend(), "model": label, "one_s": one, "routed_s": routed_s,
-                     "ratio": routed_s / one})
+        rows.append(
+            {
+                "backend": keras.backend.backend(),
+                "model": label,
+                "one_s": one,
+                "routed_s": routed_s,
+                "ratio": routed_s / one,
+            }
+        )
         if label != "Gemma generate":
             rows.append({"backend": keras.backend.backend(), "model": label, **swap_times(backbone, call, rounds)})
     return rows
@@ -132,20 +152,27 @@ def run_all(repeat, rounds):
     for backend in ("jax", "torch", "tensorflow"):
         for _ in range(repeat):
             env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-            out = subprocess.run([sys.executable, __file__, "--rounds", str(rounds)], env=env, capture_output=True,
-                                 text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--rounds", str(rounds)], env=env, capture_output=True, text=True, check=True
+            ).stdout
             rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    print("| backend | model | one adapter (ms) | routed, 8 rows / 4 adapters (ms) | routed / one | "
-          "hot-swap + call (ms) | reload + recompile + call (ms) |")
+    print(
+        "| backend | model | one adapter (ms) | routed, 8 rows / 4 adapters (ms) | routed / one | "
+        "hot-swap + call (ms) | reload + recompile + call (ms) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for backend in ("jax", "torch", "tensorflow"):
         for model in ("Gemma forward", "Gemma generate", "MiniLM forward"):
             timing = [r for r in rows if r["backend"] == backend and r["model"] == model and "ratio" in r]
             swaps = [r for r in rows if r["backend"] == backend and r["model"] == model and "hotswap_s" in r]
-            cells = [spread([r["one_s"] * 1e3 for r in timing], 1), spread([r["routed_s"] * 1e3 for r in timing], 1),
-                     spread([r["ratio"] for r in timing], 2)]
-            cells += ([spread([r[key] * 1e3 for r in swaps], 0) for key in ("hotswap_s", "reload_s")]
-                      if swaps else ["-", "-"])
+            cells = [
+                spread([r["one_s"] * 1e3 for r in timing], 1),
+                spread([r["routed_s"] * 1e3 for r in timing], 1),
+                spread([r["ratio"] for r in timing], 2),
+            ]
+            cells += (
+                [spread([r[key] * 1e3 for r in swaps], 0) for key in ("hotswap_s", "reload_s")] if swaps else ["-", "-"]
+            )
             print(f"| {backend} | {model} | " + " | ".join(cells) + " |")
 
 

@@ -26,9 +26,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
 BENCHMARKS = ("train_step", "adapter_cost", "torch_bound", "peft_step", "delta", "memory", "minilm_fit", "import_time")
-MEMORY_CONFIGS = (["--kind", "floor"], ["--kind", "lora"], ["--kind", "gralora", "--k", "2"],
-                  ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"],
-                  ["--kind", "gralora", "--k", "2", "--form", "x in place"])  # peak RSS: a process each
+MEMORY_CONFIGS = (
+    ["--kind", "floor"],
+    ["--kind", "lora"],
+    ["--kind", "gralora", "--k", "2"],
+    ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"],
+    ["--kind", "gralora", "--k", "2", "--form", "x in place"],
+)  # peak RSS: a process each
 
 
 def run(script, backend, *args, **extra_env):
@@ -50,8 +54,9 @@ def measure(benchmark, backend, steps):
     if benchmark == "memory":
         # A fixed mmap threshold lets RSS follow live memory (see memory.py);
         # timings run with glibc's default, as users do.
-        return [row for config in MEMORY_CONFIGS
-                for row in run("memory", backend, *config, MALLOC_MMAP_THRESHOLD_="131072")]
+        return [
+            row for config in MEMORY_CONFIGS for row in run("memory", backend, *config, MALLOC_MMAP_THRESHOLD_="131072")
+        ]
     return run(benchmark, backend)
 
 
@@ -70,7 +75,7 @@ def aggregate(runs):
 def spread(values, digits=2):
     """`median` of one value, `median (min-max)` of several."""
     values = sorted(values) if isinstance(values, list) else [values]
-    median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+    median = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1 :][:2]) / 2
     text = f"{median:.{digits}f}"
     return text if len(values) == 1 else f"{text} ({values[0]:.{digits}f}-{values[-1]:.{digits}f})"
 
@@ -89,49 +94,100 @@ def print_tables(rows):
         by.setdefault(row["bench"], []).append(row)
     if "import_time" in by:
         seconds = lambda v: f"{v[0]:.2f} ({v[1]:.2f}-{v[2]:.2f})"  # noqa: E731  median (min-max) of its repeats
-        table("Import time in fresh processes (s, median (min-max))",
-              ["backend", "import keras", "then import keras_gralora", "(then import keras_hub, for scale)"],
-              [[r["backend"], seconds(r["keras_s"]), seconds(r["keras_gralora_s"]), seconds(r["keras_hub_s"])]
-               for r in by["import_time"]])
+        table(
+            "Import time in fresh processes (s, median (min-max))",
+            ["backend", "import keras", "then import keras_gralora", "(then import keras_hub, for scale)"],
+            [
+                [r["backend"], seconds(r["keras_s"]), seconds(r["keras_gralora_s"]), seconds(r["keras_hub_s"])]
+                for r in by["import_time"]
+            ],
+        )
     if "train_step" in by:
-        table("Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
-              ["backend", "configuration", "ms", "/ Keras LoRA"],
-              [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["train_step"]])
+        table(
+            "Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
+            ["backend", "configuration", "ms", "/ Keras LoRA"],
+            [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["train_step"]],
+        )
     if "adapter_cost" in by:
-        table("Where the time above the floor goes: the same stack, GraLoRA's adapter path swapped (median ms)",
-              ["backend", "configuration", "ms", "/ Keras LoRA"],
-              [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["adapter_cost"]])
+        table(
+            "Where the time above the floor goes: the same stack, GraLoRA's adapter path swapped (median ms)",
+            ["backend", "configuration", "ms", "/ Keras LoRA"],
+            [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["adapter_cost"]],
+        )
     if "torch_bound" in by:
-        table("Torch outside keras.ops: a plain rank-r LoRA on activations written three ways (median ms)",
-              ["configuration", "ms", "/ Keras LoRA"],
-              [[r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["torch_bound"]])
+        table(
+            "Torch outside keras.ops: a plain rank-r LoRA on activations written three ways (median ms)",
+            ["configuration", "ms", "/ Keras LoRA"],
+            [[r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["torch_bound"]],
+        )
     if "peft_step" in by:
-        table("Torch backend vs PEFT on an identical torch stack (median ms)",
-              ["configuration", "ms", "/ PEFT LoRA", "/ PEFT GraLoRA"],
-              [[r["config"], spread(r["ms"], 0), spread(r["vs_peft_lora"]),
-                spread(r["vs_peft_gralora"]) if r["vs_peft_gralora"] else ""] for r in by["peft_step"]])
+        table(
+            "Torch backend vs PEFT on an identical torch stack (median ms)",
+            ["configuration", "ms", "/ PEFT LoRA", "/ PEFT GraLoRA"],
+            [
+                [
+                    r["config"],
+                    spread(r["ms"], 0),
+                    spread(r["vs_peft_lora"]),
+                    spread(r["vs_peft_gralora"]) if r["vs_peft_gralora"] else "",
+                ]
+                for r in by["peft_step"]
+            ],
+        )
     deltas = by.get("delta", []) + by.get("merge", [])
     if deltas:
-        table("delta_kernel() / merge() vs PEFT get_delta_weight / merge (torch), same weights (median ms)",
-              ["backend", "what", "size", "ours", "PEFT", "ratio"],
-              [[r["backend"], r["bench"], r["config"], spread(r["ms"], 1), spread(r["peft_ms"], 1),
-                spread(r["vs_peft"])]
-               for r in sorted(deltas, key=lambda r: (r["backend"], r["bench"]))])
+        table(
+            "delta_kernel() / merge() vs PEFT get_delta_weight / merge (torch), same weights (median ms)",
+            ["backend", "what", "size", "ours", "PEFT", "ratio"],
+            [
+                [
+                    r["backend"],
+                    r["bench"],
+                    r["config"],
+                    spread(r["ms"], 1),
+                    spread(r["peft_ms"], 1),
+                    spread(r["vs_peft"]),
+                ]
+                for r in sorted(deltas, key=lambda r: (r["backend"], r["bench"]))
+            ],
+        )
     if "memory" in by:
         lora = {r["backend"]: r for r in by["memory"] if r["config"] == "lora"}
         ratio = lambda r, key: [a / b for a, b in zip(r[key], lora[r["backend"]][key])]  # noqa: E731  per repeat
         xla = lambda r: (  # noqa: E731  jax only
-            f"{spread(r['xla_temp_mib'], 1)} ({spread(ratio(r, 'xla_temp_mib'))})" if r["xla_temp_mib"] else "")
-        table("Memory of a train step of the train-step stack (MiB; steady state, after warm-up; see memory.py)",
-              ["backend", "configuration", "peak RSS above start-up", "/ Keras LoRA", "step's own RSS growth",
-               "XLA temporaries (jax)"],
-              [[r["backend"], r["config"], spread(r["peak_mib"], 0), spread(ratio(r, "peak_mib")),
-                spread(r["step_mib"], 0), xla(r)] for r in by["memory"]])
+            f"{spread(r['xla_temp_mib'], 1)} ({spread(ratio(r, 'xla_temp_mib'))})" if r["xla_temp_mib"] else ""
+        )
+        table(
+            "Memory of a train step of the train-step stack (MiB; steady state, after warm-up; see memory.py)",
+            [
+                "backend",
+                "configuration",
+                "peak RSS above start-up",
+                "/ Keras LoRA",
+                "step's own RSS growth",
+                "XLA temporaries (jax)",
+            ],
+            [
+                [
+                    r["backend"],
+                    r["config"],
+                    spread(r["peak_mib"], 0),
+                    spread(ratio(r, "peak_mib")),
+                    spread(r["step_mib"], 0),
+                    xla(r),
+                ]
+                for r in by["memory"]
+            ],
+        )
     if "minilm_fit" in by:
-        table("MiniLM (all-MiniLM-L6-v2) fit, q/v adapted, batch 16 x 64 tokens",
-              ["backend", "configuration", "trainable", "tokens/s", "step / Keras LoRA"],
-              [[r["backend"], r["config"], f"{r['trainable']:,}", spread(r["tokens_per_s"], 0), spread(r["vs_lora"])]
-               for r in by["minilm_fit"]])
+        table(
+            "MiniLM (all-MiniLM-L6-v2) fit, q/v adapted, batch 16 x 64 tokens",
+            ["backend", "configuration", "trainable", "tokens/s", "step / Keras LoRA"],
+            [
+                [r["backend"], r["config"], f"{r['trainable']:,}", spread(r["tokens_per_s"], 0), spread(r["vs_lora"])]
+                for r in by["minilm_fit"]
+            ],
+        )
 
 
 def main():
@@ -148,8 +204,11 @@ def main():
             for benchmark in args.only:
                 start = time.perf_counter()
                 runs.append(measure(benchmark, backend, args.steps))
-                print(f"{benchmark} on {backend}, run {repeat + 1}/{args.repeat}: "
-                      f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"{benchmark} on {backend}, run {repeat + 1}/{args.repeat}: {time.perf_counter() - start:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(f"all benchmarks: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     print_tables(aggregate(runs))
 

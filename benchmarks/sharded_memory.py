@@ -20,22 +20,52 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
+import keras
+import keras_hub
 
-import keras_gralora  # noqa: E402, F401  (adds Backbone.enable_gralora)
+import keras_gralora  # noqa: F401  (adds Backbone.enable_gralora)
 
 # Preset configurations (config.json of each KerasHub preset) and KerasHub's parameter counts.
 PRESETS = {
-    "gemma_2b_en": (keras_hub.models.GemmaBackbone, 2506172416, dict(
-        vocabulary_size=256000, num_layers=18, num_query_heads=8, num_key_value_heads=1, hidden_dim=2048,
-        intermediate_dim=32768, head_dim=256)),
-    "gemma_7b_en": (keras_hub.models.GemmaBackbone, 8537680896, dict(
-        vocabulary_size=256000, num_layers=28, num_query_heads=16, num_key_value_heads=16, hidden_dim=3072,
-        intermediate_dim=49152, head_dim=256)),
-    "llama3_8b_en": (keras_hub.models.Llama3Backbone, 8030261248, dict(
-        vocabulary_size=128256, num_layers=32, num_query_heads=32, num_key_value_heads=8, hidden_dim=4096,
-        intermediate_dim=14336, rope_max_wavelength=500000)),
+    "gemma_2b_en": (
+        keras_hub.models.GemmaBackbone,
+        2506172416,
+        dict(
+            vocabulary_size=256000,
+            num_layers=18,
+            num_query_heads=8,
+            num_key_value_heads=1,
+            hidden_dim=2048,
+            intermediate_dim=32768,
+            head_dim=256,
+        ),
+    ),
+    "gemma_7b_en": (
+        keras_hub.models.GemmaBackbone,
+        8537680896,
+        dict(
+            vocabulary_size=256000,
+            num_layers=28,
+            num_query_heads=16,
+            num_key_value_heads=16,
+            hidden_dim=3072,
+            intermediate_dim=49152,
+            head_dim=256,
+        ),
+    ),
+    "llama3_8b_en": (
+        keras_hub.models.Llama3Backbone,
+        8030261248,
+        dict(
+            vocabulary_size=128256,
+            num_layers=32,
+            num_query_heads=32,
+            num_key_value_heads=8,
+            hidden_dim=4096,
+            intermediate_dim=14336,
+            rope_max_wavelength=500000,
+        ),
+    ),
 }
 MESHES = ((1, 8), (2, 4), (8, 1))
 BASE_BYTES, ADAPTER_BYTES, ADAM_SLOTS = 2, 4, 2
@@ -80,10 +110,18 @@ def main():
             trainable = sum(math.prod(s) for _, s, t in variables if t)
             for mesh_shape in MESHES:
                 mib = {k: v / 2**20 for k, v in per_device_bytes(variables, backbone_class, mesh_shape).items()}
-                print(json.dumps({
-                    "bench": "sharded_memory", "preset": preset, "method": method, "trainable": trainable,
-                    "mesh": "x".join(map(str, mesh_shape)), **{f"{k}_mib": round(v, 1) for k, v in mib.items()},
-                }))
+                print(
+                    json.dumps(
+                        {
+                            "bench": "sharded_memory",
+                            "preset": preset,
+                            "method": method,
+                            "trainable": trainable,
+                            "mesh": "x".join(map(str, mesh_shape)),
+                            **{f"{k}_mib": round(v, 1) for k, v in mib.items()},
+                        }
+                    )
+                )
 
 
 if __name__ == "__main__":

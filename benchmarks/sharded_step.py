@@ -27,15 +27,22 @@ os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  # before jax starts
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # keep XLA's warnings
 
-import jax  # noqa: E402
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import keras
+import keras_hub
+import numpy as np
 
-import keras_gralora  # noqa: E402, F401  (adds Backbone.enable_gralora)
+import keras_gralora  # noqa: F401  (adds Backbone.enable_gralora)
 
-SIZES = dict(vocabulary_size=1024, num_layers=2, num_query_heads=8, num_key_value_heads=8, hidden_dim=512,
-             intermediate_dim=4096, head_dim=64)
+SIZES = dict(
+    vocabulary_size=1024,
+    num_layers=2,
+    num_query_heads=8,
+    num_key_value_heads=8,
+    hidden_dim=512,
+    intermediate_dim=4096,
+    head_dim=64,
+)
 LIKE_THE_BASE = {".*gralora_a_.*": (None, "batch", None), ".*gralora_b_.*": (None, None, "model")}
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 CONFIGS = ("gralora, adapters replicated", "gralora, adapters sharded like the base", "keras lora")
@@ -59,8 +66,9 @@ def build(config):
         else:
             backbone.enable_lora(16)
         lm = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
-        lm.compile(optimizer=keras.optimizers.Adam(1e-3),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        lm.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
     return lm, distribution
 
 
@@ -75,8 +83,15 @@ def compiled_train_step(lm, distribution, batch=BATCH, seq=SEQ):
         lm.optimizer.build(lm.trainable_variables)
         put = lambda v: jax.device_put(v, distribution.get_data_layout(v.shape).backend_layout)  # noqa: E731
         data = ({key: put(value) for key, value in x.items()}, put(y), None)
-        state = tuple([v.value for v in variables] for variables in (
-            lm.trainable_variables, lm.non_trainable_variables, lm.optimizer.variables, lm.metrics_variables))
+        state = tuple(
+            [v.value for v in variables]
+            for variables in (
+                lm.trainable_variables,
+                lm.non_trainable_variables,
+                lm.optimizer.variables,
+                lm.metrics_variables,
+            )
+        )
         step = jax.jit(lm.train_step, donate_argnums=0, out_shardings=(None, lm._get_state_sharding_spec()))
         return step.lower(state, data).compile()
 
@@ -106,15 +121,24 @@ def gathers(text, batch=BATCH, seq=SEQ):
     statistics; outside it, XLA gathers the optimizer update it computed in
     shards.
     """
-    kinds = {kind: [0, 0.0] for kind in ("token-sized", "token-sized in query/value", "other in the model's pass",
-                                         "optimizer update")}
+    kinds = {
+        kind: [0, 0.0]
+        for kind in ("token-sized", "token-sized in query/value", "other in the model's pass", "optimizer update")
+    }
     for dtype, dims, op_name in GATHER.findall(text):
         shape = [int(d) for d in dims.split(",") if d]
         mib = BYTES.get(dtype, 4) * int(np.prod(shape)) / 2**20
         tokens = batch * seq in shape or f"{batch},{seq}," in dims + ","
-        chosen = ["optimizer update"] if "jvp(" not in (op_name or "") else (
-            ["other in the model's pass"] if not tokens else
-            ["token-sized"] + (["token-sized in query/value"] if re.search(r"/(query|value)/", op_name) else []))
+        chosen = (
+            ["optimizer update"]
+            if "jvp(" not in (op_name or "")
+            else (
+                ["other in the model's pass"]
+                if not tokens
+                else ["token-sized"]
+                + (["token-sized in query/value"] if re.search(r"/(query|value)/", op_name) else [])
+            )
+        )
         for kind in chosen:
             kinds[kind][0] += 1
             kinds[kind][1] = round(kinds[kind][1] + mib, 3)
@@ -127,15 +151,20 @@ def main():
         with stderr_lines() as warnings:
             program = compiled_train_step(lm, distribution)
         text, memory = program.as_text(), program.memory_analysis()
-        print(json.dumps({
-            "bench": "sharded_step", "config": config,
-            "trainable": sum(int(np.prod(v.shape)) for v in lm.trainable_variables),
-            "collectives": {op: len(re.findall(rf"= \S+ {op}(-start)?\(", text)) for op in COLLECTIVES},
-            "all_gathers": gathers(text),
-            "argument_mib": round(memory.argument_size_in_bytes / 2**20, 2),
-            "temp_mib": round(memory.temp_size_in_bytes / 2**20, 2),
-            "xla_warnings": [line for line in warnings if "W" in line[:2] or "remat" in line.lower()][:5],
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "sharded_step",
+                    "config": config,
+                    "trainable": sum(int(np.prod(v.shape)) for v in lm.trainable_variables),
+                    "collectives": {op: len(re.findall(rf"= \S+ {op}(-start)?\(", text)) for op in COLLECTIVES},
+                    "all_gathers": gathers(text),
+                    "argument_mib": round(memory.argument_size_in_bytes / 2**20, 2),
+                    "temp_mib": round(memory.temp_size_in_bytes / 2**20, 2),
+                    "xla_warnings": [line for line in warnings if "W" in line[:2] or "remat" in line.lower()][:5],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

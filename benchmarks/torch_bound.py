@@ -23,12 +23,11 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from keras import ops  # noqa: E402
-
-from train_step import interleaved_medians, stack, train_on_batch_step  # noqa: E402
+import keras
+import numpy as np
+import torch
+from keras import ops
+from train_step import interleaved_medians, stack, train_on_batch_step
 
 SCALE = 2.0
 
@@ -61,11 +60,7 @@ def with_addmm(x, kernel, bias, a, b):
     return torch.addmm(x @ kernel, x @ a, b * SCALE) + bias
 
 
-FORMS = {
-    "keras.ops": with_keras_ops,
-    "torch.addmm": with_addmm,
-    "folded (custom autograd)": _Folded.apply,
-}
+FORMS = {"keras.ops": with_keras_ops, "torch.addmm": with_addmm, "folded (custom autograd)": _Folded.apply}
 
 
 class PlainLoRADense(keras.layers.Layer):
@@ -94,15 +89,26 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x, y = (rng.standard_normal((16, 128, 1024)).astype("float32") for _ in range(2))
-    steps = {name: train_on_batch_step(stack(kind, 1024, 4, 32), x, y)
-             for name, kind in (("floor", "floor"), ("Keras LoRA", "lora"), ("GraLoRA k=2", "gralora"))}
+    steps = {
+        name: train_on_batch_step(stack(kind, 1024, 4, 32), x, y)
+        for name, kind in (("floor", "floor"), ("Keras LoRA", "lora"), ("GraLoRA k=2", "gralora"))
+    }
     for form in FORMS:
         model = keras.Sequential([keras.Input((None, 1024))] + [PlainLoRADense(1024, 32, form) for _ in range(4)])
         steps[f"plain LoRA, {form}"] = train_on_batch_step(model, x, y)
     seconds = interleaved_medians(steps, args.steps)
     for name, value in seconds.items():
-        print(json.dumps({"bench": "torch_bound", "backend": "torch", "config": name, "ms": 1000 * value,
-                          "vs_lora": value / seconds["Keras LoRA"]}))
+        print(
+            json.dumps(
+                {
+                    "bench": "torch_bound",
+                    "backend": "torch",
+                    "config": name,
+                    "ms": 1000 * value,
+                    "vs_lora": value / seconds["Keras LoRA"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_gralora import GraLoRADense  # noqa: E402
+from keras_gralora import GraLoRADense
 
 
 def stack(kind, width, depth, r, k=2, hybrid_r=0):
@@ -98,19 +98,24 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
     y = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
-    configs = [("floor", {}), ("lora", {})] + [
-        ("gralora", dict(k=k, hybrid_r=h)) for k in (2, 4) for h in (0, 8)
-    ]
+    configs = [("floor", {}), ("lora", {})] + [("gralora", dict(k=k, hybrid_r=h)) for k in (2, 4) for h in (0, 8)]
     steps = {}
     for kind, extra in configs:
         name = kind if not extra else f"gralora k={extra['k']} hybrid_r={extra['hybrid_r']}"
         steps[name] = train_on_batch_step(stack(kind, args.width, args.depth, args.r, **extra), x, y)
     results = interleaved_medians(steps, args.steps)
     for name, seconds in results.items():
-        print(json.dumps({
-            "bench": "train_step", "backend": keras.backend.backend(), "config": name,
-            "ms": 1000 * seconds, "vs_lora": seconds / results["lora"],
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "train_step",
+                    "backend": keras.backend.backend(),
+                    "config": name,
+                    "ms": 1000 * seconds,
+                    "vs_lora": seconds / results["lora"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ import statistics
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
+import keras
+import sentiment_task
 
-import keras_gralora  # noqa: E402, F401  (adds Backbone.enable_gralora)
-import sentiment_task  # noqa: E402
+import keras_gralora  # noqa: F401  (adds Backbone.enable_gralora)
 
 METHODS = {  # name: r -> (block rank, k, hybrid rank)
     "LoRA": lambda r: (r, 1, 0),
@@ -54,7 +54,13 @@ def run_one(args, method, r, seed):
     # The data split stays fixed (seed 0); `seed` draws the head, adapters and batch order.
     train, test = sentiment_task.load_lexicon(args.examples, args.test_examples, seed=0)
     model = sentiment_task.gralora_classifier(
-        args.preset, seed, block_r, k, hybrid_r, args.learning_rate, train_head=False  # as docs/compare.csv was run
+        args.preset,
+        seed,
+        block_r,
+        k,
+        hybrid_r,
+        args.learning_rate,
+        train_head=False,  # as docs/compare.csv was run
     )
     model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
     result = model.evaluate(*test, batch_size=64, verbose=0, return_dict=True)
@@ -113,8 +119,11 @@ def main(argv=None):
         for method in args.methods:
             for seed in args.seeds:
                 rows.append(run_one(args, method, r, seed))
-                print(f"{method:<22} r={r:<3} seed={seed}  trainable={rows[-1]['trainable']:,}  "
-                      f"accuracy={rows[-1]['accuracy']:.4f}", flush=True)
+                print(
+                    f"{method:<22} r={r:<3} seed={seed}  trainable={rows[-1]['trainable']:,}  "
+                    f"accuracy={rows[-1]['accuracy']:.4f}",
+                    flush=True,
+                )
     with open(os.path.join(args.out, "compare.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

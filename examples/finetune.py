@@ -18,11 +18,11 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+import sentiment_task
 
-import keras_gralora  # noqa: E402
-import sentiment_task  # noqa: E402
+import keras_gralora
 
 
 def parse_args(argv=None):
@@ -39,8 +39,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/finetune", help="output folder (default runs/finetune)")
     parser.add_argument("--preset", default=None, help="local KerasHub BERT preset directory (default: MiniLM)")
-    parser.add_argument("--quantize", choices=("int8", "int4"), default=None,
-                        help="quantize the pretrained backbone (Keras' own int8/int4) before adapting it")
+    parser.add_argument(
+        "--quantize",
+        choices=("int8", "int4"),
+        default=None,
+        help="quantize the pretrained backbone (Keras' own int8/int4) before adapting it",
+    )
     return parser.parse_args(argv)
 
 
@@ -87,8 +91,10 @@ def main(argv=None):
     merged_accuracy = accuracy(model, test)
     if args.quantize:  # the merged kernel is requantized: lossy, so report the change rather than require none
         difference = np.abs(model.predict(test[0], batch_size=64, verbose=0) - logits).max()
-        print(f"merged {args.quantize} model (requantized): held-out accuracy {merged_accuracy:.4f} "
-              f"({merged_accuracy - after:+.4f}), largest logit change {difference:.2e}")
+        print(
+            f"merged {args.quantize} model (requantized): held-out accuracy {merged_accuracy:.4f} "
+            f"({merged_accuracy - after:+.4f}), largest logit change {difference:.2e}"
+        )
     else:
         check_same("merged", model, test, logits, merged_accuracy, after)
     exported = os.path.join(args.out, "minilm-sentiment-merged.keras")

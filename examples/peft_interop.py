@@ -27,7 +27,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from sentiment_task import CLASSES, load_lexicon, minilm_preset
 
 SEQUENCE_LENGTH = 16
@@ -47,18 +46,25 @@ def tokenized(texts):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_preset())
-    batch = tokenizer(list(texts), padding="max_length", truncation=True, max_length=SEQUENCE_LENGTH,
-                      return_tensors="np")
-    return {"token_ids": batch["input_ids"], "segment_ids": batch["token_type_ids"],
-            "padding_mask": batch["attention_mask"]}
+    batch = tokenizer(
+        list(texts), padding="max_length", truncation=True, max_length=SEQUENCE_LENGTH, return_tensors="np"
+    )
+    return {
+        "token_ids": batch["input_ids"],
+        "segment_ids": batch["token_type_ids"],
+        "padding_mask": batch["attention_mask"],
+    }
 
 
 def torch_logits(model, inputs):
     import torch
 
     with torch.no_grad():
-        return model(input_ids=torch.tensor(inputs["token_ids"]), token_type_ids=torch.tensor(inputs["segment_ids"]),
-                     attention_mask=torch.tensor(inputs["padding_mask"])).logits.numpy()
+        return model(
+            input_ids=torch.tensor(inputs["token_ids"]),
+            token_type_ids=torch.tensor(inputs["segment_ids"]),
+            attention_mask=torch.tensor(inputs["padding_mask"]),
+        ).logits.numpy()
 
 
 def train(args):
@@ -75,11 +81,13 @@ def train(args):
     order = np.random.default_rng(0).permutation(np.arange(args.steps * 32) % len(texts))
     model.train()
     for step in range(args.steps):
-        batch = order[step * 32:(step + 1) * 32]
-        out = model(input_ids=torch.tensor(inputs["token_ids"][batch]),
-                    token_type_ids=torch.tensor(inputs["segment_ids"][batch]),
-                    attention_mask=torch.tensor(inputs["padding_mask"][batch]),
-                    labels=torch.tensor(labels[batch]).long())
+        batch = order[step * 32 : (step + 1) * 32]
+        out = model(
+            input_ids=torch.tensor(inputs["token_ids"][batch]),
+            token_type_ids=torch.tensor(inputs["segment_ids"][batch]),
+            attention_mask=torch.tensor(inputs["padding_mask"][batch]),
+            labels=torch.tensor(labels[batch]).long(),
+        )
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
@@ -92,9 +100,9 @@ def train(args):
 
 def serve(args):
     import keras
+    from sentiment_task import classifier
 
     import keras_gralora
-    from sentiment_task import classifier
 
     saved = dict(np.load(os.path.join(args.out, "peft.npz")))
     model = classifier(minilm_preset(), seed=0, sequence_length=SEQUENCE_LENGTH)
@@ -103,11 +111,15 @@ def serve(args):
     logits = keras.ops.convert_to_numpy(model(inputs))
     _, (test_texts, test_labels) = load_lexicon(args.examples, args.test_examples)
     predicted = model.predict(test_texts, batch_size=64, verbose=0).argmax(-1)  # KerasHub's own preprocessing
-    keras_gralora.save_peft_adapter(model, os.path.join(args.out, "keras-adapter"),
-                                    base_model_name_or_path=minilm_preset())
+    keras_gralora.save_peft_adapter(
+        model, os.path.join(args.out, "keras-adapter"), base_model_name_or_path=minilm_preset()
+    )
     np.save(os.path.join(args.out, "keras_logits.npy"), logits)
-    return {"backend": keras.backend.backend(), "keras_accuracy": float(np.mean(predicted == test_labels)),
-            "keras_vs_peft_max_logit_diff": float(np.abs(logits - saved["logits"]).max())}
+    return {
+        "backend": keras.backend.backend(),
+        "keras_accuracy": float(np.mean(predicted == test_labels)),
+        "keras_vs_peft_max_logit_diff": float(np.abs(logits - saved["logits"]).max()),
+    }
 
 
 def check(args):
@@ -143,8 +155,19 @@ def main(argv=None, in_process=()):
         if stage in in_process:
             result.update(STAGES[stage](args))
             continue
-        argv_ = [sys.executable, os.path.abspath(__file__), stage, "--examples", str(args.examples),
-                 "--test-examples", str(args.test_examples), "--steps", str(args.steps), "--out", args.out]
+        argv_ = [
+            sys.executable,
+            os.path.abspath(__file__),
+            stage,
+            "--examples",
+            str(args.examples),
+            "--test-examples",
+            str(args.test_examples),
+            "--steps",
+            str(args.steps),
+            "--out",
+            args.out,
+        ]
         env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
         lines = subprocess.run(argv_, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()
         result.update(json.loads(lines[-1]))

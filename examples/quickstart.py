@@ -13,10 +13,10 @@ import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_gralora import GraLoRADense  # noqa: E402
+from keras_gralora import GraLoRADense
 
 
 def parse_args():

@@ -53,7 +53,7 @@ def load_lexicon(num_train, num_test, seed=0, with_ratings=False):
     if num_train + num_test > len(texts):
         raise SystemExit(f"The lexicon has {len(texts)} entries; asked for {num_train} + {num_test}.")
     order = np.random.default_rng(seed).permutation(len(texts))
-    test, train = order[:num_test], order[num_test:num_test + num_train]
+    test, train = order[:num_test], order[num_test : num_test + num_train]
     columns = (texts, labels, ratings) if with_ratings else (texts, labels)
     return tuple(c[train] for c in columns), tuple(c[test] for c in columns)
 
@@ -65,12 +65,8 @@ def classifier(preset, seed, sequence_length=16, quantize=None):
     Keras' own quantizer; the new head stays float.
     """
     keras.utils.set_random_seed(seed)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
-        preset, sequence_length=sequence_length
-    )
-    model = keras_hub.models.BertTextClassifier.from_preset(
-        preset, num_classes=len(CLASSES), preprocessor=preprocessor
-    )
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(preset, sequence_length=sequence_length)
+    model = keras_hub.models.BertTextClassifier.from_preset(preset, num_classes=len(CLASSES), preprocessor=preprocessor)
     if quantize:
         model.backbone.quantize(quantize)
     return model
@@ -87,8 +83,7 @@ def gralora_classifier(preset, seed, r, k, hybrid_r, learning_rate, train_head=T
     """
     model = classifier(preset, seed, quantize=quantize)
     keras_gralora.enable_gralora(
-        model, r=r, k=k, hybrid_r=hybrid_r, target_layer_names="all",
-        modules_to_save=["logits"] if train_head else None,
+        model, r=r, k=k, hybrid_r=hybrid_r, target_layer_names="all", modules_to_save=["logits"] if train_head else None
     )
     compile_for_training(model, learning_rate)
     return model

@@ -20,12 +20,12 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import keras_hub
+import numpy as np
+import two_tasks
 
-import keras_gralora  # noqa: E402
-import two_tasks  # noqa: E402
+import keras_gralora
 
 BASE = "__base__"
 
@@ -54,8 +54,10 @@ def serve(trained, rows=48):
             logits = keras.ops.convert_to_numpy(task.output_dense(pooled[rows_of]))
             alone = _alone(backbone, task, adapter, [texts[i] for i in rows_of])
             difference = max(difference, np.abs(logits - alone).max())
-    print(f"one routed batch of {len(texts)} rows over adapters {sorted(set(names))}: {routed_time:.2f} s; "
-          f"each row's logits vs its task run alone: max difference {difference:.2e}")
+    print(
+        f"one routed batch of {len(texts)} rows over adapters {sorted(set(names))}: {routed_time:.2f} s; "
+        f"each row's logits vs its task run alone: max difference {difference:.2e}"
+    )
     result = {"routed_vs_alone_max_logit_diff": float(difference)}
     result.update(_hotswap_tenants(trained, features))
     return result
@@ -86,16 +88,25 @@ def _hotswap_tenants(trained, features):
         got = served.predict(features, verbose=0)["pooled_output"]
         difference = max(difference, np.abs(got - want[name]).max())
     rebuilt = served.predict_function is not function
-    print(f"hot-swapped {list(two_tasks.TASKS)} into one slot in {', '.join(f'{t:.2f}' for t in times)} s; "
-          f"features vs the trained backbone: max difference {difference:.2e}; predict recompiled: {rebuilt}")
+    print(
+        f"hot-swapped {list(two_tasks.TASKS)} into one slot in {', '.join(f'{t:.2f}' for t in times)} s; "
+        f"features vs the trained backbone: max difference {difference:.2e}; predict recompiled: {rebuilt}"
+    )
     return {"hotswapped_vs_loaded_max_feature_diff": float(difference), "predict_rebuilt": rebuilt}
 
 
 def generate_mixed():
     """Step 3: a tiny random Gemma, three adapters and the base in one `generate`."""
     keras.utils.set_random_seed(1)
-    backbone = keras_hub.models.GemmaBackbone(vocabulary_size=48, num_layers=2, num_query_heads=4,
-                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, head_dim=4)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=48,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        head_dim=4,
+    )
     lm = keras_hub.models.GemmaCausalLM(backbone, preprocessor=None)
     lm.compile(sampler="greedy")
     names = ["math", "code", BASE, "chat"]
@@ -105,8 +116,10 @@ def generate_mixed():
         for variable in backbone.weights:
             if variable.path.endswith(f"_{name}"):
                 variable.assign(rng.standard_normal(variable.shape).astype("float32"))
-    prompt = {"token_ids": np.array([[5, 9, 3, 0, 0, 0, 0, 0]] * 4, "int32"),
-              "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]] * 4, bool)}
+    prompt = {
+        "token_ids": np.array([[5, 9, 3, 0, 0, 0, 0, 0]] * 4, "int32"),
+        "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]] * 4, bool),
+    }
 
     def generate():
         return np.asarray(lm.generate(prompt, stop_token_ids=None)["token_ids"])

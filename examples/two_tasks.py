@@ -18,12 +18,12 @@ import types
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import keras_hub
+import numpy as np
+import sentiment_task
 
-import keras_gralora  # noqa: E402
-import sentiment_task  # noqa: E402
+import keras_gralora
 
 TASKS = {"sentiment": 3, "strength": 2}
 
@@ -70,8 +70,10 @@ def main(argv=None):
         for adapter in TASKS:
             keras_gralora.set_active_adapters(backbone, adapter)
             accuracy[name, adapter] = task.evaluate(test_x, labels[name][1], verbose=0, return_dict=True)["accuracy"]
-        print(f"task {name!r}: held-out accuracy {accuracy[name, name]:.4f} with its adapter, "
-              f"{accuracy[name, [a for a in TASKS if a != name][0]]:.4f} with the other task's")
+        print(
+            f"task {name!r}: held-out accuracy {accuracy[name, name]:.4f} with its adapter, "
+            f"{accuracy[name, next(a for a in TASKS if a != name)]:.4f} with the other task's"
+        )
 
     path = os.path.join(args.out, "two_tasks.gralora.weights.h5")
     backbone.save_gralora_weights(path)
@@ -87,10 +89,21 @@ def main(argv=None):
         ).max()
         if difference > 1e-4:
             raise SystemExit(f"adapter {name!r} reloaded from {path} differs by {difference:.2e}")
-    print(f"both adapters in one file: {path} ({os.path.getsize(path) / 2**20:.2f} MiB); "
-          f"reloaded onto a fresh backbone: {keras_gralora.adapter_names(fresh)}, same features")
-    return types.SimpleNamespace(accuracy=accuracy, backbone=backbone, tasks=tasks, preprocessor=preprocessor,
-                                 test_x=test_x, path=path, preset=preset, r=args.r, k=args.k)
+    print(
+        f"both adapters in one file: {path} ({os.path.getsize(path) / 2**20:.2f} MiB); "
+        f"reloaded onto a fresh backbone: {keras_gralora.adapter_names(fresh)}, same features"
+    )
+    return types.SimpleNamespace(
+        accuracy=accuracy,
+        backbone=backbone,
+        tasks=tasks,
+        preprocessor=preprocessor,
+        test_x=test_x,
+        path=path,
+        preset=preset,
+        r=args.r,
+        k=args.k,
+    )
 
 
 def strength_of(ratings):

@@ -2,7 +2,7 @@
 
 import sys
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def _locating_command_line():
@@ -12,22 +12,29 @@ def _locating_command_line():
     alone, so Keras (and a backend) is not imported for it.
     """
     argv = getattr(sys, "orig_argv", [])
-    return sys.argv[:1] == ["-m"] and "-m" in argv and argv[argv.index("-m") + 1:][:1] == ["keras_gralora"]
+    return sys.argv[:1] == ["-m"] and "-m" in argv and argv[argv.index("-m") + 1 :][:1] == ["keras_gralora"]
 
 
 if not _locating_command_line():
     from keras_gralora import guards, hub
     from keras_gralora.adapters import (
-        active_adapters, adapter_names, delete_adapter, disable_gralora, merge_and_unload, merge_gralora,
-        set_active_adapters, unload_gralora, unmerge_gralora,
+        active_adapters,
+        adapter_names,
+        delete_adapter,
+        disable_gralora,
+        merge_and_unload,
+        merge_gralora,
+        set_active_adapters,
+        unload_gralora,
+        unmerge_gralora,
     )
     from keras_gralora.config import GraLoRAConfig
+    from keras_gralora.export import export_merged
+    from keras_gralora.hotswap import hotswap_adapter, prepare_model_for_compiled_hotswap
     from keras_gralora.inject import enable_gralora
     from keras_gralora.interop.lora import lora_factors, save_lora_adapter
     from keras_gralora.interop.peft import load_peft_adapter, save_peft_adapter
     from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
-    from keras_gralora.export import export_merged
-    from keras_gralora.hotswap import hotswap_adapter, prepare_model_for_compiled_hotswap
     from keras_gralora.quantized_gradients import fix_quantized_gradients
     from keras_gralora.routing import adapter_routing
     from keras_gralora.saving import load_gralora_weights, save_gralora_weights

@@ -86,12 +86,20 @@ def write(filepath, adapters, where):
         f.attrs["format_version"] = FORMAT_VERSION
         for index, adapter in enumerate(adapters):
             group = f.create_group(f"adapters/{adapter.name}")
-            group.attrs.update(active=adapter.active, index=index,  # HDF5 lists groups by name
-                               modules_to_save=json.dumps(list(adapter.module_keys)))
+            group.attrs.update(
+                active=adapter.active,
+                index=index,  # HDF5 lists groups by name
+                modules_to_save=json.dumps(list(adapter.module_keys)),
+            )
             for i, (key, entry) in enumerate(adapter.layers.items()):
                 layer = group.create_group(f"layers/{i}")
-                layer.attrs.update(key=key, path=adapter.path(key), in_features=entry.shape[0],
-                                   out_features=entry.shape[1], config=json.dumps(entry.config.to_dict()))
+                layer.attrs.update(
+                    key=key,
+                    path=adapter.path(key),
+                    in_features=entry.shape[0],
+                    out_features=entry.shape[1],
+                    config=json.dumps(entry.config.to_dict()),
+                )
                 for role, array in entry.arrays.items():
                     layer.create_dataset(role, data=array)
             for kind in ("biases", "modules"):
@@ -168,11 +176,13 @@ class _Reader:
             check_adapter_name(name, f"{self.where}: '{self.filepath}'")
             paths = {}
             layers = self.layers(group, paths)
-            biases, modules = (self.arrays_with_paths(self.group(group, kind, optional=True), paths) for kind in
-                               ("biases", "modules"))
+            biases, modules = (
+                self.arrays_with_paths(self.group(group, kind, optional=True), paths) for kind in ("biases", "modules")
+            )
             module_keys = tuple(self.json(group, "modules_to_save", list)) if self.keyed else ()
-            adapters[name] = FileAdapter(name, self.attr(group, "active", bool), layers, biases, modules,
-                                         self.keyed, paths, module_keys)
+            adapters[name] = FileAdapter(
+                name, self.attr(group, "active", bool), layers, biases, modules, self.keyed, paths, module_keys
+            )
         if not adapters:
             self.fail("group 'adapters'", "holds no adapter")
         return adapters
@@ -230,7 +240,8 @@ class _Reader:
         for index in sorted(entries, key=lambda key: int(key) if key.isdigit() else -1):
             layer = self.group(entries, index)
             layers[self.name(layer, paths)] = LayerEntry(
-                self.config(layer), (self.attr(layer, "in_features", int), self.attr(layer, "out_features", int)),
+                self.config(layer),
+                (self.attr(layer, "in_features", int), self.attr(layer, "out_features", int)),
                 {role: self.stored(layer, role) for role in layer},
             )
         if not layers:
@@ -243,7 +254,7 @@ class _Reader:
             value = json.loads(self.attr(obj, name, str))
         except json.JSONDecodeError as error:
             self.fail(f"'{obj.name}'", f"has a {name} that is not JSON ({error})")
-        if not isinstance(value, kind) or kind is list and not all(isinstance(item, str) for item in value):
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(item, str) for item in value)):
             what = "object" if kind is dict else "list of names"
             self.fail(f"'{obj.name}'", f"has a {name} that is no JSON {what} ({type(value).__name__})")
         return value

@@ -8,27 +8,49 @@ backbone). After changing which adapters train, compile the model again:
 a Keras optimizer only updates the variables it was built with.
 """
 
+from __future__ import annotations
+
 import contextlib
 import warnings
+from collections.abc import Iterator
+
+import keras
 
 from keras_gralora import inject
 from keras_gralora.inject import check_enabled
 
 
-def set_active_adapters(model, adapter_names):
-    """Makes exactly `adapter_names` (a name or a list) active, and trainable, in `model`.
+def set_active_adapters(model: keras.Layer, adapter_names: str | list[str]) -> None:
+    """Makes exactly `adapter_names` active, and trainable, in `model`.
+
+    The forward pass sums the active adapters, each with its own scale; the
+    others stay in the model, frozen, until made active (PEFT's
+    `set_adapter`). Compile the model again afterwards: a Keras optimizer
+    updates only the variables it was built with.
+
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+        adapter_names: One adapter name, or a list of them; `[]` makes none
+            active (the base model's output, nothing trains).
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: An unknown name (the message lists `model`'s adapters),
+            or a call inside `disable_gralora` or `adapter_routing`.
 
     Example:
 
-    >>> import keras
+    >>> import keras, keras_gralora
     >>> inputs = keras.Input((8,))
     >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = inject.enable_gralora(model, r=2, k=2, adapter_name="a")
-    >>> _ = inject.enable_gralora(model, r=4, k=2, adapter_name="b")
-    >>> active_adapters(model)
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
+    >>> _ = keras_gralora.enable_gralora(model, r=4, k=2, adapter_name="b")
+    >>> keras_gralora.active_adapters(model)
     ['a']
-    >>> set_active_adapters(model, ["a", "b"])  # the forward pass sums both
-    >>> active_adapters(model)
+    >>> keras_gralora.set_active_adapters(model, ["a", "b"])  # the forward pass sums both
+    >>> keras_gralora.active_adapters(model)
     ['a', 'b']
     """
     names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
@@ -39,13 +61,48 @@ def set_active_adapters(model, adapter_names):
     inject.sync_trainable(model)
 
 
-def active_adapters(model):
-    """The names of `model`'s active adapters, in activation order."""
+def active_adapters(model: keras.Layer) -> list[str]:
+    """The names of `model`'s active adapters, in activation order.
+
+    Args:
+        model: Any Keras model or layer; one without adapters has none.
+
+    Returns:
+        The active adapters' names.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> keras_gralora.active_adapters(model)
+    []
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+    >>> keras_gralora.active_adapters(model)
+    ['default']
+    """
     return inject.active_adapters(model)
 
 
-def adapter_names(model):
-    """The names of every adapter in `model`, in creation order."""
+def adapter_names(model: keras.Layer) -> list[str]:
+    """The names of every adapter in `model`, active or not, in creation order.
+
+    Args:
+        model: Any Keras model or layer; one without adapters has none.
+
+    Returns:
+        The adapters' names.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="math")
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="code")
+    >>> keras_gralora.adapter_names(model)
+    ['math', 'code']
+    """
     return list(inject.adapter_configs(model))
 
 
@@ -57,14 +114,12 @@ def check_names(model, names, where, allow_empty=False):
     if not names and not allow_empty:
         raise ValueError(f"{where}: the list of adapter names is empty; model '{model.name}' has {known}.")
     if unknown := [n for n in names if n not in known]:
-        raise ValueError(
-            f"{where}: model '{model.name}' has no adapter named {unknown}; its adapters are {known}."
-        )
+        raise ValueError(f"{where}: model '{model.name}' has no adapter named {unknown}; its adapters are {known}.")
     return list(dict.fromkeys(names))  # each once: a name twice would add its adapter twice
 
 
 @contextlib.contextmanager
-def disable_gralora(model):
+def disable_gralora(model: keras.Layer) -> Iterator[keras.Layer]:
     """Context manager: inside it `model` computes the base model's output.
 
     Merged adapters are taken out of their kernels on entry and the merged
@@ -75,13 +130,22 @@ def disable_gralora(model):
     the context puts back on exit what it took on entry. Forward passes,
     `predict`, saving adapter files and nested `disable_gralora` work.
 
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+
+    Returns:
+        A context manager that yields `model`.
+
+    Raises:
+        ValueError: `model` has no adapters, or is inside `adapter_routing`.
+
     Example:
 
-    >>> import keras
+    >>> import keras, keras_gralora
     >>> inputs = keras.Input((8,))
     >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = inject.enable_gralora(model, r=2, k=2)
-    >>> with disable_gralora(model):
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+    >>> with keras_gralora.disable_gralora(model):
     ...     base_output = model(keras.ops.ones((1, 8)))
     """
     inject.check_not_routed(model, "disable_gralora")
@@ -108,13 +172,35 @@ def disable_gralora(model):
             layer.enable_adapters(True)
 
 
-def delete_adapter(model, adapter_name):
+def delete_adapter(model: keras.Layer, adapter_name: str) -> None:
     """Removes adapter `adapter_name` from every layer of `model`; refuses a merged one.
 
     A layer left without adapters becomes its plain `Dense`/`EinsumDense`
     again; the adapter's `modules_to_save` are frozen. When the deleted
     adapter was active, the other active ones stay active; if none is left,
     the first remaining adapter becomes active (with a warning), as PEFT.
+
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+        adapter_name: The adapter to remove.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: An unknown name, a merged adapter (unmerge it first), or
+            a call inside `disable_gralora` or `adapter_routing`.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b")
+    >>> keras_gralora.delete_adapter(model, "b")
+    >>> keras_gralora.adapter_names(model)
+    ['a']
     """
     where = "delete_adapter"
     check_names(model, [adapter_name], where)
@@ -142,13 +228,39 @@ def delete_adapter(model, adapter_name):
     set_active_adapters(model, active)
 
 
-def merge_gralora(model, adapter_names=None, safe=False):
+def merge_gralora(model: keras.Layer, adapter_names: str | list[str] | None = None, safe: bool = False) -> None:
     """Folds adapters into their kernels (default: the active ones).
 
     Merged adapters stop costing time in the forward pass; outputs stay the
-    same. Training a merged adapter raises (unmerge first). With
-    `safe=True`, a merge that would make any kernel non-finite raises and
-    leaves every kernel as it was.
+    same. Training a merged adapter raises (unmerge first). On a quantized
+    base the merge requantizes, which is lossy (see the quantized guide).
+    Compile again afterwards: compiled functions captured the old kernels.
+
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+        adapter_names: A name or a list of names; `None` merges the active
+            adapters.
+        safe: Check first that every merged kernel stays finite; if one
+            would not, raise and leave every kernel as it was.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: An unknown name, a non-finite merge with `safe=True`, or
+            a call inside `disable_gralora` or `adapter_routing`.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+    >>> x = keras.ops.ones((1, 8))
+    >>> before = keras.ops.convert_to_numpy(model(x))
+    >>> keras_gralora.merge_gralora(model, safe=True)
+    >>> bool(abs(keras.ops.convert_to_numpy(model(x)) - before).max() < 1e-5)
+    True
     """
     names = active_adapters(model) if adapter_names is None else adapter_names
     names = check_names(model, [names] if isinstance(names, str) else names, "merge_gralora", allow_empty=True)
@@ -164,25 +276,95 @@ def merge_gralora(model, adapter_names=None, safe=False):
         raise
 
 
-def unmerge_gralora(model):
-    """Takes every merged adapter inside `model` back out of its kernel."""
+def unmerge_gralora(model: keras.Layer) -> None:
+    """Takes every merged adapter inside `model` back out of its kernel.
+
+    A float kernel gets its exact pre-merge value back (kept at merge time);
+    a quantized one is requantized from it.
+
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: `model` has no adapters, or a call inside
+            `disable_gralora` or `adapter_routing`.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+    >>> keras_gralora.merge_gralora(model)
+    >>> keras_gralora.unmerge_gralora(model)
+    >>> model.get_layer("query").merged_adapters
+    []
+    """
     check_enabled(model, "unmerge_gralora")
     for layer in inject.adapted_layers(model):
         layer.unmerge()
 
 
-def merge_and_unload(model, safe=False):
-    """Merges the active adapters, then leaves plain Dense/EinsumDense layers; returns `model`."""
+def merge_and_unload(model: keras.Layer, safe: bool = False) -> keras.Layer:
+    """Merges the active adapters, then leaves plain Dense/EinsumDense layers (PEFT's `merge_and_unload`).
+
+    The model changes in place; inactive adapters are dropped unmerged. For
+    a merged copy that leaves `model` as it is, see `export_merged`.
+
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+        safe: As in `merge_gralora`: refuse a merge that makes a kernel
+            non-finite, changing nothing.
+
+    Returns:
+        `model`, now without adapters.
+
+    Raises:
+        ValueError: `model` has no adapters, a non-finite merge with
+            `safe=True`, or a call inside `disable_gralora` or
+            `adapter_routing`.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+    >>> type(keras_gralora.merge_and_unload(model).get_layer("query")).__name__
+    'Dense'
+    """
     check_enabled(model, "merge_and_unload")
     merge_gralora(model, safe=safe)
     return _unload(model)
 
 
-def unload_gralora(model):
-    """Drops every adapter without merging (merged ones are taken out first); returns `model`.
+def unload_gralora(model: keras.Layer) -> keras.Layer:
+    """Drops every adapter without merging (merged ones are taken out first).
 
     The layers become the plain Dense/EinsumDense they were, with their
     original kernels (PEFT's `unload`).
+
+    Args:
+        model: The model the adapters were enabled on, or one containing it.
+
+    Returns:
+        `model`, now without adapters.
+
+    Raises:
+        ValueError: `model` has no adapters, or a call inside
+            `disable_gralora` or `adapter_routing`.
+
+    Example:
+
+    >>> import keras, keras_gralora
+    >>> inputs = keras.Input((8,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+    >>> keras_gralora.adapter_names(keras_gralora.unload_gralora(model))
+    []
     """
     check_enabled(model, "unload_gralora")
     unmerge_gralora(model)
@@ -190,7 +372,7 @@ def unload_gralora(model):
 
 
 def _unload(model):
-    for name, config in inject.adapter_configs(model).items():
+    for _name, config in inject.adapter_configs(model).items():
         _freeze_paths(model, config.modules_to_save)
     for layer in inject.adapted_layers(model):
         for variable in layer.adapter_variables:
@@ -203,4 +385,3 @@ def _freeze_paths(model, paths):
     for layer in model._flatten_layers(include_self=False):
         if layer.path in paths:
             layer.trainable = False
-

@@ -14,9 +14,12 @@ from keras_gralora.interop import convert, lora_files, runtimes
 def parser():
     top = argparse.ArgumentParser(prog="python -m keras_gralora", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("convert", help="a PEFT GraLoRA directory -> a PEFT LoRA directory",
-                                  description="Writes OUT_DIR (PEFT LoRA) from IN_DIR (PEFT GraLoRA): exact at rank "
-                                              "k * r + hybrid_r unless --rank or --energy truncates.")
+    command = commands.add_parser(
+        "convert",
+        help="a PEFT GraLoRA directory -> a PEFT LoRA directory",
+        description="Writes OUT_DIR (PEFT LoRA) from IN_DIR (PEFT GraLoRA): exact at rank "
+        "k * r + hybrid_r unless --rank or --energy truncates.",
+    )
     command.add_argument("source", metavar="IN_DIR", help="what PEFT's save_pretrained (or save_peft_adapter) wrote")
     command.add_argument("target", metavar="OUT_DIR", help="the LoRA directory to write (replaced whole)")
     rank = command.add_mutually_exclusive_group()
@@ -29,8 +32,13 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        rows = convert.convert_directory(args.source, args.target, rank=args.rank if args.energy is None
-                                         else args.energy, runtime=args.runtime, progress=_progress())
+        rows = convert.convert_directory(
+            args.source,
+            args.target,
+            rank=args.rank if args.energy is None else args.energy,
+            runtime=args.runtime,
+            progress=_progress(),
+        )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

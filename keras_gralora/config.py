@@ -60,9 +60,7 @@ class GraLoRAConfig:
         if not _is_int(self.k) or self.k <= 0:
             raise ValueError(f"{where}: `k` must be a positive integer, got k={self.k!r}.")
         if not _is_int(self.hybrid_r) or self.hybrid_r < 0:
-            raise ValueError(
-                f"{where}: `hybrid_r` must be a non-negative integer, got hybrid_r={self.hybrid_r!r}."
-            )
+            raise ValueError(f"{where}: `hybrid_r` must be a non-negative integer, got hybrid_r={self.hybrid_r!r}.")
         if self.r % self.k:
             raise ValueError(
                 f"{where}: `r` must be divisible by `k` (each of the k*k blocks gets rank r/k), "

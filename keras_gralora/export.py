@@ -24,8 +24,11 @@ from keras_gralora.layers import GraLoRADense, GraLoRAEinsumDense
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 from keras_gralora.layers.serialization import exporting, exporting_plain_layers
 
-PLAIN = {GraLoRADense: keras.layers.Dense, GraLoRAEinsumDense: keras.layers.EinsumDense,
-         ReversibleEmbedding: keras.layers.ReversibleEmbedding}
+PLAIN = {
+    GraLoRADense: keras.layers.Dense,
+    GraLoRAEinsumDense: keras.layers.EinsumDense,
+    ReversibleEmbedding: keras.layers.ReversibleEmbedding,
+}
 _PLAIN_NAMES = {cls.__name__: plain.__name__ for cls, plain in PLAIN.items()}
 _REGISTERED = {keras.saving.get_registered_name(cls): plain for cls, plain in PLAIN.items()}
 

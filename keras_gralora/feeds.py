@@ -37,8 +37,9 @@ def with_rows(x, route, where):
             "with a preprocessor). Iterate the dataset and call `routing.route(names)` and the model per batch."
         )
     if count != len(route.values):
-        raise ValueError(f"{where} inside {route.where}: {len(route.values)} adapter names for {count} rows; "
-                         "give one name per row.")
+        raise ValueError(
+            f"{where} inside {route.where}: {len(route.values)} adapter names for {count} rows; give one name per row."
+        )
     return (x, {ROWS: route.values})
 
 
@@ -140,8 +141,10 @@ def routed_generate(generate):
             return generate(self, inputs, *args, **kwargs)
         count = _in_memory(inputs)
         if count is not None and count != len(route.values):
-            raise ValueError(f"generate inside {route.where}: {len(route.values)} adapter names for {count} "
-                             "prompts; give one name per prompt.")
+            raise ValueError(
+                f"generate inside {route.where}: {len(route.values)} adapter names for {count} "
+                "prompts; give one name per prompt."
+            )
         _LOCAL.feed = _Feed(route)
         try:
             outputs = generate(self, inputs, *args, **kwargs)
@@ -162,14 +165,18 @@ class _Feed:
 
     def take(self, inputs):
         count = int(ops.shape(keras.tree.flatten(inputs)[0])[0])
-        rows = self.route.values[self.used:self.used + count]
+        rows = self.route.values[self.used : self.used + count]
         if len(rows) < count:
-            raise ValueError(f"generate inside {self.route.where}: {len(self.route.values)} adapter names, but the "
-                             f"prompts have more rows (batch of {count} after {self.used}).")
+            raise ValueError(
+                f"generate inside {self.route.where}: {len(self.route.values)} adapter names, but the "
+                f"prompts have more rows (batch of {count} after {self.used})."
+            )
         self.used += count
         return np.asarray(rows)
 
     def check_used(self):
         if self.used != len(self.route.values):
-            raise ValueError(f"generate inside {self.route.where}: {len(self.route.values)} adapter names for "
-                             f"{self.used} prompts; give one name per prompt.")
+            raise ValueError(
+                f"generate inside {self.route.where}: {len(self.route.values)} adapter names for "
+                f"{self.used} prompts; give one name per prompt."
+            )

@@ -44,7 +44,7 @@ def remove_stale_temps(target):
     prefix = f".{name}{TMP_MARK}"
     with contextlib.suppress(OSError):
         for entry in os.listdir(folder):
-            pid = entry[len(prefix):].split("-", 1)[0] if entry.startswith(prefix) else ""
+            pid = entry[len(prefix) :].split("-", 1)[0] if entry.startswith(prefix) else ""
             if pid.isdigit() and not _running(int(pid)):
                 _remove(os.path.join(folder, entry))
 
@@ -117,8 +117,13 @@ def replacing_directory(target, where, owned):
 
 def _copy_others(target, tmp, owned):
     if os.path.isdir(target):
-        shutil.copytree(target, tmp, symlinks=True, copy_function=os.link,
-                        ignore=lambda folder, names: [n for n in names if folder == target and n in owned])
+        shutil.copytree(
+            target,
+            tmp,
+            symlinks=True,
+            copy_function=os.link,
+            ignore=lambda folder, names: [n for n in names if folder == target and n in owned],
+        )
         shutil.copymode(target, tmp)
     else:
         os.mkdir(tmp, 0o777)  # the umask applies

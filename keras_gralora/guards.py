@@ -88,6 +88,7 @@ def _refreshing(make, kind, check=None):
 
 def refreshing_generate(make):
     """KerasHub's `make_generate_function`, rebuilt when adapters changed since it was built."""
+
     def make_generate_function(self, *args, **kwargs):
         stale = is_stale(self, "generate")
         if feeds.install_step(self, "generate_step") or stale:
@@ -128,5 +129,7 @@ def _check_training(model):
     check_no_merged_training(model)
 
 
-CHECKS = {"make_train_function": _check_training,
-          "make_test_function": lambda model: routing.check_not_routed(model, "evaluation")}
+CHECKS = {
+    "make_train_function": _check_training,
+    "make_test_function": lambda model: routing.check_not_routed(model, "evaluation"),
+}

@@ -50,8 +50,9 @@ def prepare_model_for_compiled_hotswap(model, target_rank, target_hybrid_rank=No
             config = layer.adapter(name).config
             hybrid = config.hybrid_r if target_hybrid_rank is None else target_hybrid_rank
             _check_target(layer, name, config, target_rank, hybrid, where)
-            target = dataclasses.replace(config, r=target_rank, hybrid_r=hybrid,
-                                         alpha=config.scale * (target_rank + hybrid))
+            target = dataclasses.replace(
+                config, r=target_rank, hybrid_r=hybrid, alpha=config.scale * (target_rank + hybrid)
+            )
             values = [ops.convert_to_numpy(v) for v in layer.adapter(name).variables]
             plan.append((layer, name, target, padded(values, config, target)))
     for layer, name, target, values in plan:
@@ -101,12 +102,18 @@ def _swap(model, saved, name, source):
         _check_fits(layer, name, entry, holders, source)
     values = {}
     for layer, entry in pairs:
-        arrays = [loading.read(entry.arrays[role], "float32", f"'{role}' of layer '{layer.path}'", source)
-                  for role in ROLES if role in entry.arrays]
+        arrays = [
+            loading.read(entry.arrays[role], "float32", f"'{role}' of layer '{layer.path}'", source)
+            for role in ROLES
+            if role in entry.arrays
+        ]
         slot = layer.adapter(name).config
         values[id(layer)] = rescaled(padded(arrays, entry.config, slot), entry.config.scale / slot.scale)
-    changes = [(v, values[id(layer)][i] if id(layer) in values else np.zeros(v.shape, "float32"))
-               for layer in holders for i, v in enumerate(layer.adapter(name).variables)]
+    changes = [
+        (v, values[id(layer)][i] if id(layer) in values else np.zeros(v.shape, "float32"))
+        for layer in holders
+        for i, v in enumerate(layer.adapter(name).variables)
+    ]
     before = [(v, ops.convert_to_numpy(v)) for v, _ in changes]
     try:
         for variable, value in changes:
@@ -140,11 +147,14 @@ def _check_fits(layer, name, entry, holders, source):
         )
     slot, new = layer.adapter(name).config, entry.config
     shape = inject.adapted_class(layer).matrix_shape_of(layer)
-    problems = [f"{shape[0]} -> {shape[1]} features here, {entry.shape[0]} -> {entry.shape[1]} in the source"
-                if entry.shape != shape else None,
-                f"k={new.k} in the source, k={slot.k} here (the block grid must match)" if new.k != slot.k else None,
-                f"r={new.r} above the slot's r={slot.r}" if new.r > slot.r else None,
-                f"hybrid_r={new.hybrid_r} above the slot's {slot.hybrid_r}" if new.hybrid_r > slot.hybrid_r else None]
+    problems = [
+        f"{shape[0]} -> {shape[1]} features here, {entry.shape[0]} -> {entry.shape[1]} in the source"
+        if entry.shape != shape
+        else None,
+        f"k={new.k} in the source, k={slot.k} here (the block grid must match)" if new.k != slot.k else None,
+        f"r={new.r} above the slot's r={slot.r}" if new.r > slot.r else None,
+        f"hybrid_r={new.hybrid_r} above the slot's {slot.hybrid_r}" if new.hybrid_r > slot.hybrid_r else None,
+    ]
     if problems := [p for p in problems if p]:
         raise ValueError(
             f"{where} does not fit adapter {name!r} of layer '{layer.path}': {'; '.join(problems)}. For larger "
@@ -162,8 +172,10 @@ def _check_target(layer, name, config, rank, hybrid, where):
             f"must be an integer >= {config.r} and a multiple of k={config.k}."
         )
     if not isinstance(hybrid, int) or hybrid < config.hybrid_r:
-        raise ValueError(f"{where}: target_hybrid_rank={hybrid!r} is below adapter {name!r}'s hybrid_r="
-                         f"{config.hybrid_r} on layer '{layer.path}'.")
+        raise ValueError(
+            f"{where}: target_hybrid_rank={hybrid!r} is below adapter {name!r}'s hybrid_r="
+            f"{config.hybrid_r} on layer '{layer.path}'."
+        )
     if name in layer.merged_adapters:
         raise ValueError(f"{where}: adapter {name!r} is merged into '{layer.path}'; unmerge first.")
 

@@ -34,14 +34,39 @@ SETTINGS_VERSION = 3
 
 
 def enable_gralora(
-    self, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None, adapter_name=DEFAULT_ADAPTER,
-    bias="none", modules_to_save=None, layers_to_transform=None, layers_pattern=None, rank_pattern=None,
-    alpha_pattern=None, k_pattern=None,
+    self,
+    r=32,
+    k=2,
+    hybrid_r=0,
+    alpha=None,
+    dropout=0.0,
+    target_layer_names=None,
+    adapter_name=DEFAULT_ADAPTER,
+    bias="none",
+    modules_to_save=None,
+    layers_to_transform=None,
+    layers_pattern=None,
+    rank_pattern=None,
+    alpha_pattern=None,
+    k_pattern=None,
 ):
     """Enables GraLoRA on this backbone; see `keras_gralora.enable_gralora`."""
     return inject.enable_gralora(
-        self, r, k, hybrid_r, alpha, dropout, target_layer_names, adapter_name, bias, modules_to_save,
-        layers_to_transform, layers_pattern, rank_pattern, alpha_pattern, k_pattern,
+        self,
+        r,
+        k,
+        hybrid_r,
+        alpha,
+        dropout,
+        target_layer_names,
+        adapter_name,
+        bias,
+        modules_to_save,
+        layers_to_transform,
+        layers_pattern,
+        rank_pattern,
+        alpha_pattern,
+        k_pattern,
     )
 
 
@@ -69,10 +94,14 @@ def _settings(backbone):
         config = layer.adapter(name).config.to_dict()
         return {"name": name, **config, "modules_to_save": [key_of_path[p] for p in config["modules_to_save"]]}
 
-    layers = {structure.key_of(keys, layer): [entry(layer, name) for name in layer.adapter_names]
-              for layer in inject.adapted_layers(backbone)}
+    layers = {
+        structure.key_of(keys, layer): [entry(layer, name) for name in layer.adapter_names]
+        for layer in inject.adapted_layers(backbone)
+    }
     return {
-        "version": SETTINGS_VERSION, "layers": layers, "adapters": adapters.adapter_names(backbone),
+        "version": SETTINGS_VERSION,
+        "layers": layers,
+        "adapters": adapters.adapter_names(backbone),
         "active": adapters.active_adapters(backbone),
     }
 
@@ -80,8 +109,11 @@ def _settings(backbone):
 def _enable_from_settings(backbone, settings):
     version = settings.get("version", 1)
     if version == 1:  # keras_gralora 0.1: {path: config}, one adapter
-        settings = {"layers": {path: [{"name": DEFAULT_ADAPTER, **c}] for path, c in settings.items()},
-                    "adapters": [DEFAULT_ADAPTER], "active": [DEFAULT_ADAPTER]}
+        settings = {
+            "layers": {path: [{"name": DEFAULT_ADAPTER, **c}] for path, c in settings.items()},
+            "adapters": [DEFAULT_ADAPTER],
+            "active": [DEFAULT_ADAPTER],
+        }
     by_name, _ = structure.places(backbone, keyed=version >= 3)  # version 3: keys; before: paths
     adaptable = sorted(name for name, layer in by_name.items() if inject.adapted_class(layer))
     if missing := sorted(set(settings["layers"]) - set(adaptable)):

@@ -21,15 +21,32 @@ from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.patterns import check_patterns, describe_choices, layer_configs
 from keras_gralora.quantized_gradients import fix_quantized_gradients
 from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
-    ADAPTED_CLASS, BASE_CLASS, adaptable_layers, adapted_class, adapted_layers, modules_to_save_paths,
+    ADAPTED_CLASS,
+    BASE_CLASS,
+    adaptable_layers,
+    adapted_class,
+    adapted_layers,
+    modules_to_save_paths,
     select_targets,
 )
 
 
 def enable_gralora(
-    model, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, target_layer_names=None,
-    adapter_name=DEFAULT_ADAPTER, bias="none", modules_to_save=None, layers_to_transform=None,
-    layers_pattern=None, rank_pattern=None, alpha_pattern=None, k_pattern=None,
+    model,
+    r=32,
+    k=2,
+    hybrid_r=0,
+    alpha=None,
+    dropout=0.0,
+    target_layer_names=None,
+    adapter_name=DEFAULT_ADAPTER,
+    bias="none",
+    modules_to_save=None,
+    layers_to_transform=None,
+    layers_pattern=None,
+    rank_pattern=None,
+    alpha_pattern=None,
+    k_pattern=None,
 ):
     """Adds the GraLoRA adapter `adapter_name` to the targeted layers of `model`.
 

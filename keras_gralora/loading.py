@@ -82,8 +82,9 @@ def _read_all(model, plans, source):
     for plan in plans:
         for layer, entry in plan.layers:
             for role, array in entry.arrays.items():
-                values[id(array)] = read(array, "float32", f"adapter {plan.name!r} '{role}' of layer '{layer.path}'",
-                                          source)
+                values[id(array)] = read(
+                    array, "float32", f"adapter {plan.name!r} '{role}' of layer '{layer.path}'", source
+                )
         for name, array in {**plan.saved.biases, **plan.saved.modules}.items():
             values[id(array)] = read(array, plan.variables[name].dtype, f"weight '{plan.saved.path(name)}'", source)
     return values
@@ -106,8 +107,17 @@ def _check_dtype(found, floating, dtype, what, source):
         )
 
 
-_KINDS = {"c": "complex: its imaginary part would be lost", "U": "text", "S": "bytes", "O": "objects",
-          "b": "booleans", "V": "raw records", "i": "integers", "u": "unsigned integers", "f": "floats"}
+_KINDS = {
+    "c": "complex: its imaginary part would be lost",
+    "U": "text",
+    "S": "bytes",
+    "O": "objects",
+    "b": "booleans",
+    "V": "raw records",
+    "i": "integers",
+    "u": "unsigned integers",
+    "f": "floats",
+}
 
 
 @contextlib.contextmanager
@@ -118,11 +128,16 @@ def _restored_on_error(model, plans):
     flags = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True)]
     flags += [(v, v.trainable) for v in model.weights]
     changing = [variable for plan in plans for variable in plan.variables.values()]
-    changing += [v for plan in plans if not plan.new for layer, _ in plan.layers
-                 for v in layer.adapter(plan.name).variables]
+    changing += [
+        v for plan in plans if not plan.new for layer, _ in plan.layers for v in layer.adapter(plan.name).variables
+    ]
     values = [(v, ops.convert_to_numpy(v)) for v in changing]
-    kernels = [(layer, layer.merge_state()) for plan in plans for layer, _ in plan.layers
-               if isinstance(layer, inject.GraLoRAAdapter) and layer.merged]
+    kernels = [
+        (layer, layer.merge_state())
+        for plan in plans
+        for layer, _ in plan.layers
+        if isinstance(layer, inject.GraLoRAAdapter) and layer.merged
+    ]
     try:
         yield
     except BaseException:
@@ -205,8 +220,11 @@ def _check_layer(layer, name, entry, source, existing):
     where, path = source.where, layer.path
     if existing:
         ours, theirs = _settings(layer.adapter(name).config), _settings(entry.config)
-        if differ := [f"{field}={ours[field]!r} here, {theirs[field]!r} in the file" for field in ours
-                      if ours[field] != theirs[field]]:
+        if differ := [
+            f"{field}={ours[field]!r} here, {theirs[field]!r} in the file"
+            for field in ours
+            if ours[field] != theirs[field]
+        ]:
             raise ValueError(
                 f"{where}: adapter {name!r} of layer '{path}' has other settings than in '{source.path}': "
                 f"{'; '.join(differ)}. Delete that adapter first (`delete_adapter`), load under another name, "

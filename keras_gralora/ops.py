@@ -85,7 +85,6 @@ def kaiming_uniform_bound(fan_in):
     return 1.0 / math.sqrt(fan_in)
 
 
-
 def routed_block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     """Each batch row through its own adapter: `x [rows, n, in] -> [rows, n, out]`.
 
@@ -102,8 +101,9 @@ def routed_block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
     s, block_out = r // k, b.shape[-1]
     if dispatches_each_op():
         xa = ops.einsum("bnpi,bpir->bnpr", ops.reshape(x, (rows, -1, k, block_in)), a)
-        y = ops.einsum("bnpjs,bjpso->bnjo", ops.reshape(xa, (rows, -1, k, k, s)),
-                       ops.reshape(b, (rows, k, k, s, block_out)))
+        y = ops.einsum(
+            "bnpjs,bjpso->bnjo", ops.reshape(xa, (rows, -1, k, k, s)), ops.reshape(b, (rows, k, k, s, block_out))
+        )
     else:
         x_blocks = ops.transpose(ops.reshape(x, (rows, -1, k, block_in)), (0, 2, 1, 3))  # [row, p, n, i]
         xa = ops.matmul(x_blocks, a)  # [row, p, n, r]

@@ -33,8 +33,10 @@ def check_patterns(patterns, where):
                 raise ValueError(f"{where}: {field} key {key!r} is not a regular expression ({error}).") from error
             wanted = (int, float) if field == "alpha_pattern" else int
             if isinstance(value, bool) or not isinstance(value, wanted) or value <= 0:
-                raise ValueError(f"{where}: {field}[{key!r}] = {value!r} must be a positive "
-                                 f"{'number' if field == 'alpha_pattern' else 'integer'}.")
+                raise ValueError(
+                    f"{where}: {field}[{key!r}] = {value!r} must be a positive "
+                    f"{'number' if field == 'alpha_pattern' else 'integer'}."
+                )
 
 
 def matching_key(pattern, path):
@@ -89,5 +91,7 @@ def describe_choices(planned):
     by_k = {}
     for layer, config in planned:
         by_k.setdefault(config.k, []).append(layer.path)
-    return "; ".join(f"k={k}: {len(paths)} layers ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''})"
-                     for k, paths in sorted(by_k.items()))
+    return "; ".join(
+        f"k={k}: {len(paths)} layers ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''})"
+        for k, paths in sorted(by_k.items())
+    )

@@ -14,7 +14,9 @@ import keras  # noqa: F401  (the example uses it)
 from keras_gralora.layers.named_adapter import bump_state_version
 from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.layers.reversible_embedding import (
-    KERAS_REVERSIBLE_EMBEDDING, ReversibleEmbedding, restore_int4_inputs,
+    KERAS_REVERSIBLE_EMBEDDING,
+    ReversibleEmbedding,
+    restore_int4_inputs,
 )
 
 OWN_CALLS = ("call", "quantized_call", "_int8_call", "_int4_call")
@@ -78,4 +80,3 @@ def _overrides_call(layer):
     mro = type(layer).__mro__
     own = mro[: mro.index(KERAS_REVERSIBLE_EMBEDDING)]
     return [name for name in OWN_CALLS if any(name in vars(cls) for cls in own)]
-

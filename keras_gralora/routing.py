@@ -97,8 +97,10 @@ def rows_of(names, slots, where):
             f"{where}: names must be a non-empty list with one adapter name (or {BASE!r}) per row, got {names!r}."
         )
     if unknown := sorted({n for n in names if n != BASE and n not in slots}):
-        raise ValueError(f"{where}: no adapter named {unknown}; the model's adapters are {list(slots)} "
-                         f"(and {BASE!r} for the base model).")
+        raise ValueError(
+            f"{where}: no adapter named {unknown}; the model's adapters are {list(slots)} "
+            f"(and {BASE!r} for the base model)."
+        )
     index = {name: i for i, name in enumerate(slots + (BASE,))}
     return np.array([index[n] for n in names], dtype="int32")
 

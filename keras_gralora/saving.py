@@ -45,7 +45,8 @@ def collect_adapter(model, name, where):
     held = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
     layers = {
         structure.key_of(keys, layer): LayerEntry(
-            layer.adapter(name).config, layer.matrix_shape_of(layer),
+            layer.adapter(name).config,
+            layer.matrix_shape_of(layer),
             {role: _array(v) for role, v in zip(ROLES, layer.adapter(name).variables)},
         )
         for layer in held
@@ -64,8 +65,16 @@ def collect_adapter(model, name, where):
         arrays[kind] = {variable_keys[id(v)]: _array(v) for v in variables}
         paths.update({variable_keys[id(v)]: v.path for v in variables})
     module_keys = tuple(structure.key_of(keys, by_path[path]) for path in config.modules_to_save)
-    return FileAdapter(name, name in inject.active_adapters(model), layers, arrays["biases"], arrays["modules"],
-                       keyed=True, paths=paths, module_keys=module_keys)
+    return FileAdapter(
+        name,
+        name in inject.active_adapters(model),
+        layers,
+        arrays["biases"],
+        arrays["modules"],
+        keyed=True,
+        paths=paths,
+        module_keys=module_keys,
+    )
 
 
 def _array(variable):

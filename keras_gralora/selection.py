@@ -43,7 +43,8 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
     if names == "all":
         excluded = {id(layer) for layer in output_head_layers(model)}
         targets = [
-            layer for layer in candidates
+            layer
+            for layer in candidates
             if id(layer) not in excluded and not _inside(layer, saved) and _adaptable(layer, config)
         ]
     elif isinstance(names, Keys):
@@ -157,7 +158,7 @@ def block_index(model, layer, patterns=None):
     """
     path = layer.path
     if path.startswith(model.path + "/"):
-        path = path[len(model.path) + 1:]
+        path = path[len(model.path) + 1 :]
     regex = r".*?_?(\d+)" if not patterns else rf"(?:{'|'.join(map(re.escape, patterns))})_?(\d+)"
     for segment in path.split("/")[:-1]:
         if match := re.fullmatch(regex, segment):

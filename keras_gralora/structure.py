@@ -77,8 +77,10 @@ def places(model, keyed):
     One walk of the structure serves both.
     """
     if not keyed:
-        return ({layer.path: layer for layer in model._flatten_layers(include_self=False)},
-                {v.path: v for v in model.weights})
+        return (
+            {layer.path: layer for layer in model._flatten_layers(include_self=False)},
+            {v.path: v for v in model.weights},
+        )
     keys = layer_keys(model)
     by_id = {id(v): v for v in model.variables}
     variables = {key: by_id[i] for i, key in variable_keys(model, keys).items() if i in by_id}
@@ -113,8 +115,12 @@ def _walk_container(container, key, keys, visited, containers):
     for child in container.values() if isinstance(container, dict) else container:
         if isinstance(child, keras.layers.Layer):
             plain = BASE_CLASS.get(type(child), type(child))
-            _walk(child, _join(key, saving_lib._get_unique_name(naming.to_snake_case(plain.__name__), used)),
-                  keys, visited)
+            _walk(
+                child,
+                _join(key, saving_lib._get_unique_name(naming.to_snake_case(plain.__name__), used)),
+                keys,
+                visited,
+            )
         elif isinstance(child, (list, tuple, dict)):
             name = saving_lib._get_unique_name("container", used)
             _walk_container(child, _join(key, name), keys, visited, containers)

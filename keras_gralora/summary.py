@@ -18,12 +18,21 @@ def gralora_summary(model, print_fn=print):
         in_features, out_features = layer.matrix_shape_of(layer)
         for name in layer.adapter_names:
             adapter = layer.adapter(name)
-            rows.append(dict(
-                path=layer.path, adapter=name, active=name in layer.active_adapters,
-                merged=name in layer.merged_adapters, in_features=in_features, out_features=out_features,
-                r=adapter.config.r, k=adapter.config.k, hybrid_r=adapter.config.hybrid_r,
-                alpha=adapter.config.effective_alpha, parameters=sum(_size(v) for v in adapter.variables),
-            ))
+            rows.append(
+                dict(
+                    path=layer.path,
+                    adapter=name,
+                    active=name in layer.active_adapters,
+                    merged=name in layer.merged_adapters,
+                    in_features=in_features,
+                    out_features=out_features,
+                    r=adapter.config.r,
+                    k=adapter.config.k,
+                    hybrid_r=adapter.config.hybrid_r,
+                    alpha=adapter.config.effective_alpha,
+                    parameters=sum(_size(v) for v in adapter.variables),
+                )
+            )
     trainable = sum(_size(v) for v in model.trainable_weights)
     total = sum(_size(v) for v in model.weights)
     summary = {"layers": rows, "trainable": trainable, "total": total, "share": trainable / max(total, 1)}
@@ -34,6 +43,7 @@ def gralora_summary(model, print_fn=print):
 
 def _in_block_order(model, layers):
     """Block 0 first (Keras may list a backbone's blocks last to first); layers outside blocks last."""
+
     def key(item):
         position, layer = item
         block = selection.block_index(model, layer)
@@ -49,9 +59,17 @@ def _size(variable):
 def _format_summary(summary):
     header = ("path", "adapter", "in", "out", "r", "k", "hybrid_r", "alpha", "params")
     rows = [
-        (row["path"], row["adapter"] + ("*" if row["active"] else "") + (" (merged)" if row["merged"] else ""),
-         row["in_features"], row["out_features"], row["r"], row["k"], row["hybrid_r"], f"{row['alpha']:g}",
-         f"{row['parameters']:,}")
+        (
+            row["path"],
+            row["adapter"] + ("*" if row["active"] else "") + (" (merged)" if row["merged"] else ""),
+            row["in_features"],
+            row["out_features"],
+            row["r"],
+            row["k"],
+            row["hybrid_r"],
+            f"{row['alpha']:g}",
+            f"{row['parameters']:,}",
+        )
         for row in summary["layers"]
     ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]

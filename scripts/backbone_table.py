@@ -25,16 +25,15 @@ FIELDS = ("backbone", "default", "all", "enable_lora", "status", "seconds")
 
 
 def row(name):
-    import keras
-
     import backbone_checks
+    import keras
 
     cells, status, start = [], "ok", time.time()
     for targets in (None, "all"):
         try:
             result = backbone_checks.check_backbone(name, targets)
             cells.append(str(result.adapted))
-        except Exception as error:  # noqa: BLE001  (the table reports every failure)
+        except Exception as error:
             cells.append("-")
             text = " ".join(str(error).split())
             status = "refused: no Dense/EinsumDense" if "has no Dense or EinsumDense" in text else f"FAIL: {text[:200]}"
@@ -45,9 +44,8 @@ def row(name):
 def sweep(names):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     warnings.filterwarnings("ignore")
-    import keras
-
     import backbone_checks
+    import keras
 
     out = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
     out.writerow([f"# KERAS_BACKEND={keras.backend.backend()}"])
@@ -64,7 +62,7 @@ def markdown(paths):
             backend = f.readline().strip().split("=")[-1]
             tables[backend] = {r["backbone"]: r for r in csv.DictReader(f, delimiter="\t")}
     names = sorted({name for table in tables.values() for name in table})
-    print(f"| backbone | adapted (default) | adapted (\"all\") | enable_lora | {' | '.join(tables)} |")
+    print(f'| backbone | adapted (default) | adapted ("all") | enable_lora | {" | ".join(tables)} |')
     print("|---|---|---|---|" + "---|" * len(tables))
     for name in names:
         r = next(table[name] for table in tables.values() if name in table)
@@ -74,17 +72,20 @@ def markdown(paths):
         passed = sum(r["status"] == "ok" for r in table.values())
         refused = sum(r["status"].startswith("refused") for r in table.values())
         seconds = sum(float(r["seconds"]) for r in table.values())
-        print(f"\n{backend}: {passed} pass every check, {refused} refused (convolutional), "
-              f"{len(table) - passed - refused} fail; {seconds / 60:.0f} min.", end="")
+        print(
+            f"\n{backend}: {passed} pass every check, {refused} refused (convolutional), "
+            f"{len(table) - passed - refused} fail; {seconds / 60:.0f} min.",
+            end="",
+        )
     print()
 
 
 def defaults():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     warnings.filterwarnings("ignore")
+    import backbone_checks
     import keras
 
-    import backbone_checks
     from keras_gralora import GraLoRAConfig, selection, structure
 
     print("# Default targets per KerasHub backbone\n")

@@ -23,14 +23,23 @@ OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "backbones"
 
 def convert(source, origin):
     tree = ast.parse(source)
-    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-               and not any(_module(node).startswith(skip) for skip in SKIPPED_IMPORTS)]
+    imports = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        and not any(_module(node).startswith(skip) for skip in SKIPPED_IMPORTS)
+    ]
     test = next(node for node in tree.body if isinstance(node, ast.ClassDef) and _method(node, "setUp"))
     body = [s for s in _method(test, "setUp").body if not _is_super_setup(s)]
     backbone, inputs = _backbone_test(tree, origin.split()[-1])
     commit, path = origin.split()
-    lines = [f'"""{test.name}.setUp, copied by scripts/copy_backbone_configs.py from keras-hub {commit}:', "",
-             f"{path}", '"""', ""]
+    lines = [
+        f'"""{test.name}.setUp, copied by scripts/copy_backbone_configs.py from keras-hub {commit}:',
+        "",
+        f"{path}",
+        '"""',
+        "",
+    ]
     lines += [ast.unparse(node) for node in imports] + ["import types", "", f"BACKBONE = {backbone}", "", ""]
     lines += ["def setup():", "    self = types.SimpleNamespace()"]
     lines += ["    " + line for s in body for line in ast.unparse(s).splitlines()]
@@ -43,8 +52,13 @@ def convert(source, origin):
 
 def _kwargs_name(body):
     """`init_kwargs`, or the one the tests build on (d_fine's `base_init_kwargs`)."""
-    assigned = [target.attr for s in body if isinstance(s, ast.Assign) for target in s.targets
-                if isinstance(target, ast.Attribute)]
+    assigned = [
+        target.attr
+        for s in body
+        if isinstance(s, ast.Assign)
+        for target in s.targets
+        if isinstance(target, ast.Attribute)
+    ]
     return "init_kwargs" if "init_kwargs" in assigned else next(n for n in assigned if n.endswith("init_kwargs"))
 
 
@@ -79,8 +93,12 @@ def _backbone_test(tree, test_path):
 
 def main(checkout):
     checkout = pathlib.Path(checkout)
-    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "checkout"
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        or "checkout"
+    )
     OUT.mkdir(exist_ok=True)
     for test in sorted(checkout.glob("keras_hub/src/models/*/*_backbone_test.py")):
         name = test.name.removesuffix("_backbone_test.py")

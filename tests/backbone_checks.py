@@ -29,9 +29,13 @@ import keras_gralora
 from keras_gralora import structure
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers  # noqa: E402
-BACKBONES = sorted(name[:-3] for name in os.listdir(os.path.join(os.path.dirname(__file__), "backbones"))
-                   if name.endswith(".py") and not name.startswith("_"))
+import helpers
+
+BACKBONES = sorted(
+    name[:-3]
+    for name in os.listdir(os.path.join(os.path.dirname(__file__), "backbones"))
+    if name.endswith(".py") and not name.startswith("_")
+)
 
 
 @dataclasses.dataclass
@@ -75,8 +79,9 @@ def outputs(model, inputs):
         import jax
 
         call = jax.jit(lambda values, others, x: model.stateless_call(values, others, x, training=False)[0])
-        found = call([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-                     inputs)
+        found = call(
+            [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables], inputs
+        )
     else:
         found = model(inputs, training=False)
     found = keras.tree.flatten(found)
@@ -119,8 +124,13 @@ def _check_backbone(name, targets, r, k):
     _close(outputs(second, inputs), adapted, "a second build that loaded the adapter file gives other outputs")
     rounding = _kernel_rounding(model)
     model.merge_gralora()
-    _close(outputs(model, inputs), adapted, "merged outputs differ from the unmerged ones", scale_from=base,
-           rounding=rounding)
+    _close(
+        outputs(model, inputs),
+        adapted,
+        "merged outputs differ from the unmerged ones",
+        scale_from=base,
+        rounding=rounding,
+    )
     return result
 
 
@@ -157,8 +167,9 @@ def _check_gradients(name, model, inputs, base_weights):
         twin_layers[key].enable_lora(4)
     lora_sizes = _sizes(gradients(twin, inputs), {key: twin_layers[key].lora_kernel_b for key in ours})
     largest = max(lora_sizes.values(), default=0.0)
-    missing = sorted(ours[key].path for key, size in lora_sizes.items()
-                     if size > 1e-7 * largest and our_sizes[key] <= 1e-3 * size)
+    missing = sorted(
+        ours[key].path for key, size in lora_sizes.items() if size > 1e-7 * largest and our_sizes[key] <= 1e-3 * size
+    )
     assert not missing, f"{len(missing)} of {len(ours)} adapted layers get no gradient: {missing}"
 
 

@@ -4,9 +4,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import hypothesis  # noqa: E402
-import keras  # noqa: E402
-import pytest  # noqa: E402
+import hypothesis
+import keras
+import pytest
 
 # Keras layers run eagerly op by op, so examples are slow-ish and vary in time.
 hypothesis.settings.register_profile("keras", max_examples=8, deadline=None, derandomize=True)

@@ -19,8 +19,9 @@ import numpy as np
 
 import keras_gralora
 
-CONFIG = dict(vocabulary_size=48, num_layers=2, hidden_dim=16, intermediate_dim=32, num_query_heads=4,
-              num_key_value_heads=2)
+CONFIG = dict(
+    vocabulary_size=48, num_layers=2, hidden_dim=16, intermediate_dim=32, num_query_heads=4, num_key_value_heads=2
+)
 INPUTS = {"token_ids": np.arange(2 * 6, dtype="int32").reshape(2, 6) % 48, "padding_mask": np.ones((2, 6), "int32")}
 SAVES = {
     "adapter": lambda model, target: keras_gralora.save_gralora_weights(model, target),

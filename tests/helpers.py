@@ -28,7 +28,11 @@ def run_python(code, backend, *args):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        env=env, cwd=HERE, capture_output=True, text=True, timeout=600,
+        env=env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout

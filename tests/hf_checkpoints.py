@@ -18,12 +18,18 @@ ARCHITECTURES = {  # name: (config class and its settings, class written, module
     "mistral": (("MistralConfig", dict(num_key_value_heads=2)), "MistralForCausalLM", DECODER_TARGETS),
     "qwen2": (("Qwen2Config", dict(num_key_value_heads=2)), "Qwen2ForCausalLM", DECODER_TARGETS),
     "gemma": (("GemmaConfig", dict(num_key_value_heads=1, head_dim=8)), "GemmaForCausalLM", DECODER_TARGETS),
-    "bert": (("BertConfig", dict(max_position_embeddings=32, num_labels=3, hidden_act="gelu_pytorch_tanh")),
-             "BertForSequenceClassification", ["query", "key", "value", "dense"]),
+    "bert": (
+        ("BertConfig", dict(max_position_embeddings=32, num_labels=3, hidden_act="gelu_pytorch_tanh")),
+        "BertForSequenceClassification",
+        ["query", "key", "value", "dense"],
+    ),
 }  # BERT with the tanh GELU: KerasHub's BertBackbone always uses it (the real MiniLM has the exact one)
 CONV1D = {  # transformers' Conv1D modules (fan_in_fan_out), and a fused c_attn that KerasHub splits
-    "gpt2": (("GPT2Config", dict(n_positions=32, activation_function="gelu_new")), "GPT2LMHeadModel",
-             ["c_attn", "c_proj", "c_fc"]),
+    "gpt2": (
+        ("GPT2Config", dict(n_positions=32, activation_function="gelu_new")),
+        "GPT2LMHeadModel",
+        ["c_attn", "c_proj", "c_fc"],
+    )
 }
 ROUNDED_BY_KERAS_HUB = {"mistral": torch.float16}  # convert_mistral.py stores every weight through float16
 TOKENS = np.random.default_rng(0).integers(1, SIZES["vocab_size"], (2, 7))

@@ -28,8 +28,8 @@ def delta(a, b, scale, hybrid_a=None, hybrid_b=None):
     out = np.zeros((k * block_in, k * block_out))
     for p in range(k):
         for j in range(k):
-            cell = a[p][:, j * s:(j + 1) * s] @ b[j][p * s:(p + 1) * s, :]
-            out[p * block_in:(p + 1) * block_in, j * block_out:(j + 1) * block_out] = cell
+            cell = a[p][:, j * s : (j + 1) * s] @ b[j][p * s : (p + 1) * s, :]
+            out[p * block_in : (p + 1) * block_in, j * block_out : (j + 1) * block_out] = cell
     if hybrid_a is not None:
         out = out + hybrid_a @ hybrid_b
     return scale * out

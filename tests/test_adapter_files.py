@@ -7,18 +7,25 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
 from helpers import to_numpy
+from test_adapters import X, mlp, moved, snapshot
+
 import keras_gralora
 from keras_gralora import enable_gralora, inject, load_gralora_weights, save_gralora_weights
-from test_adapters import X, mlp, moved, snapshot
 
 
 def trained(seed=0):
     """Adapters a (bias="gralora_only", head saved) and b (inactive), random non-zero weights."""
     model = mlp()
-    enable_gralora(model, r=4, k=2, target_layer_names=["up", "down"], adapter_name="a", bias="gralora_only",
-                   modules_to_save=["head"])
+    enable_gralora(
+        model,
+        r=4,
+        k=2,
+        target_layer_names=["up", "down"],
+        adapter_name="a",
+        bias="gralora_only",
+        modules_to_save=["head"],
+    )
     enable_gralora(model, r=8, k=4, hybrid_r=2, target_layer_names=["down"], adapter_name="b")
     rng = np.random.default_rng(seed)
     for v in [*model.trainable_weights, *model.get_layer("down").adapter("b").variables]:
@@ -70,18 +77,29 @@ def _corrupt(edit):
     def apply(path):
         with h5py.File(path, "r+") as f:
             edit(f)
+
     return apply
 
 
-@pytest.mark.parametrize("prepare, kwargs, message", [
-    (None, dict(adapter_names=["z"]), r"has no adapter \['z'\]; it holds \['a', 'b'\]"),
-    (None, dict(adapter_names={"a": "b"}), r"already has an adapter named 'b', on layers \[\] that .* lacks, and the "
-                                           r"file has it on \['up'\].*adapter_names=\{'a': 'b_2'\}"),
-    (None, dict(adapter_names={"a": "x", "b": "x"}), r"gives two adapters the same name"),
-    (None, dict(adapter_names=5), r"adapter_names=5 must be a name"),
-    (_corrupt(lambda f: f["adapters/a/modules/0"].attrs.update(key="tail/kernel", path="tail/kernel")),
-     {}, r"holds weight 'tail/kernel' .* in model 'functional.*' it is missing"),
-])
+@pytest.mark.parametrize(
+    "prepare, kwargs, message",
+    [
+        (None, dict(adapter_names=["z"]), r"has no adapter \['z'\]; it holds \['a', 'b'\]"),
+        (
+            None,
+            dict(adapter_names={"a": "b"}),
+            r"already has an adapter named 'b', on layers \[\] that .* lacks, and the "
+            r"file has it on \['up'\].*adapter_names=\{'a': 'b_2'\}",
+        ),
+        (None, dict(adapter_names={"a": "x", "b": "x"}), r"gives two adapters the same name"),
+        (None, dict(adapter_names=5), r"adapter_names=5 must be a name"),
+        (
+            _corrupt(lambda f: f["adapters/a/modules/0"].attrs.update(key="tail/kernel", path="tail/kernel")),
+            {},
+            r"holds weight 'tail/kernel' .* in model 'functional.*' it is missing",
+        ),
+    ],
+)
 def test_bad_loads_change_nothing(tmp_path, prepare, kwargs, message):
     path = tmp_path / "two.weights.h5"
     save_gralora_weights(trained(), path)
@@ -124,10 +142,14 @@ def write_version_1(path, model):
         for i, layer in enumerate(inject.adapted_layers(model)):
             config = layer.adapter("a").config
             group = f.create_group(f"layers/{i}")
-            group.attrs.update(path=layer.path, in_features=layer.matrix_shape_of(layer)[0],
-                               out_features=layer.matrix_shape_of(layer)[1],
-                               config=json.dumps({k: getattr(config, k) for k in
-                                                  ("r", "k", "hybrid_r", "alpha", "dropout", "init_weights")}))
+            group.attrs.update(
+                path=layer.path,
+                in_features=layer.matrix_shape_of(layer)[0],
+                out_features=layer.matrix_shape_of(layer)[1],
+                config=json.dumps(
+                    {k: getattr(config, k) for k in ("r", "k", "hybrid_r", "alpha", "dropout", "init_weights")}
+                ),
+            )
             for role, v in zip(("gralora_a", "gralora_b"), layer.adapter("a").variables):
                 group.create_dataset(role, data=to_numpy(v))
 
@@ -147,8 +169,15 @@ def test_a_version_1_file_still_loads_as_the_default_adapter(tmp_path):
 
 
 def test_a_layer_config_and_weights_from_version_1_still_load():
-    old_config = {**keras.layers.Dense(8, name="proj").get_config(), "r": 4, "k": 2, "hybrid_r": 0, "alpha": None,
-                  "dropout": 0.0, "init_weights": True}
+    old_config = {
+        **keras.layers.Dense(8, name="proj").get_config(),
+        "r": 4,
+        "k": 2,
+        "hybrid_r": 0,
+        "alpha": None,
+        "dropout": 0.0,
+        "init_weights": True,
+    }
     layer = keras_gralora.GraLoRADense.from_config(old_config)
     layer.build((None, 8))
     assert layer.adapter_names == ["default"]

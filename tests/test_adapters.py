@@ -5,8 +5,8 @@ import warnings
 import keras
 import numpy as np
 import pytest
-
 from helpers import random_input, to_numpy
+
 import keras_gralora
 from keras_gralora import enable_gralora, inject
 from keras_gralora.layers.named_adapter import ROLES
@@ -66,8 +66,11 @@ def test_training_a_merged_adapter_raises_until_unmerged():
     keras_gralora.merge_gralora(model)
     np.testing.assert_allclose(to_numpy(model(X)), expected, atol=1e-5)
     before = snapshot(model)
-    with pytest.raises(ValueError, match=r"would train adapters that are merged into their kernels "
-                                         r"\{'up': \['a'\], 'down': \['a'\]\}.*unmerge_gralora"):
+    with pytest.raises(
+        ValueError,
+        match=r"would train adapters that are merged into their kernels "
+        r"\{'up': \['a'\], 'down': \['a'\]\}.*unmerge_gralora",
+    ):
         fit(model)
     assert not moved(model, before)  # refused before Keras touched any state
     with pytest.raises(ValueError, match=r"adapters \['a'\] are merged into the kernel and active"):
@@ -104,9 +107,9 @@ def test_safe_merge_of_a_broken_adapter_changes_no_kernel():
     assert not moved(model, before) and not any(layer.merged for layer in inject.adapted_layers(model))
 
 
-@pytest.mark.parametrize("bias, trained", [
-    ("gralora_only", {"up/bias", "down/bias"}), ("all", {"up/bias", "down/bias", "head/bias"}),
-])
+@pytest.mark.parametrize(
+    "bias, trained", [("gralora_only", {"up/bias", "down/bias"}), ("all", {"up/bias", "down/bias", "head/bias"})]
+)
 def test_bias_modes_train_biases_and_disable_warns(bias, trained):
     model = two_adapters(bias=bias)
     before = snapshot(model)
@@ -129,16 +132,22 @@ def test_modules_to_save_train_only_with_their_active_adapter():
     assert {v.path for v in model.trainable_weights} == {"up/gralora_a_b", "up/gralora_b_b"}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(adapter_name="a"), r"already has an adapter named 'a' \(adapters: \['a', 'b'\]\)"),
-    (dict(adapter_name="x.y"), r"adapter_name='x.y' is not a valid adapter name"),
-    (dict(bias="some"), r"`bias` must be one of \('none', 'all', 'gralora_only'\), got bias='some'"),
-    (dict(modules_to_save=["nothing"]), r"modules_to_save=\['nothing'\] matched no layer with weights.*'head'"),
-    (dict(modules_to_save="up"), r"modules_to_save \['up'\] carry GraLoRA adapters"),
-    (dict(modules_to_save=["head"], target_layer_names=["head"]), r"\['head'\] are both targets and .*modules_to_save"),
-    (dict(layers_to_transform=[0]), r"no layer path of .* has a block segment"),
-    (dict(layers_pattern="block"), r"layers_pattern='block' needs layers_to_transform"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(adapter_name="a"), r"already has an adapter named 'a' \(adapters: \['a', 'b'\]\)"),
+        (dict(adapter_name="x.y"), r"adapter_name='x.y' is not a valid adapter name"),
+        (dict(bias="some"), r"`bias` must be one of \('none', 'all', 'gralora_only'\), got bias='some'"),
+        (dict(modules_to_save=["nothing"]), r"modules_to_save=\['nothing'\] matched no layer with weights.*'head'"),
+        (dict(modules_to_save="up"), r"modules_to_save \['up'\] carry GraLoRA adapters"),
+        (
+            dict(modules_to_save=["head"], target_layer_names=["head"]),
+            r"\['head'\] are both targets and .*modules_to_save",
+        ),
+        (dict(layers_to_transform=[0]), r"no layer path of .* has a block segment"),
+        (dict(layers_pattern="block"), r"layers_pattern='block' needs layers_to_transform"),
+    ],
+)
 def test_bad_arguments_change_nothing(kwargs, message):
     model = two_adapters()
     before, trainable = snapshot(model), [v.path for v in model.trainable_weights]
@@ -148,13 +157,18 @@ def test_bad_arguments_change_nothing(kwargs, message):
     assert keras_gralora.adapter_names(model) == ["a", "b"]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m: keras_gralora.set_active_adapters(m, ["a", "z"]),
-     r"set_active_adapters: model .* has no adapter named \['z'\]; its adapters are \['a', 'b'\]"),
-    (lambda m: keras_gralora.merge_gralora(m, ["z"]), r"merge_gralora: .* no adapter named \['z'\]"),
-    (lambda m: keras_gralora.delete_adapter(m, "z"), r"delete_adapter: .* no adapter named \['z'\]"),
-    (lambda m: keras_gralora.set_active_adapters(m, 3), r"expected an adapter name or a list of them, got 3"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda m: keras_gralora.set_active_adapters(m, ["a", "z"]),
+            r"set_active_adapters: model .* has no adapter named \['z'\]; its adapters are \['a', 'b'\]",
+        ),
+        (lambda m: keras_gralora.merge_gralora(m, ["z"]), r"merge_gralora: .* no adapter named \['z'\]"),
+        (lambda m: keras_gralora.delete_adapter(m, "z"), r"delete_adapter: .* no adapter named \['z'\]"),
+        (lambda m: keras_gralora.set_active_adapters(m, 3), r"expected an adapter name or a list of them, got 3"),
+    ],
+)
 def test_unknown_adapter_names_are_refused(call, message):
     model = two_adapters()
     with pytest.raises(ValueError, match=message):
@@ -174,7 +188,9 @@ def test_summary_lists_adapters_per_layer_with_the_active_ones_marked():
     lines = []
     summary = keras_gralora.gralora_summary(model, print_fn=lines.append)
     assert [(row["path"], row["adapter"], row["active"]) for row in summary["layers"]] == [
-        ("up", "a", True), ("down", "a", True), ("down", "b", False)
+        ("up", "a", True),
+        ("down", "a", True),
+        ("down", "b", False),
     ]
     table = lines[0].splitlines()
     assert table[3].split()[:2] == ["down", "b"] and table[2].split()[:2] == ["down", "a*"]

@@ -9,11 +9,11 @@ import collections
 import keras
 import numpy as np
 import pytest
-
 from helpers import random_input, to_numpy
+from test_peft_parity import array, copy_peft_adapter
+
 import keras_gralora
 from keras_gralora import inject
-from test_peft_parity import array, copy_peft_adapter
 
 peft = pytest.importorskip("peft")
 torch = pytest.importorskip("torch")
@@ -33,8 +33,13 @@ def torch_mlp():
 def peft_config(name, **kwargs):
     s = SETTINGS[name]
     return peft.GraloraConfig(
-        r=s["r"], gralora_k=s["k"], hybrid_r=s["hybrid_r"], alpha=s["alpha"], target_modules=["up", "down"],
-        init_weights=False, **kwargs,
+        r=s["r"],
+        gralora_k=s["k"],
+        hybrid_r=s["hybrid_r"],
+        alpha=s["alpha"],
+        target_modules=["up", "down"],
+        init_weights=False,
+        **kwargs,
     )
 
 
@@ -61,7 +66,10 @@ def keras_two_adapters(peft_model, **kwargs):
     model = keras_mlp(peft_model)
     for name in ("a", "b"):
         keras_gralora.enable_gralora(
-            model, **SETTINGS[name], target_layer_names=["up", "down"], adapter_name=name,
+            model,
+            **SETTINGS[name],
+            target_layer_names=["up", "down"],
+            adapter_name=name,
             **(kwargs if name == "a" else {}),
         )
         for layer in ("up", "down"):

@@ -13,10 +13,23 @@ import pytest
 
 pytest.importorskip("keras_hub")
 
-import backbone_checks  # noqa: E402
+import backbone_checks
 
-CONVOLUTIONAL = {"basnet", "cspnet", "deeplab_v3", "densenet", "efficientnet", "hgnetv2", "mobilenet", "mobilenetv5",
-                 "resnet", "retinanet", "vae", "vgg", "xception"}
+CONVOLUTIONAL = {
+    "basnet",
+    "cspnet",
+    "deeplab_v3",
+    "densenet",
+    "efficientnet",
+    "hgnetv2",
+    "mobilenet",
+    "mobilenetv5",
+    "resnet",
+    "retinanet",
+    "vae",
+    "vgg",
+    "xception",
+}
 FAST = [
     ("bert", None),  # KerasHub's own defaults
     ("gemma4", "all"),  # feed-forward layers that matmul by `ffw_gating.kernel` themselves

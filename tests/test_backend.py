@@ -93,11 +93,13 @@ def test_both_forms_of_the_routed_forward_equal_each_row_through_block_forward(e
     b = rng.normal(size=(rows, k, r, d // k))
     hybrid_a, hybrid_b = rng.normal(size=(rows, d, h)), rng.normal(size=(rows, h, d))
     scale = np.array([2.0, 0.5, 0.0])
-    tensors = [keras.ops.convert_to_tensor(v.astype("float32"))
-               for v in (x, a, b, scale[:, None, None], hybrid_a, hybrid_b)]
+    tensors = [
+        keras.ops.convert_to_tensor(v.astype("float32")) for v in (x, a, b, scale[:, None, None], hybrid_a, hybrid_b)
+    ]
     got = keras.ops.convert_to_numpy(gralora_ops.routed_block_forward(*tensors))
     for i in range(rows):
         args = [keras.ops.convert_to_tensor(v[i].astype("float32")) for v in (x, a, b)]
-        want = gralora_ops.block_forward(*args, float(scale[i]), *[keras.ops.convert_to_tensor(v[i].astype("float32"))
-                                                                  for v in (hybrid_a, hybrid_b)])
+        want = gralora_ops.block_forward(
+            *args, float(scale[i]), *[keras.ops.convert_to_tensor(v[i].astype("float32")) for v in (hybrid_a, hybrid_b)]
+        )
         np.testing.assert_allclose(got[i], keras.ops.convert_to_numpy(want), rtol=1e-5, atol=1e-5)

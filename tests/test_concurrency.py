@@ -7,8 +7,8 @@ import threading
 import keras
 import numpy as np
 import pytest
-
 from helpers import X, adapted_model, to_numpy
+
 import keras_gralora
 
 CALLS = 8

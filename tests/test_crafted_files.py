@@ -12,8 +12,8 @@ import struct
 import h5py
 import numpy as np
 import pytest
-
 from helpers import X, adapted_model, assert_unchanged, base_model, snapshot, to_numpy
+
 import keras_gralora
 from keras_gralora import load_gralora_weights, save_gralora_weights
 from keras_gralora.interop import peft_files
@@ -42,8 +42,13 @@ def _replace(f, name, **create):
 def external_storage(f, tmp_path):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(np.arange(64, dtype="float32").tobytes())
-    _replace(f, "adapters/default/layers/0/gralora_b", shape=(2, 4, 8), dtype="float32",
-             external=[(str(secret), 0, 2 * 4 * 8 * 4)])
+    _replace(
+        f,
+        "adapters/default/layers/0/gralora_b",
+        shape=(2, 4, 8),
+        dtype="float32",
+        external=[(str(secret), 0, 2 * 4 * 8 * 4)],
+    )
 
 
 def external_link(f, tmp_path):
@@ -149,6 +154,7 @@ def test_a_round_trip_keeps_no_adapter_active_and_bias_settings(tmp_path):
 
 # --- PEFT directories ---
 
+
 def write_lora_directory(directory, tensors, config=None, metadata=None):
     """A PEFT LoRA directory for `tests.helpers.base_model` is not possible (no name table): use llama's names."""
     from safetensors.numpy import save_file
@@ -189,8 +195,10 @@ Q = "base_model.model.model.layers.0.self_attn.q_proj"
 
 def _lora(r=4, dtype="float32"):
     rng = np.random.default_rng(0)
-    return {f"{Q}.lora_A.weight": rng.standard_normal((r, 16)).astype(dtype),
-            f"{Q}.lora_B.weight": rng.standard_normal((16, r)).astype(dtype)}
+    return {
+        f"{Q}.lora_A.weight": rng.standard_normal((r, 16)).astype(dtype),
+        f"{Q}.lora_B.weight": rng.standard_normal((16, r)).astype(dtype),
+    }
 
 
 def peft_cases(tmp_path):
@@ -200,12 +208,14 @@ def peft_cases(tmp_path):
     sparse_safetensors(huge / "adapter_model.safetensors", f"{Q}.lora_A.weight", (2**18, 2**10))  # 1 GiB declared
     cases[huge] = r"tensor 'model.layers.0.self_attn.q_proj.lora_A.weight' declares shape \(262144, 1024\)"
     cases[write_lora_directory(tmp_path / "ints", _lora(dtype="int32"))] = r"lora_A.weight' is I32"
-    cases[write_lora_directory(tmp_path / "missing", {f"{Q}.lora_A.weight": _lora()[f"{Q}.lora_A.weight"]})] = \
+    cases[write_lora_directory(tmp_path / "missing", {f"{Q}.lora_A.weight": _lora()[f"{Q}.lora_A.weight"]})] = (
         r"module 'model.layers.0.self_attn.q_proj' has no tensor 'lora_B.weight'"
+    )
     mixed = write_lora_directory(tmp_path / "mixed", _lora(), metadata={peft_files.CONFIG_HASH: "0" * 64})
     cases[mixed] = r"mixes two saves: its adapter_model.safetensors was written with another adapter_config.json"
-    foreign = write_lora_directory(tmp_path / "foreign", _lora(r=4),
-                                   {"peft_type": "LORA", "r": 8, "lora_alpha": 8, "target_modules": ["q_proj"]})
+    foreign = write_lora_directory(
+        tmp_path / "foreign", _lora(r=4), {"peft_type": "LORA", "r": 8, "lora_alpha": 8, "target_modules": ["q_proj"]}
+    )
     cases[foreign] = r"declares shape \(4, 16\); .* needs \(8, 16\)\. The config and the weights do not belong together"
     not_json = write_lora_directory(tmp_path / "not_json", _lora())
     (not_json / "adapter_config.json").write_text("{'peft_type': 'LORA'")

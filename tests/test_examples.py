@@ -33,8 +33,9 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
 
     import two_tasks  # the README's second example, in the same slow test
 
-    trained = two_tasks.main(["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1",
-                              "--out", str(tmp_path)])
+    trained = two_tasks.main(
+        ["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1", "--out", str(tmp_path)]
+    )
     assert set(trained.accuracy) == {(task, adapter) for task in two_tasks.TASKS for adapter in two_tasks.TASKS}
 
     import serving  # the README's serving example, on the two adapters just trained

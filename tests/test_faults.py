@@ -19,8 +19,8 @@ import time
 import keras
 import numpy as np
 import pytest
-
 from helpers import HERE, adapted_model, to_numpy
+
 import keras_gralora
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -37,8 +37,13 @@ class Child:
     def __init__(self, folder):
         env = {**os.environ, "KERAS_BACKEND": "numpy" if BACKEND == "jax" else BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.process = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "fault_child.py"), str(folder)], cwd=HERE, env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [sys.executable, os.path.join(HERE, "fault_child.py"), str(folder)],
+            cwd=HERE,
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         self.durations = json.loads(self._line())
 
@@ -169,8 +174,12 @@ def test_saves_follow_the_umask_and_keep_an_existing_files_mode(tmp_path, umask)
     try:
         for name, save in SAVES.values():
             save(model, tmp_path / name)
-        files = [tmp_path / "a.gralora.weights.h5", tmp_path / "m.keras", tmp_path / "peft" / "adapter_config.json",
-                 tmp_path / "peft" / "adapter_model.safetensors"]
+        files = [
+            tmp_path / "a.gralora.weights.h5",
+            tmp_path / "m.keras",
+            tmp_path / "peft" / "adapter_config.json",
+            tmp_path / "peft" / "adapter_model.safetensors",
+        ]
         assert [oct(os.stat(f).st_mode & 0o777) for f in files] == [oct(0o666 & ~umask)] * 4
         assert os.stat(tmp_path / "peft").st_mode & 0o777 == 0o777 & ~umask
         for f in files:
@@ -185,8 +194,10 @@ def test_saves_follow_the_umask_and_keep_an_existing_files_mode(tmp_path, umask)
 def test_a_peft_directory_keeps_its_other_files_and_a_killed_saves_leftovers_are_removed(tmp_path):
     model = adapted_model()
     target = tmp_path / "a.weights.h5"
-    dead, alive = tmp_path / f".a.weights.h5.keras_gralora-tmp-{2**22 + 7}-0", \
-        tmp_path / f".a.weights.h5.keras_gralora-tmp-{os.getpid()}-0"
+    dead, alive = (
+        tmp_path / f".a.weights.h5.keras_gralora-tmp-{2**22 + 7}-0",
+        tmp_path / f".a.weights.h5.keras_gralora-tmp-{os.getpid()}-0",
+    )
     dead.write_bytes(b"partial")
     alive.write_bytes(b"another thread's")
     keras_gralora.save_gralora_weights(model, target)

@@ -1,10 +1,10 @@
 """GPT-2's Conv1D modules (fan_in_fan_out) and its fused c_attn, against PEFT on a tiny random checkpoint."""
 
+import hf_checkpoints as hf
 import numpy as np
 import peft
 import pytest
 
-import hf_checkpoints as hf
 import keras_gralora
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -16,11 +16,16 @@ def checkpoint(tmp_path_factory):
     return hf.write_checkpoint("gpt2", str(tmp_path_factory.mktemp("hf") / "gpt2"))
 
 
-@pytest.mark.parametrize("config", [
-    peft.GraloraConfig(r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=TARGETS, init_weights=False,
-                       fan_in_fan_out=True),
-    peft.LoraConfig(r=4, lora_alpha=6, target_modules=TARGETS, init_lora_weights=False, fan_in_fan_out=True),
-], ids=["gralora", "lora"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        peft.GraloraConfig(
+            r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=TARGETS, init_weights=False, fan_in_fan_out=True
+        ),
+        peft.LoraConfig(r=4, lora_alpha=6, target_modules=TARGETS, init_lora_weights=False, fan_in_fan_out=True),
+    ],
+    ids=["gralora", "lora"],
+)
 def test_a_peft_gpt2_adapter_loads_with_c_attn_split_into_query_key_value(config, checkpoint, tmp_path):
     expected = hf.peft_directory("gpt2", checkpoint, tmp_path / "adapter", config)
     backbone = keras_hub.models.Backbone.from_preset(checkpoint)
@@ -51,8 +56,9 @@ def gpt2_with_adapter(checkpoint, targets):
 
 
 def test_our_gpt2_adapter_saves_as_a_peft_gralora_directory(checkpoint, tmp_path):
-    backbone = gpt2_with_adapter(checkpoint, ["attention_output", "feedforward_intermediate_dense",
-                                              "feedforward_output_dense"])
+    backbone = gpt2_with_adapter(
+        checkpoint, ["attention_output", "feedforward_intermediate_dense", "feedforward_output_dense"]
+    )
     keras_gralora.save_peft_adapter(backbone, tmp_path / "out")
     hf.assert_outputs_equal(hf.keras_outputs(backbone, "gpt2"), hf.peft_outputs("gpt2", checkpoint, tmp_path / "out"))
 

@@ -40,8 +40,11 @@ def donor_file(model, tmp_path, **settings):
     tmp_path.mkdir(exist_ok=True)
     path = str(tmp_path / "donor.gralora.weights.h5")
     keras_gralora.save_gralora_weights(model, path, adapter_names="donor")
-    deltas = {layer.path: to_numpy(layer.delta_matrix("donor")) for layer in model._flatten_layers()
-              if isinstance(layer, GraLoRAAdapter) and "donor" in layer.adapter_names}
+    deltas = {
+        layer.path: to_numpy(layer.delta_matrix("donor"))
+        for layer in model._flatten_layers()
+        if isinstance(layer, GraLoRAAdapter) and "donor" in layer.adapter_names
+    }
     keras_gralora.delete_adapter(model, "donor")
     return path, deltas
 
@@ -88,9 +91,13 @@ def test_what_does_not_fit_is_refused_and_nothing_changes(tmp_path):
     wide, _ = donor_file(model, tmp_path / "wide", r=4, k=2, target_layer_names=["dense", "query"])
     biased, _ = donor_file(model, tmp_path / "bias", r=4, k=2, target_layer_names=["dense"], bias="gralora_only")
     before = snapshot(model)
-    for source, name, match in [(big, "a", "r=16 above the slot's r=4"), (other_k, "a", "k=4 in the source"),
-                                (wide, "c", "adapts layer 'query', where adapter 'c' does not exist"),
-                                (biased, "a", "trained biases"), (big, "zzz", "no adapter named")]:
+    for source, name, match in [
+        (big, "a", "r=16 above the slot's r=4"),
+        (other_k, "a", "k=4 in the source"),
+        (wide, "c", "adapts layer 'query', where adapter 'c' does not exist"),
+        (biased, "a", "trained biases"),
+        (big, "zzz", "no adapter named"),
+    ]:
         with pytest.raises(ValueError, match=match):
             keras_gralora.hotswap_adapter(model, source, name)
     assert_unchanged(model, before)
@@ -99,15 +106,24 @@ def test_what_does_not_fit_is_refused_and_nothing_changes(tmp_path):
 def tiny_gemma():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(1)
-    backbone = keras_hub.models.GemmaBackbone(vocabulary_size=48, num_layers=2, num_query_heads=4,
-                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, head_dim=4)
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=48,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        head_dim=4,
+    )
     lm = keras_hub.models.GemmaCausalLM(backbone, preprocessor=None)
     lm.compile(sampler="greedy")
     return backbone, lm
 
 
-PROMPT = {"token_ids": np.array([[5, 9, 3, 0, 0, 0, 0, 0]] * 4, "int32"),
-          "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]] * 4, bool)}
+PROMPT = {
+    "token_ids": np.array([[5, 9, 3, 0, 0, 0, 0, 0]] * 4, "int32"),
+    "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]] * 4, bool),
+}
 
 
 def test_routed_generate_and_hot_swaps_from_a_file_and_a_peft_directory_without_a_new_trace(tmp_path, calls):

@@ -1,11 +1,10 @@
 """GraLoRA on tiny, randomly initialised KerasHub backbones and tasks (nothing downloads)."""
 
-
+import helpers
 import keras
 import numpy as np
 import pytest
 
-import helpers
 import keras_gralora
 from keras_gralora import GraLoRAEinsumDense
 
@@ -18,16 +17,31 @@ LLAMA_LIKE = dict(DECODER, num_query_heads=4, num_key_value_heads=2)
 
 # name: (backbone factory, task factory, expected EinsumDense equation of the adapted query)
 CASES = {
-    "gpt2": (lambda: models.GPT2Backbone(num_heads=2, max_sequence_length=SEQ, **DECODER),
-             lambda b: models.GPT2CausalLM(b, preprocessor=None), "abc,cde->abde"),
-    "llama": (lambda: models.LlamaBackbone(**LLAMA_LIKE),
-              lambda b: models.LlamaCausalLM(b, preprocessor=None), "bqm,muh->bquh"),
-    "gemma": (lambda: models.GemmaBackbone(num_query_heads=2, num_key_value_heads=1, head_dim=8, **DECODER),
-              lambda b: models.GemmaCausalLM(b, preprocessor=None), "btd,ndh->btnh"),
-    "qwen": (lambda: models.QwenBackbone(**LLAMA_LIKE),
-             lambda b: models.QwenCausalLM(b, preprocessor=None), "bqm,muh->bquh"),
-    "bert": (lambda: models.BertBackbone(num_heads=2, max_sequence_length=SEQ, **DECODER),
-             lambda b: models.BertTextClassifier(b, num_classes=2, preprocessor=None), "abc,cde->abde"),
+    "gpt2": (
+        lambda: models.GPT2Backbone(num_heads=2, max_sequence_length=SEQ, **DECODER),
+        lambda b: models.GPT2CausalLM(b, preprocessor=None),
+        "abc,cde->abde",
+    ),
+    "llama": (
+        lambda: models.LlamaBackbone(**LLAMA_LIKE),
+        lambda b: models.LlamaCausalLM(b, preprocessor=None),
+        "bqm,muh->bquh",
+    ),
+    "gemma": (
+        lambda: models.GemmaBackbone(num_query_heads=2, num_key_value_heads=1, head_dim=8, **DECODER),
+        lambda b: models.GemmaCausalLM(b, preprocessor=None),
+        "btd,ndh->btnh",
+    ),
+    "qwen": (
+        lambda: models.QwenBackbone(**LLAMA_LIKE),
+        lambda b: models.QwenCausalLM(b, preprocessor=None),
+        "bqm,muh->bquh",
+    ),
+    "bert": (
+        lambda: models.BertBackbone(num_heads=2, max_sequence_length=SEQ, **DECODER),
+        lambda b: models.BertTextClassifier(b, num_classes=2, preprocessor=None),
+        "abc,cde->abde",
+    ),
 }
 
 
@@ -143,7 +157,8 @@ def test_merged_backbone_export_loads_without_keras_gralora(tmp_path):
         import keras_gralora  # after keras_hub: the methods are added at once
         assert keras_hub.models.Backbone.enable_gralora is keras_gralora.hub.enable_gralora
         """,
-        keras.backend.backend(), tmp_path,
+        keras.backend.backend(),
+        tmp_path,
     )
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(backbone(x)), atol=1e-4)
 
@@ -167,8 +182,15 @@ def test_layers_to_transform_adapts_only_the_named_blocks():
     backbone = CASES["llama"][0]()
     paths = backbone.enable_gralora(r=4, k=2, target_layer_names=["query", "value"], layers_to_transform=1)
     assert paths == [p for p in paths if p.startswith("transformer_layer_1/")] and len(paths) == 2
-    paths = keras_gralora.enable_gralora(backbone, r=4, k=2, target_layer_names=["key"], adapter_name="k0",
-                                         layers_to_transform=[0], layers_pattern="transformer_layer")
+    paths = keras_gralora.enable_gralora(
+        backbone,
+        r=4,
+        k=2,
+        target_layer_names=["key"],
+        adapter_name="k0",
+        layers_to_transform=[0],
+        layers_pattern="transformer_layer",
+    )
     assert paths == ["transformer_layer_0/self_attention/key"]
     for kwargs, message in [
         (dict(layers_to_transform=[2]), r"blocks \[2\] are out of range; 'llama_backbone.*' has blocks \[0, 1\]"),
@@ -177,8 +199,9 @@ def test_layers_to_transform_adapts_only_the_named_blocks():
         (dict(layers_to_transform=[0], layers_pattern="decoder_block"), r"no layer path .* has a block segment"),
     ]:
         with pytest.raises(ValueError, match=message):
-            keras_gralora.enable_gralora(backbone, r=4, k=2, adapter_name="bad", **{"target_layer_names": ["query"],
-                                                                                    **kwargs})
+            keras_gralora.enable_gralora(
+                backbone, r=4, k=2, adapter_name="bad", **{"target_layer_names": ["query"], **kwargs}
+            )
     assert keras_gralora.adapter_names(backbone) == ["default", "k0"]
 
 

@@ -5,9 +5,9 @@ import re
 import keras
 import numpy as np
 import pytest
+from helpers import random_input, to_numpy
 from keras import ops
 
-from helpers import random_input, to_numpy
 import keras_gralora
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense, enable_gralora
 
@@ -70,17 +70,33 @@ def test_default_targets_keep_layer_objects_and_freeze_everything_else():
     np.testing.assert_array_equal(to_numpy(model(x)), before)  # B starts at zero
 
 
-@pytest.mark.parametrize("build_model, targets, expected", [
-    (functional_model, "all", ["query", "ffn", "value"]),
-    (functional_model, ".*(ffn|query)", ["query", "ffn"]),
-    (functional_model, ["ffn"], ["ffn"]),
-    (subclassed_model, "all", ["subclassed/block_0/query", "subclassed/block_0/*/up", "subclassed/block_0/*/down",
-                               "subclassed/block_1/query", "subclassed/block_1/*/up", "subclassed/block_1/*/down",
-                               "subclassed/head"]),
-    (subclassed_model, r".*block_1/.*", ["subclassed/block_1/query", "subclassed/block_1/*/up",
-                                         "subclassed/block_1/*/down"]),
-    (sequential_model, None, ["*/query", "*/value"]),
-])
+@pytest.mark.parametrize(
+    "build_model, targets, expected",
+    [
+        (functional_model, "all", ["query", "ffn", "value"]),
+        (functional_model, ".*(ffn|query)", ["query", "ffn"]),
+        (functional_model, ["ffn"], ["ffn"]),
+        (
+            subclassed_model,
+            "all",
+            [
+                "subclassed/block_0/query",
+                "subclassed/block_0/*/up",
+                "subclassed/block_0/*/down",
+                "subclassed/block_1/query",
+                "subclassed/block_1/*/up",
+                "subclassed/block_1/*/down",
+                "subclassed/head",
+            ],
+        ),
+        (
+            subclassed_model,
+            r".*block_1/.*",
+            ["subclassed/block_1/query", "subclassed/block_1/*/up", "subclassed/block_1/*/down"],
+        ),
+        (sequential_model, None, ["*/query", "*/value"]),
+    ],
+)
 def test_target_selection(build_model, targets, expected):
     model = build_model()
     paths = enable_gralora(model, r=4, k=2, target_layer_names=targets)
@@ -112,8 +128,11 @@ def test_training_moves_only_the_adapters_and_merge_keeps_outputs():
 
 def test_nothing_matched_lists_the_layer_names():
     model = functional_model()
-    with pytest.raises(ValueError, match=r"target_layer_names=\['qkv'\] matched no Dense or EinsumDense.*"
-                                         r"\['ffn', 'head', 'query', 'value'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"target_layer_names=\['qkv'\] matched no Dense or EinsumDense.*"
+        r"\['ffn', 'head', 'query', 'value'\]",
+    ):
         enable_gralora(model, target_layer_names=["qkv"])
 
 
@@ -170,7 +189,8 @@ def test_summary_counts_like_peft():
     lines = []
     summary = keras_gralora.gralora_summary(model, print_fn=lines.append)
     assert [(row["path"], row["in_features"], row["out_features"], row["parameters"]) for row in summary["layers"]] == [
-        ("query", 16, 16, 6 * 32), ("ffn", 16, 32, 6 * 48)
+        ("query", 16, 16, 6 * 32),
+        ("ffn", 16, 32, 6 * 48),
     ]
     assert summary["trainable"] == 6 * 32 + 6 * 48
     assert summary["total"] == model.count_params()

@@ -3,27 +3,30 @@
 import keras
 import numpy as np
 import pytest
+from helpers import random_input, to_numpy
 from keras import ops
 
-from helpers import random_input, to_numpy
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"r": 0}, r"`r` must be a positive integer, got r=0"),
-    ({"r": -4}, r"got r=-4"),
-    ({"r": 2.5}, r"got r=2.5"),
-    ({"k": 0}, r"`k` must be a positive integer, got k=0"),
-    ({"hybrid_r": -1}, r"`hybrid_r` must be a non-negative integer, got hybrid_r=-1"),
-    ({"r": 6, "k": 4}, r"`r` must be divisible by `k`.*r=6, k=4\. Use r=8"),
-    ({"alpha": float("nan")}, r"`alpha` must be a finite positive number.*alpha=nan"),
-    ({"alpha": float("inf")}, r"alpha=inf"),
-    ({"alpha": 0}, r"alpha=0"),
-    ({"alpha": -2.0}, r"alpha=-2.0"),
-    ({"dropout": 1.0}, r"`dropout` must be a number in \[0, 1\), got dropout=1.0"),
-    ({"kernel_constraint": "non_neg"}, r"kernel_constraint=.*Remove the kernel constraint"),
-    ({"lora_rank": 4}, r"Keras LoRA \(lora_rank=4\) and GraLoRA cannot be combined"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"r": 0}, r"`r` must be a positive integer, got r=0"),
+        ({"r": -4}, r"got r=-4"),
+        ({"r": 2.5}, r"got r=2.5"),
+        ({"k": 0}, r"`k` must be a positive integer, got k=0"),
+        ({"hybrid_r": -1}, r"`hybrid_r` must be a non-negative integer, got hybrid_r=-1"),
+        ({"r": 6, "k": 4}, r"`r` must be divisible by `k`.*r=6, k=4\. Use r=8"),
+        ({"alpha": float("nan")}, r"`alpha` must be a finite positive number.*alpha=nan"),
+        ({"alpha": float("inf")}, r"alpha=inf"),
+        ({"alpha": 0}, r"alpha=0"),
+        ({"alpha": -2.0}, r"alpha=-2.0"),
+        ({"dropout": 1.0}, r"`dropout` must be a number in \[0, 1\), got dropout=1.0"),
+        ({"kernel_constraint": "non_neg"}, r"kernel_constraint=.*Remove the kernel constraint"),
+        ({"lora_rank": 4}, r"Keras LoRA \(lora_rank=4\) and GraLoRA cannot be combined"),
+    ],
+)
 def test_bad_settings_are_rejected_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=rf"GraLoRADense 'proj': .*{message}"):
         GraLoRADense(16, name="proj", **{"r": 4, "k": 2, **kwargs})
@@ -31,10 +34,13 @@ def test_bad_settings_are_rejected_at_construction(kwargs, message):
         GraLoRAEinsumDense("btd,de->bte", (None, 16), name="proj", **{"r": 4, "k": 2, **kwargs})
 
 
-@pytest.mark.parametrize("units, in_features, message", [
-    (16, 10, r"its input features \(10\) are not divisible by k=4"),
-    (10, 16, r"its output features \(10\) are not divisible by k=4"),
-])
+@pytest.mark.parametrize(
+    "units, in_features, message",
+    [
+        (16, 10, r"its input features \(10\) are not divisible by k=4"),
+        (10, 16, r"its output features \(10\) are not divisible by k=4"),
+    ],
+)
 def test_features_not_divisible_by_k_are_rejected_at_build(units, in_features, message):
     layer = GraLoRADense(units, r=4, k=4, name="proj")
     with pytest.raises(ValueError, match=rf"GraLoRADense 'proj': .*{message}"):
@@ -46,14 +52,31 @@ def test_features_not_divisible_by_k_are_rejected_at_build(units, in_features, m
 
 def test_get_config_round_trips_every_argument():
     layer = GraLoRADense(
-        24, r=6, k=3, hybrid_r=2, alpha=5.0, dropout=0.1, init_weights=False, activation="relu",
-        use_bias=False, name="proj",
+        24,
+        r=6,
+        k=3,
+        hybrid_r=2,
+        alpha=5.0,
+        dropout=0.1,
+        init_weights=False,
+        activation="relu",
+        use_bias=False,
+        name="proj",
     )
     config = layer.get_config()
-    assert config["adapters"] == [{
-        "name": "default", "r": 6, "k": 3, "hybrid_r": 2, "alpha": 5.0, "dropout": 0.1, "init_weights": False,
-        "bias": "none", "modules_to_save": [],
-    }]
+    assert config["adapters"] == [
+        {
+            "name": "default",
+            "r": 6,
+            "k": 3,
+            "hybrid_r": 2,
+            "alpha": 5.0,
+            "dropout": 0.1,
+            "init_weights": False,
+            "bias": "none",
+            "modules_to_save": [],
+        }
+    ]
     assert config["active_adapters"] == ["default"]
     clone = GraLoRADense.from_config(config)
     assert clone.get_config() == config
@@ -70,11 +93,13 @@ def _functional_model():
 
 
 def _sequential_model():
-    return keras.Sequential([
-        keras.Input((12,)),
-        GraLoRADense(24, r=4, k=2, init_weights=False, activation="relu"),
-        GraLoRADense(6, r=2, k=2, dropout=0.2, init_weights=False),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((12,)),
+            GraLoRADense(24, r=4, k=2, init_weights=False, activation="relu"),
+            GraLoRADense(6, r=2, k=2, dropout=0.2, init_weights=False),
+        ]
+    )
 
 
 @pytest.mark.parametrize("build_model, x_shape", [(_functional_model, (3, 5, 16)), (_sequential_model, (4, 12))])
@@ -85,6 +110,7 @@ def test_keras_file_round_trip(tmp_path, build_model, x_shape):
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(to_numpy(loaded(x)), expected)
+
     def described(variables):
         return [(v.path.split("/")[-2:], tuple(v.shape)) for v in variables]
 

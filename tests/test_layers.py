@@ -1,14 +1,14 @@
 """GraLoRADense and GraLoRAEinsumDense against the NumPy reference of GRALORA.md."""
 
+import helpers
 import keras
 import numpy as np
 import pytest
+import reference
+from helpers import random_input
 from hypothesis import given
 from hypothesis import strategies as st
 
-import helpers
-import reference
-from helpers import random_input
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense
 
 
@@ -49,8 +49,7 @@ def test_dense_matches_reference(shape):
     k, lead = shape["k"], shape["lead"]
     in_features, units = k * shape["block_in"], k * shape["block_out"]
     layer = GraLoRADense(
-        units, r=k * shape["s"], k=k, hybrid_r=shape["hybrid_r"], bias_initializer="random_normal",
-        init_weights=False,
+        units, r=k * shape["s"], k=k, hybrid_r=shape["hybrid_r"], bias_initializer="random_normal", init_weights=False
     )
     x = random_input((*lead, in_features))
     y = layer(x)
@@ -71,8 +70,12 @@ def test_scale_and_parameter_count():
     assert GraLoRADense(48, r=8, k=4, hybrid_r=4, alpha=6).adapter("default").config.scale == 0.5
     shapes = {v.name: tuple(v.shape) for v in layer.weights}
     assert shapes == {
-        "kernel": (32, 48), "bias": (48,), "gralora_a_default": (4, 8, 8), "gralora_b_default": (4, 8, 12),
-        "gralora_hybrid_a_default": (32, 4), "gralora_hybrid_b_default": (4, 48),
+        "kernel": (32, 48),
+        "bias": (48,),
+        "gralora_a_default": (4, 8, 8),
+        "gralora_b_default": (4, 8, 12),
+        "gralora_hybrid_a_default": (32, 4),
+        "gralora_hybrid_b_default": (4, 48),
     }
     trainable = sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
     assert trainable == 8 * (32 + 48) + 4 * (32 + 48)
@@ -112,10 +115,13 @@ def test_update_rank_reaches_k_times_r(in_features, out_features, r, k, expected
     assert np.linalg.matrix_rank(delta, tol=float32_noise) == expected_rank
 
 
-@pytest.mark.parametrize("layer_factory, x_shape", [
-    (lambda: GraLoRADense(12, r=4, k=2, hybrid_r=2, init_weights=False), (2, 3, 8)),
-    (lambda: GraLoRAEinsumDense("btd,ndh->btnh", (None, 2, 6), r=4, k=2, init_weights=False), (2, 3, 8)),
-])
+@pytest.mark.parametrize(
+    "layer_factory, x_shape",
+    [
+        (lambda: GraLoRADense(12, r=4, k=2, hybrid_r=2, init_weights=False), (2, 3, 8)),
+        (lambda: GraLoRAEinsumDense("btd,ndh->btnh", (None, 2, 6), r=4, k=2, init_weights=False), (2, 3, 8)),
+    ],
+)
 def test_merge_and_unmerge_round_trip(layer_factory, x_shape):
     layer = layer_factory()
     x = random_input(x_shape)
@@ -178,8 +184,16 @@ SETTINGS = [(1, 4, 0), (2, 4, 2), (4, 8, 0), (2, 8, 1), (4, 4, 2)]
 def test_einsum_dense_matches_reference(
     equation, output_shape, bias_axes, x_shape, kernel_shape, matrix_axes, k, r, hybrid_r
 ):
-    layer = GraLoRAEinsumDense(equation, output_shape, r=r, k=k, hybrid_r=hybrid_r, bias_axes=bias_axes,
-                               bias_initializer="random_normal", init_weights=False)
+    layer = GraLoRAEinsumDense(
+        equation,
+        output_shape,
+        r=r,
+        k=k,
+        hybrid_r=hybrid_r,
+        bias_axes=bias_axes,
+        bias_initializer="random_normal",
+        init_weights=False,
+    )
     x = random_input(x_shape)
     y = layer(x)
     assert tuple(layer.kernel.shape) == kernel_shape
@@ -192,11 +206,14 @@ def test_einsum_dense_matches_reference(
     assert trainable == (r + hybrid_r) * (n_in + n_out)
 
 
-@pytest.mark.parametrize("equation, output_shape, x_shape, message", [
-    ("bnd,ndh->bnh", (4, 6), (2, 4, 8), "appear in both input and output"),
-    ("btd,dh->bh", (6,), (2, 3, 8), "summed without the kernel"),
-    ("ab...,bc->ac...", (6, 5), (2, 8, 5), "cannot adapt equation"),
-])
+@pytest.mark.parametrize(
+    "equation, output_shape, x_shape, message",
+    [
+        ("bnd,ndh->bnh", (4, 6), (2, 4, 8), "appear in both input and output"),
+        ("btd,dh->bh", (6,), (2, 3, 8), "summed without the kernel"),
+        ("ab...,bc->ac...", (6, 5), (2, 8, 5), "cannot adapt equation"),
+    ],
+)
 def test_einsum_dense_rejects_equations_it_cannot_adapt(equation, output_shape, x_shape, message):
     layer = GraLoRAEinsumDense(equation, output_shape, r=2, k=1)
     with pytest.raises(ValueError, match=rf"GraLoRAEinsumDense '.*'.*{message}"):

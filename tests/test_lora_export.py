@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 
+import hf_checkpoints as hf
 import keras
 import numpy as np
 import peft
 import pytest
 
-import hf_checkpoints as hf
 import keras_gralora
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -92,12 +92,14 @@ def test_truncated_and_runtime_padded_directories(checkpoints, tmp_path):
     for row in rows:
         delta = keras.ops.convert_to_numpy(layers[row.layer].delta_matrix()).astype("float64")
         sigma = np.linalg.svd(delta, compute_uv=False)
-        assert row.rank == 5 and row.error == pytest.approx(np.sqrt((sigma[5:] ** 2).sum() / (sigma ** 2).sum()),
-                                                            rel=1e-4)
+        assert row.rank == 5 and row.error == pytest.approx(
+            np.sqrt((sigma[5:] ** 2).sum() / (sigma**2).sum()), rel=1e-4
+        )
     rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "energy", rank=0.95, runtime="sglang")
     config = read_config(tmp_path / "energy")
-    assert {m: config["rank_pattern"].get(m, config["r"]) for m in config["target_modules"]} == \
-        {row.module: row.rank for row in rows}
+    assert {m: config["rank_pattern"].get(m, config["r"]) for m in config["target_modules"]} == {
+        row.module: row.rank for row in rows
+    }
 
 
 def test_every_runtime_rule_is_refused_before_anything_is_written(checkpoints, tmp_path):
@@ -106,11 +108,12 @@ def test_every_runtime_rule_is_refused_before_anything_is_written(checkpoints, t
     backbone.enable_gralora(r=64, k=4, target_layer_names=["query"], adapter_name="wide")  # 256
     biased = backbone_of("qwen2", checkpoints["qwen2"])  # qwen2's q/k/v projections have biases
     biased.enable_gralora(r=4, k=2, bias="gralora_only", target_layer_names=["value"])
-    classifier = keras_hub.models.BertTextClassifier(backbone_of("bert", checkpoints["bert"]), num_classes=3,
-                                                     preprocessor=None)
+    classifier = keras_hub.models.BertTextClassifier(
+        backbone_of("bert", checkpoints["bert"]), num_classes=3, preprocessor=None
+    )
     keras_gralora.enable_gralora(classifier, r=4, k=2, target_layer_names=["query"], modules_to_save=["logits"])
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "adapter_config.json").write_text("{\"kept\": true}")
+    (tmp_path / "out" / "adapter_config.json").write_text('{"kept": true}')
     before = listing(tmp_path / "out")
     cases = [
         (backbone, dict(runtime="vllm"), "vLLM serves ranks up to 512; module .* has rank 520. Pass rank=512"),
@@ -141,13 +144,20 @@ def test_every_runtime_rule_is_refused_before_anything_is_written(checkpoints, t
 def convert(*args):
     """The command line in a process of its own, with a Keras backend that cannot import: it needs none."""
     env = {**os.environ, "KERAS_BACKEND": "no-such-backend", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "keras_gralora", "convert", *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_gralora", "convert", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_the_command_line_converts_a_directory_peft_wrote(checkpoints, tmp_path):
-    config = peft.GraloraConfig(r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=hf.DECODER_TARGETS,
-                                init_weights=False)
+    config = peft.GraloraConfig(
+        r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=hf.DECODER_TARGETS, init_weights=False
+    )
     expected = hf.peft_directory("mistral", checkpoints["mistral"], tmp_path / "gralora", config)
     done = convert(tmp_path / "gralora", tmp_path / "lora", "--runtime", "vllm")
     assert done.returncode == 0, done.stderr
@@ -166,10 +176,12 @@ def test_the_command_line_converts_a_directory_peft_wrote(checkpoints, tmp_path)
 
 
 def test_a_classifier_head_and_trained_biases_travel_as_peft_saves_them(checkpoints, tmp_path):
-    classifier = keras_hub.models.BertTextClassifier(backbone_of("bert", checkpoints["bert"]), num_classes=3,
-                                                     preprocessor=None)
-    keras_gralora.enable_gralora(classifier, r=4, k=2, bias="gralora_only", target_layer_names=["query", "value"],
-                                 modules_to_save=["logits"])
+    classifier = keras_hub.models.BertTextClassifier(
+        backbone_of("bert", checkpoints["bert"]), num_classes=3, preprocessor=None
+    )
+    keras_gralora.enable_gralora(
+        classifier, r=4, k=2, bias="gralora_only", target_layer_names=["query", "value"], modules_to_save=["logits"]
+    )
     train(classifier.trainable_weights)
     ours = hf.keras_outputs(classifier, "bert")
     keras_gralora.save_lora_adapter(classifier, tmp_path / "lora", rank=16)
@@ -183,9 +195,12 @@ def test_the_command_line_refuses_a_crafted_config_by_field(checkpoints, tmp_pat
     hf.peft_directory("llama", checkpoints["llama"], tmp_path / "gralora", config)
     path = tmp_path / "gralora" / "adapter_config.json"
     good = json.loads(path.read_text())
-    for field, value, message in [("modules_to_save", "classifier", "modules_to_save='classifier'"),
-                                  ("r", 3, "r=3, gralora_k=2"), ("alpha", -1, "alpha=-1"),
-                                  ("fan_in_fan_out", True, "Conv1D")]:
+    for field, value, message in [
+        ("modules_to_save", "classifier", "modules_to_save='classifier'"),
+        ("r", 3, "r=3, gralora_k=2"),
+        ("alpha", -1, "alpha=-1"),
+        ("fan_in_fan_out", True, "Conv1D"),
+    ]:
         path.write_text(json.dumps({**good, field: value}))
         done = convert(tmp_path / "gralora", tmp_path / "out")
         assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from peft.tuners.lora.conversion import _find_cutoff_index
 
 import keras_gralora
@@ -21,8 +22,11 @@ LAYOUTS = {  # KerasHub's projections: (equation, input shape without batch, out
 
 def projection(layout, quantize=None):
     equation, input_shape, output_shape = LAYOUTS[layout]
-    layer = keras.layers.Dense(8, name="proj") if equation is None else keras.layers.EinsumDense(
-        equation, output_shape, bias_axes=None, name="proj")
+    layer = (
+        keras.layers.Dense(8, name="proj")
+        if equation is None
+        else keras.layers.EinsumDense(equation, output_shape, bias_axes=None, name="proj")
+    )
     model = keras.Sequential([keras.Input(input_shape), layer])
     if quantize:
         model.quantize(quantize)
@@ -63,7 +67,7 @@ def test_a_quantized_base_gives_the_same_factors(mode):
 @pytest.mark.parametrize("layout", ["dense", "query btd,dnh->btnh", "gemma ndh", "output btnh,nhd->btd"])
 def test_keras_lora_factors_are_keras_delta(layout):
     """Keras' LoRA factors only the kernel's last axis: its exact LoRA rank is r per slice sharing B."""
-    model, layer = projection(layout)
+    _model, layer = projection(layout)
     layer.enable_lora(3, lora_alpha=5)
     randomize([layer.lora_kernel_a, layer.lora_kernel_b])
     a, b, error = keras_gralora.lora_factors(layer)
@@ -82,11 +86,11 @@ def test_truncation_and_energy_by_rank_argument():
     keras_gralora.enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
     randomize(model.trainable_weights)
     sigma = np.linalg.svd(keras.ops.convert_to_numpy(layer.delta_matrix()).astype("float64"), compute_uv=False)
-    a, b, error = keras_gralora.lora_factors(layer, rank=3)
-    assert a.shape == (12, 3) and error == pytest.approx(np.sqrt((sigma[3:] ** 2).sum() / (sigma ** 2).sum()), 1e-5)
-    a, b, _ = keras_gralora.lora_factors(layer, rank=0.9)
+    a, _, error = keras_gralora.lora_factors(layer, rank=3)
+    assert a.shape == (12, 3) and error == pytest.approx(np.sqrt((sigma[3:] ** 2).sum() / (sigma**2).sum()), 1e-5)
+    a, _, _ = keras_gralora.lora_factors(layer, rank=0.9)
     assert a.shape[1] == _find_cutoff_index(torch.tensor(sigma), 0.9)
-    a, b, error = keras_gralora.lora_factors(layer, rank=16)  # above the exact rank 10: zero-padded, exact
+    a, _b, error = keras_gralora.lora_factors(layer, rank=16)  # above the exact rank 10: zero-padded, exact
     assert a.shape == (12, 16) and error < 1e-6 and not np.any(a[:, 10:])
     for bad in (0, -2, 1.5, True, "4"):
         with pytest.raises(ValueError, match=f"rank={bad!r} must be None"):
@@ -99,8 +103,15 @@ def test_truncation_and_energy_by_rank_argument():
 
 
 @settings(max_examples=25, deadline=None)
-@given(k=st.sampled_from([1, 2, 4]), s=st.integers(1, 3), hybrid_r=st.integers(0, 3), blocks_in=st.integers(1, 4),
-       blocks_out=st.integers(1, 4), keep=st.integers(1, 12), seed=st.integers(0, 2**16))
+@given(
+    k=st.sampled_from([1, 2, 4]),
+    s=st.integers(1, 3),
+    hybrid_r=st.integers(0, 3),
+    blocks_in=st.integers(1, 4),
+    blocks_out=st.integers(1, 4),
+    keep=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
 def test_truncation_is_the_svd_optimum(k, s, hybrid_r, blocks_in, blocks_out, keep, seed):
     """Eckart-Young: the error of the best rank-t approximation is the tail of the dense SVD."""
     rng = np.random.default_rng(seed)
@@ -111,10 +122,11 @@ def test_truncation_is_the_svd_optimum(k, s, hybrid_r, blocks_in, blocks_out, ke
     delta = factors.gralora_delta(a, b, 0.5, *hybrid)
     assert left.shape[1] == k * r + hybrid_r and factors.relative_error(left, right, delta) < 1e-6
     sigma = np.linalg.svd(delta, compute_uv=False)
-    small_left, small_right, kept, _ = factors.truncate(left, right, rank=keep)
-    optimum = np.sqrt((sigma[keep:] ** 2).sum() / (sigma ** 2).sum())
+    small_left, small_right, _kept, _ = factors.truncate(left, right, rank=keep)
+    optimum = np.sqrt((sigma[keep:] ** 2).sum() / (sigma**2).sum())
     assert small_left.shape[1] == keep
     assert factors.relative_error(small_left, small_right, delta) == pytest.approx(optimum, rel=1e-4, abs=1e-6)
     energy = float(rng.uniform(0.05, 1.0))
-    assert factors.truncate(left, right, energy=energy)[0].shape[1] == \
-        min(_find_cutoff_index(torch.tensor(sigma), energy), sigma.size)
+    assert factors.truncate(left, right, energy=energy)[0].shape[1] == min(
+        _find_cutoff_index(torch.tensor(sigma), energy), sigma.size
+    )

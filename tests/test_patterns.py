@@ -23,13 +23,17 @@ def plain_model():
 
 
 def adapted(model, name="default"):
-    return {layer.path: layer for layer in model._flatten_layers()
-            if isinstance(layer, keras_gralora.GraLoRAAdapter) and name in layer.adapter_names}
+    return {
+        layer.path: layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras_gralora.GraLoRAAdapter) and name in layer.adapter_names
+    }
 
 
 def settings(model, name="default"):
-    return {path: (c.r, c.k, c.alpha) for path, layer in adapted(model, name).items()
-            for c in [layer.adapter(name).config]}
+    return {
+        path: (c.r, c.k, c.alpha) for path, layer in adapted(model, name).items() for c in [layer.adapter(name).config]
+    }
 
 
 def randomize(model):
@@ -63,8 +67,11 @@ def test_k_auto_takes_the_papers_k_where_it_divides_and_says_so(family, r, capsy
 
     setup = importlib.import_module(f"tests.backbones.{family}")
     kwargs, _ = setup.setup()
-    backbone = setup.BACKBONE(**{**kwargs, "hidden_dim": 16, "intermediate_dim": 32} if family != "bert" else
-                              {**kwargs, "hidden_dim": 8, "intermediate_dim": 24})
+    backbone = setup.BACKBONE(
+        **{**kwargs, "hidden_dim": 16, "intermediate_dim": 32}
+        if family != "bert"
+        else {**kwargs, "hidden_dim": 8, "intermediate_dim": 24}
+    )
     backbone.enable_gralora(r=r, k="auto", target_layer_names="all")
     chosen = settings(backbone)
     for path, layer in adapted(backbone).items():
@@ -80,8 +87,14 @@ def test_patterns_survive_the_adapter_file_keras_saving_and_presets(tmp_path):
     from tests.test_hotswap import tiny_gemma
 
     backbone, _ = tiny_gemma()
-    backbone.enable_gralora(r=4, k=2, target_layer_names="all", rank_pattern={"query": 8, "ffw_.*": 2},
-                            k_pattern={"attention_output": 4}, alpha_pattern={"key": 5.0})
+    backbone.enable_gralora(
+        r=4,
+        k=2,
+        target_layer_names="all",
+        rank_pattern={"query": 8, "ffw_.*": 2},
+        k_pattern={"attention_output": 4},
+        alpha_pattern={"key": 5.0},
+    )
     randomize(backbone)
     want = settings(backbone)
     assert len(set(want.values())) > 2
@@ -103,14 +116,17 @@ def test_patterns_survive_the_adapter_file_keras_saving_and_presets(tmp_path):
     keras_gralora.save_lora_adapter(backbone, tmp_path / "lora")  # per-module ranks: PEFT's rank_pattern
 
 
-@pytest.mark.parametrize("patterns, match", [
-    (dict(rank_pattern={"nothing_here": 8}), "matches none of the targeted layers"),
-    (dict(k_pattern={"dense": 3}), r"layer 'dense' \(k=3 from k_pattern\['dense'\]\)"),
-    (dict(rank_pattern={"(": 8}), "is not a regular expression"),
-    (dict(alpha_pattern={"key": "big"}), "must be a positive number"),
-    (dict(rank_pattern={"key": 2.5}), "must be a positive integer"),
-    (dict(rank_pattern=["key"]), "must map regular expressions"),
-])
+@pytest.mark.parametrize(
+    "patterns, match",
+    [
+        (dict(rank_pattern={"nothing_here": 8}), "matches none of the targeted layers"),
+        (dict(k_pattern={"dense": 3}), r"layer 'dense' \(k=3 from k_pattern\['dense'\]\)"),
+        (dict(rank_pattern={"(": 8}), "is not a regular expression"),
+        (dict(alpha_pattern={"key": "big"}), "must be a positive number"),
+        (dict(rank_pattern={"key": 2.5}), "must be a positive integer"),
+        (dict(rank_pattern=["key"]), "must map regular expressions"),
+    ],
+)
 def test_bad_patterns_are_refused_by_name_before_any_change(patterns, match):
     model = plain_model()
     before = snapshot(model)

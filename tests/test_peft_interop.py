@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 
+import hf_checkpoints as hf
 import keras
 import numpy as np
 import peft
 import pytest
 
-import hf_checkpoints as hf
 import keras_gralora
 from keras_gralora.interop import names, tensors
 
@@ -30,8 +30,7 @@ peft_directory, assert_outputs_equal = hf.peft_directory, hf.assert_outputs_equa
 
 
 def gralora_config(name, **overrides):
-    settings = dict(r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=hf.ARCHITECTURES[name][2],
-                    init_weights=False)
+    settings = dict(r=4, gralora_k=2, hybrid_r=2, alpha=8, target_modules=hf.ARCHITECTURES[name][2], init_weights=False)
     return peft.GraloraConfig(**{**settings, **overrides})
 
 
@@ -62,7 +61,7 @@ def check_name_table(name, checkpoint, monkeypatch):
     hf_weights = {key: value.detach().numpy() for key, value in hf_model.state_dict().items()}
     mapped = set()
     for (key, _), variable in ported.items():
-        module, tensor = key.rsplit(".", 1)
+        module, _tensor = key.rsplit(".", 1)
         if module == "lm_head":
             continue
         full = next(k for k in (key, "transformer." + key, key.split(".", 1)[1]) if k in hf_weights)  # prefixes
@@ -70,13 +69,15 @@ def check_name_table(name, checkpoint, monkeypatch):
         if parts := names.split_paths(architecture, module) or names.split_paths(architecture, "transformer." + module):
             path = next(p for p in parts if variable.path == f"{p}/{variable.name}")
             width = weight.shape[-1] // len(parts)
-            weight = weight[..., parts.index(path) * width:(parts.index(path) + 1) * width]
+            weight = weight[..., parts.index(path) * width : (parts.index(path) + 1) * width]
         else:
             path = names.keras_layer_path(architecture, backbone, module, "test")
             assert variable.path == f"{path}/{variable.name}"
         mapped.add(module)
-        np.testing.assert_array_equal(tensors.to_keras(layers[path], variable, weight, architecture.fan_in_fan_out),
-                                      keras.ops.convert_to_numpy(variable))
+        np.testing.assert_array_equal(
+            tensors.to_keras(layers[path], variable, weight, architecture.fan_in_fan_out),
+            keras.ops.convert_to_numpy(variable),
+        )
     for template in {**architecture.modules, **architecture.splits}:  # no entry the converter does not read
         assert any(m == template.format(0) or m.endswith("." + template.format(0)) for m in mapped), template
 
@@ -98,15 +99,26 @@ def test_a_peft_gralora_adapter_loads_and_equals_peft(name, checkpoints, tmp_pat
 @pytest.mark.parametrize("name, bias", [("qwen2", "gralora_only"), ("gemma", "none"), ("bert", "all")])
 def test_our_adapter_saves_as_a_directory_peft_loads(name, bias, checkpoints, tmp_path):
     backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
-    backbone.enable_gralora(r=4, k=2, hybrid_r=2, alpha=6, bias=bias,
-                            target_layer_names=["query", "value", "ffw_linear", "feedforward_output_dense"])
+    backbone.enable_gralora(
+        r=4,
+        k=2,
+        hybrid_r=2,
+        alpha=6,
+        bias=bias,
+        target_layer_names=["query", "value", "ffw_linear", "feedforward_output_dense"],
+    )
     for variable in backbone.trainable_weights:  # trained biases too
         variable.assign(variable + 0.05)
     ours = hf.keras_outputs(backbone, name)
     keras_gralora.save_peft_adapter(backbone, tmp_path / "out", base_model_name_or_path=checkpoints[name])
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
-    assert (config["peft_type"], config["r"], config["gralora_k"], config["hybrid_r"], config["alpha"]) == \
-        ("GRALORA", 4, 2, 2, 6)
+    assert (config["peft_type"], config["r"], config["gralora_k"], config["hybrid_r"], config["alpha"]) == (
+        "GRALORA",
+        4,
+        2,
+        2,
+        6,
+    )
     hf_model = hf.load(name, checkpoints[name], "BertModel" if name == "bert" else None)  # a backbone's class
     model = peft.PeftModel.from_pretrained(hf_model, tmp_path / "out").base_model.model
     assert_outputs_equal(ours, hf.hf_outputs(model))
@@ -128,8 +140,14 @@ def test_a_bert_classifier_with_its_head_goes_both_ways(checkpoints, tmp_path):
 
 @pytest.mark.parametrize("use_rslora", [False, True])
 def test_a_peft_lora_adapter_loads_as_k1(use_rslora, checkpoints, tmp_path):
-    config = peft.LoraConfig(r=4, lora_alpha=6, target_modules=["q_proj", "v_proj", "down_proj"],
-                             init_lora_weights=False, use_rslora=use_rslora, lora_dropout=0.1)
+    config = peft.LoraConfig(
+        r=4,
+        lora_alpha=6,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        init_lora_weights=False,
+        use_rslora=use_rslora,
+        lora_dropout=0.1,
+    )
     expected = peft_directory("mistral", checkpoints["mistral"], tmp_path / "lora", config)
     backbone = keras_hub.models.Backbone.from_preset(checkpoints["mistral"])
     keras_gralora.load_peft_adapter(backbone, tmp_path / "lora", adapter_name="lora")
@@ -180,11 +198,15 @@ def test_bad_input_is_refused_by_name_before_any_change(checkpoints, tmp_path):
     cases = {
         tmp_path / "missing": (FileNotFoundError, "no adapter_config.json .*no such directory"),
         bad_directory(good, tmp_path / "ia3", lambda c: {**c, "peft_type": "IA3"}): (ValueError, "PEFT type 'IA3'"),
-        bad_directory(good, tmp_path / "dora", lambda c: {**c, "peft_type": "LORA", "use_dora": True}):
-            (ValueError, "DoRA"),
-        bad_directory(good, tmp_path / "head", edit_weights=lambda w: {
-            k.replace("model.layers.0.self_attn.q_proj", "lm_head"): v for k, v in w.items()}):
-            (ValueError, "module 'lm_head' cannot load: KerasHub keeps the output projection"),
+        bad_directory(good, tmp_path / "dora", lambda c: {**c, "peft_type": "LORA", "use_dora": True}): (
+            ValueError,
+            "DoRA",
+        ),
+        bad_directory(
+            good,
+            tmp_path / "head",
+            edit_weights=lambda w: {k.replace("model.layers.0.self_attn.q_proj", "lm_head"): v for k, v in w.items()},
+        ): (ValueError, "module 'lm_head' cannot load: KerasHub keeps the output projection"),
         tmp_path / "wide_adapter": (ValueError, r"declares shape \(2, 12, 4\); layer .* needs \(2, 8, 4\)"),
         good: (ValueError, "already has an adapter named 'taken'"),
     }
@@ -203,12 +225,16 @@ def test_a_malformed_fused_c_attn_and_unknown_models_are_refused_by_name(tmp_pat
     from safetensors.numpy import save_file
 
     (tmp_path / "gpt2").mkdir()
-    (tmp_path / "gpt2" / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "GRALORA", "r": 4, "gralora_k": 2, "hybrid_r": 0, "alpha": 8}))
-    save_file({"base_model.model.transformer.h.0.attn.c_attn.gralora_A": np.zeros((2, 8, 4), "float32")},
-              str(tmp_path / "gpt2" / "adapter_model.safetensors"))
-    gpt2 = keras_hub.models.GPT2Backbone(vocabulary_size=32, num_layers=1, num_heads=2, hidden_dim=16,
-                                         intermediate_dim=32, max_sequence_length=8)
+    (tmp_path / "gpt2" / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "GRALORA", "r": 4, "gralora_k": 2, "hybrid_r": 0, "alpha": 8})
+    )
+    save_file(
+        {"base_model.model.transformer.h.0.attn.c_attn.gralora_A": np.zeros((2, 8, 4), "float32")},
+        str(tmp_path / "gpt2" / "adapter_model.safetensors"),
+    )
+    gpt2 = keras_hub.models.GPT2Backbone(
+        vocabulary_size=32, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
+    )
     with pytest.raises(ValueError, match=r"fused module 'transformer.h.0.attn.c_attn' \(16 -> 48 features\) needs"):
         keras_gralora.load_peft_adapter(gpt2, tmp_path / "gpt2")
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
@@ -217,15 +243,23 @@ def test_a_malformed_fused_c_attn_and_unknown_models_are_refused_by_name(tmp_pat
     assert not keras_gralora.adapter_names(gpt2)
 
 
-@pytest.mark.parametrize("patterns", [
-    {"rank_pattern": {"^model.layers.0.self_attn.v_proj": 2}, "alpha_pattern": {"^model.layers.0.self_attn.v_proj": 3}},
-    {"rank_pattern": {"layers.1.self_attn.(q|v)_proj": 6}, "alpha_pattern": {"(q|v)_proj": 5, "v_proj": 1}},
-    {"alpha_pattern": {r"model\.layers\.\d\.self_attn\.q_proj": 12}},
-], ids=["anchored", "alternation", "escaped"])
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        {
+            "rank_pattern": {"^model.layers.0.self_attn.v_proj": 2},
+            "alpha_pattern": {"^model.layers.0.self_attn.v_proj": 3},
+        },
+        {"rank_pattern": {"layers.1.self_attn.(q|v)_proj": 6}, "alpha_pattern": {"(q|v)_proj": 5, "v_proj": 1}},
+        {"alpha_pattern": {r"model\.layers\.\d\.self_attn\.q_proj": 12}},
+    ],
+    ids=["anchored", "alternation", "escaped"],
+)
 def test_lora_pattern_keys_are_regular_expressions_as_in_peft(patterns, checkpoints, tmp_path):
-    """PEFT matches each key as `(.*\.)?(key)$`, first key first: outputs equal PEFT's own."""
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
-                             **patterns)
+    r"""PEFT matches each key as `(.*\.)?(key)$`, first key first: outputs equal PEFT's own."""
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, **patterns
+    )
     expected = peft_directory("llama", checkpoints["llama"], tmp_path / "lora", config)
     backbone = keras_hub.models.Backbone.from_preset(checkpoints["llama"])
     keras_gralora.load_peft_adapter(backbone, tmp_path / "lora")
@@ -243,8 +277,14 @@ def test_a_pattern_key_that_is_no_regular_expression_is_refused(checkpoints, tmp
 
 
 def test_lora_rank_patterns_load_and_mixed_settings_do_not_save(checkpoints, tmp_path):
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
-                             rank_pattern={"v_proj": 2}, alpha_pattern={"v_proj": 3})
+    config = peft.LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        init_lora_weights=False,
+        rank_pattern={"v_proj": 2},
+        alpha_pattern={"v_proj": 3},
+    )
     expected = peft_directory("llama", checkpoints["llama"], tmp_path / "lora", config)
     backbone = keras_hub.models.Backbone.from_preset(checkpoints["llama"])
     keras_gralora.load_peft_adapter(backbone, tmp_path / "lora")
@@ -263,12 +303,24 @@ def test_lora_rank_patterns_load_and_mixed_settings_do_not_save(checkpoints, tmp
 def test_the_authors_own_checkpoint_layout_loads_with_their_scale(hybrid_r, checkpoints, tmp_path):
     """SqueezeBits/GraLoRA's config: `gralora_alpha`, `r` counting hybrid_r, scale gralora_alpha / r."""
     name = "llama"
-    expected = peft_directory(name, checkpoints[name], tmp_path / "adapter",
-                              gralora_config(name, r=4, hybrid_r=hybrid_r, alpha=6))
+    expected = peft_directory(
+        name, checkpoints[name], tmp_path / "adapter", gralora_config(name, r=4, hybrid_r=hybrid_r, alpha=6)
+    )
     path = tmp_path / "adapter" / "adapter_config.json"
     config = json.loads(path.read_text())
-    theirs = {key: config[key] for key in ("peft_type", "target_modules", "gralora_k", "gralora_dropout", "bias",
-                                           "fan_in_fan_out", "base_model_name_or_path", "task_type")}
+    theirs = {
+        key: config[key]
+        for key in (
+            "peft_type",
+            "target_modules",
+            "gralora_k",
+            "gralora_dropout",
+            "bias",
+            "fan_in_fan_out",
+            "base_model_name_or_path",
+            "task_type",
+        )
+    }
     theirs.update(r=4 + hybrid_r, hybrid_r=hybrid_r, gralora_alpha=6)  # their r counts the hybrid rank
     path.write_text(json.dumps(theirs))
     backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
@@ -284,9 +336,14 @@ def test_the_authors_own_checkpoint_layout_loads_with_their_scale(hybrid_r, chec
 def test_per_layer_patterns_go_to_peft_as_an_exact_lora_with_rank_pattern_and_come_back(checkpoints, tmp_path):
     name = "llama"
     backbone = keras_hub.models.Backbone.from_preset(checkpoints[name])
-    backbone.enable_gralora(r=4, k=2, target_layer_names=["query", "value", "feedforward_output_dense"],
-                            rank_pattern={"value": 8}, k_pattern={"feedforward_output_dense": 4},
-                            alpha_pattern={"query": 3.0})
+    backbone.enable_gralora(
+        r=4,
+        k=2,
+        target_layer_names=["query", "value", "feedforward_output_dense"],
+        rank_pattern={"value": 8},
+        k_pattern={"feedforward_output_dense": 4},
+        alpha_pattern={"query": 3.0},
+    )
     rng = np.random.default_rng(0)
     for variable in backbone.trainable_weights:
         variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)

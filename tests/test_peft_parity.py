@@ -45,9 +45,10 @@ def copy_peft_adapter(layer, module, name):
         hybrid[1].assign(array(module.gralora_B_general[name].weight).T)
 
 
-@pytest.mark.parametrize("in_features, out_features, r, k, hybrid_r, alpha", [
-    (64, 64, 32, 2, 0, 64), (96, 48, 16, 4, 0, 16), (48, 96, 8, 2, 4, 24), (40, 24, 6, 1, 2, 8),
-])
+@pytest.mark.parametrize(
+    "in_features, out_features, r, k, hybrid_r, alpha",
+    [(64, 64, 32, 2, 0, 64), (96, 48, 16, 4, 0, 16), (48, 96, 8, 2, 4, 24), (40, 24, 6, 1, 2, 8)],
+)
 def test_outputs_deltas_and_counts_equal_peft(in_features, out_features, r, k, hybrid_r, alpha):
     model, module = peft_linear(in_features, out_features, r, k, hybrid_r, alpha)
     layer = GraLoRADense(out_features, r=r, k=k, hybrid_r=hybrid_r, alpha=alpha)

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 import pytest
-
 from helpers import random_input, run_python, to_numpy
+
 import keras_gralora
 from keras_gralora import enable_gralora, inject
 from keras_gralora.layers.quantized import dequantized_kernel, storage_values
@@ -25,8 +25,9 @@ def model_with(layout, seed=0):
     if equation is None:
         layer = keras.layers.Dense(output_shape, activation="gelu", bias_initializer="random_normal", name="proj")
     else:
-        layer = keras.layers.EinsumDense(equation, output_shape, bias_axes=bias_axes,
-                                         bias_initializer="random_normal", name="proj")
+        layer = keras.layers.EinsumDense(
+            equation, output_shape, bias_axes=bias_axes, bias_initializer="random_normal", name="proj"
+        )
     return keras.Model(inputs, layer(inputs)), random_input(x_shape)
 
 
@@ -70,8 +71,11 @@ def test_both_orders_give_the_same_model_and_the_adapter_adds_exactly_its_delta(
 def test_modes_gralora_cannot_serve_are_refused_in_both_orders_with_nothing_changed(mode):
     model, _ = model_with("dense")
     model.quantize(mode)
-    with pytest.raises(ValueError, match=rf"quantization mode '{mode}' cannot carry GraLoRA adapters; "
-                                         r"supported modes are \['int8', 'int4'\]"):
+    with pytest.raises(
+        ValueError,
+        match=rf"quantization mode '{mode}' cannot carry GraLoRA adapters; "
+        r"supported modes are \['int8', 'int4'\]",
+    ):
         enable_gralora(model, r=4, k=2, target_layer_names=["proj"])
     assert not inject.adapted_layers(model)
 
@@ -105,10 +109,13 @@ def quantized_adapted(layout, mode, block_size):
     return model, x
 
 
-@pytest.mark.parametrize("layout, mode, block_size", [  # every layout grouped; every mode on Dense and Gemma's
-    *((layout, "int4", 8) for layout in LAYOUTS),
-    *((layout, mode, block) for layout in ("dense", "btd,ndh->btnh") for mode, block in MERGE_CASES if block != 8),
-])
+@pytest.mark.parametrize(
+    "layout, mode, block_size",
+    [  # every layout grouped; every mode on Dense and Gemma's
+        *((layout, "int4", 8) for layout in LAYOUTS),
+        *((layout, mode, block) for layout in ("dense", "btd,ndh->btnh") for mode, block in MERGE_CASES if block != 8),
+    ],
+)
 def test_merge_requantizes_within_a_step_and_unmerge_restores_the_integers_exactly(layout, mode, block_size):
     model, x = quantized_adapted(layout, mode, block_size)
     layer = model.get_layer("proj")
@@ -157,7 +164,8 @@ def test_a_merged_quantized_model_saves_unmerged_and_exports_quantized_and_merge
                                        atol=1e-5)
         assert "keras_gralora" not in sys.modules
         """,
-        keras.backend.backend(), tmp_path,
+        keras.backend.backend(),
+        tmp_path,
     )
 
 

@@ -10,12 +10,12 @@ quantized LM with the float LM's, for the same weights.
 import functools
 import zipfile
 
+import helpers
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
-import helpers
 import keras_gralora
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 
@@ -90,8 +90,11 @@ def test_a_quantized_causal_lm_trains_on_the_float_gradients_and_round_trips(nam
 
     frozen = {v.path: helpers.to_numpy(v).copy() for v in lm.weights if v.dtype in ("int8", "uint8")}
     assert frozen
-    lm.compile(optimizer=keras.optimizers.Adam(2e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-               run_eagerly=keras.backend.backend() == "tensorflow")  # tensorflow compiles longer than 3 steps take
+    lm.compile(
+        optimizer=keras.optimizers.Adam(2e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=keras.backend.backend() == "tensorflow",
+    )  # tensorflow compiles longer than 3 steps take
     losses = [lm.train_on_batch(X, Y, return_dict=True)["loss"] for _ in range(3)]
     assert losses[-1] < losses[0], losses
     for path, value in frozen.items():
@@ -103,10 +106,14 @@ def test_a_quantized_causal_lm_trains_on_the_float_gradients_and_round_trips(nam
     np.testing.assert_array_equal(helpers.to_numpy(again(X)), helpers.to_numpy(lm(X)))
 
 
-@pytest.mark.xfail(keras.backend.backend() == "tensorflow", strict=True, raises=Exception,
-                   reason="Keras 3.15 on tensorflow: the int8 Dense/EinsumDense custom gradient returns a float32 "
-                          "input gradient for bfloat16 inputs, which tensorflow refuses (docs/keras-int8-reverse-"
-                          "embedding-gradient.md); Keras' own LoRA fails the same way")
+@pytest.mark.xfail(
+    keras.backend.backend() == "tensorflow",
+    strict=True,
+    raises=Exception,
+    reason="Keras 3.15 on tensorflow: the int8 Dense/EinsumDense custom gradient returns a float32 "
+    "input gradient for bfloat16 inputs, which tensorflow refuses (docs/keras-int8-reverse-"
+    "embedding-gradient.md); Keras' own LoRA fails the same way",
+)
 def test_under_mixed_bfloat16_int8_gradients_are_the_float_ones():
     lm = with_adapters(causal_lm("gemma", "int8", "mixed_bfloat16"))
     assert lm.backbone.token_embedding.compute_dtype == "bfloat16"
@@ -158,7 +165,8 @@ def reverse_and_dense(tied, mode, config, soft_cap):
 
 
 INT4_QUANTIZED_INPUTS = keras.quantizers.Int4QuantizationConfig(
-    activation_quantizer=keras.quantizers.AbsMaxQuantizer(axis=-1), block_size=-1)
+    activation_quantizer=keras.quantizers.AbsMaxQuantizer(axis=-1), block_size=-1
+)
 
 
 @pytest.mark.parametrize("mode, config", [("int8", None), ("int4", INT4_QUANTIZED_INPUTS)])

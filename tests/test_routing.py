@@ -43,10 +43,10 @@ def alone(model, names, x, run):
     for i, name in enumerate(names):
         if name == BASE:
             with keras_gralora.disable_gralora(model):
-                rows.append(to_numpy(run(x[i:i + 1])))
+                rows.append(to_numpy(run(x[i : i + 1])))
         else:
             keras_gralora.set_active_adapters(model, name)
-            rows.append(to_numpy(run(x[i:i + 1])))
+            rows.append(to_numpy(run(x[i : i + 1])))
     keras_gralora.set_active_adapters(model, active)
     return np.concatenate(rows)
 
@@ -150,9 +150,12 @@ def test_every_refusal_names_the_problem_and_changes_nothing():
             model.fit(random_input((3, 5, 16)), np.zeros((3, 5, 8)), verbose=0)
         with pytest.raises(ValueError, match="evaluation"):
             model.evaluate(random_input((3, 5, 16)), np.zeros((3, 5, 8)), verbose=0)
-        for change in (keras_gralora.merge_gralora, lambda m: keras_gralora.disable_gralora(m).__enter__(),
-                       lambda m: keras_gralora.delete_adapter(m, "c"),
-                       lambda m: keras_gralora.set_active_adapters(m, "b")):
+        for change in (
+            keras_gralora.merge_gralora,
+            lambda m: keras_gralora.disable_gralora(m).__enter__(),
+            lambda m: keras_gralora.delete_adapter(m, "c"),
+            lambda m: keras_gralora.set_active_adapters(m, "b"),
+        ):
             with pytest.raises(ValueError, match="inside adapter_routing"):
                 change(model)
         with pytest.raises(ValueError, match="needs the rows in memory"):
@@ -166,8 +169,9 @@ def test_every_refusal_names_the_problem_and_changes_nothing():
 
 def test_adapters_that_train_shared_weights_are_refused():
     model = layouts_model()
-    keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="heads", target_layer_names=["dense"],
-                                 modules_to_save=["head"])
+    keras_gralora.enable_gralora(
+        model, r=2, k=2, adapter_name="heads", target_layer_names=["dense"], modules_to_save=["head"]
+    )
     with pytest.raises(ValueError, match="modules_to_save"):
         keras_gralora.adapter_routing(model, ["a"]).__enter__()
     keras_gralora.delete_adapter(model, "heads")
@@ -181,8 +185,14 @@ def test_a_task_with_a_preprocessor_routes_raw_strings_in_predict():
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "very"]
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=6)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=1, num_heads=2,
-                                             hidden_dim=8, intermediate_dim=16, max_sequence_length=6)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=6,
+    )
     classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
     for name in ("pos", "neg"):
         backbone.enable_gralora(r=2, k=2, adapter_name=name, target_layer_names="all")

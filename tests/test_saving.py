@@ -7,9 +7,9 @@ import h5py
 import keras
 import numpy as np
 import pytest
-
 import test_structure
 from helpers import X, adapted_model, assert_unchanged, base_model, run_python, snapshot, to_numpy
+
 import keras_gralora
 from keras_gralora import load_gralora_weights, save_gralora_weights
 
@@ -24,7 +24,10 @@ def test_adapter_file_round_trip_onto_a_fresh_model(tmp_path):
     assert load_gralora_weights(fresh, path) == ["query", "ffn", "value"]
     np.testing.assert_array_equal(to_numpy(fresh(X)), to_numpy(model(X)))
     assert {v.name for v in fresh.trainable_weights} == {
-        "gralora_a_default", "gralora_b_default", "gralora_hybrid_a_default", "gralora_hybrid_b_default"
+        "gralora_a_default",
+        "gralora_b_default",
+        "gralora_hybrid_a_default",
+        "gralora_hybrid_b_default",
     }
     adapter_bytes = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_weights)
     assert adapter_bytes < os.path.getsize(path) <= adapter_bytes + 16 * 1024
@@ -77,12 +80,14 @@ def _foreign(f):
 def _set(name, value):
     def edit(f):
         f.attrs[name] = value
+
     return edit
 
 
 def _group_attr(name, value):
     def edit(f):
         f["adapters/default/layers/1"].attrs[name] = value
+
     return edit
 
 
@@ -90,17 +95,24 @@ def _config_value(name, value):
     def edit(f):
         config = json.loads(f["adapters/default/layers/0"].attrs["config"])
         f["adapters/default/layers/0"].attrs["config"] = json.dumps({**config, name: value})
+
     return edit
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "adapted"])
-@pytest.mark.parametrize("edit, message", [
-    (_foreign, r"is an HDF5 file but not a keras_gralora adapter file"),
-    (_set("format_version", 7), r"has format version 7; this keras_gralora reads versions \[1, 2, 3\]"),
-    (_group_attr("key", "layers/encoder/ffn"), r"has adapters for layers \['ffn'\] that model 'tiny' lacks \(by "
-                                                r"structure keys: \['layers/encoder/ffn'\]\)"),
-    (_group_attr("in_features", 64), r"layer 'ffn' maps 16 -> 32 features, '.*' was saved from 64 -> 32"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_foreign, r"is an HDF5 file but not a keras_gralora adapter file"),
+        (_set("format_version", 7), r"has format version 7; this keras_gralora reads versions \[1, 2, 3\]"),
+        (
+            _group_attr("key", "layers/encoder/ffn"),
+            r"has adapters for layers \['ffn'\] that model 'tiny' lacks \(by "
+            r"structure keys: \['layers/encoder/ffn'\]\)",
+        ),
+        (_group_attr("in_features", 64), r"layer 'ffn' maps 16 -> 32 features, '.*' was saved from 64 -> 32"),
+    ],
+)
 def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
     path = tmp_path / "bad.weights.h5"
     _write_variant(path, edit)
@@ -112,13 +124,16 @@ def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
     assert bool(keras_gralora.inject.adapted_layers(model)) == (not fresh)
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("r", 8, r"adapter 'default' of layer 'query' has other settings .*: r=4 here, 8 in the file"),
-    ("k", 1, r"adapter 'default' of layer 'query' has other settings .*: k=2 here, 1 in the file"),
-    ("hybrid_r", 0, r"adapter 'default' of layer 'query' has other settings .*: hybrid_r=2 here, 0 in the file"),
-    ("bias", "all", r"has other settings .*: bias='none' here, 'all' in the file"),
-    ("dropout", 0.5, r"has other settings .*: dropout=0.0 here, 0.5 in the file"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("r", 8, r"adapter 'default' of layer 'query' has other settings .*: r=4 here, 8 in the file"),
+        ("k", 1, r"adapter 'default' of layer 'query' has other settings .*: k=2 here, 1 in the file"),
+        ("hybrid_r", 0, r"adapter 'default' of layer 'query' has other settings .*: hybrid_r=2 here, 0 in the file"),
+        ("bias", "all", r"has other settings .*: bias='none' here, 'all' in the file"),
+        ("dropout", 0.5, r"has other settings .*: dropout=0.0 here, 0.5 in the file"),
+    ],
+)
 def test_settings_that_differ_from_the_adapted_model_are_refused(tmp_path, name, value, message):
     path = tmp_path / "other.weights.h5"
     _write_variant(path, _config_value(name, value))
@@ -134,17 +149,23 @@ def test_layers_the_file_lacks_are_refused(tmp_path):
     save_gralora_weights(adapted_model(targets=("query",)), path)
     model = adapted_model(seed=3)
     before = snapshot(model)
-    with pytest.raises(ValueError, match=r"already has an adapter named 'default', on layers \['ffn', 'value'\] "
-                                         r"that '.*' lacks.*delete_adapter"):
+    with pytest.raises(
+        ValueError,
+        match=r"already has an adapter named 'default', on layers \['ffn', 'value'\] "
+        r"that '.*' lacks.*delete_adapter",
+    ):
         load_gralora_weights(model, path)
     assert_unchanged(model, before)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, r"no adapter file at"),
-    (b"this is not hdf5", r"cannot read '.*' as HDF5 \(not an HDF5 file, or truncated\)"),
-    ("truncated", r"cannot read '.*' as HDF5"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, r"no adapter file at"),
+        (b"this is not hdf5", r"cannot read '.*' as HDF5 \(not an HDF5 file, or truncated\)"),
+        ("truncated", r"cannot read '.*' as HDF5"),
+    ],
+)
 def test_missing_unreadable_and_truncated_files(tmp_path, content, message):
     path = tmp_path / "broken.weights.h5"
     if content == "truncated":
@@ -187,7 +208,8 @@ def test_merged_export_loads_without_keras_gralora(tmp_path):
         print(sorted({type(layer).__name__ for layer in model.layers}))
         np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(np.load(sys.argv[1] + "/x.npy"))))
         """,
-        BACKEND, tmp_path,
+        BACKEND,
+        tmp_path,
     )
     assert "GraLoRA" not in out and "'Dense'" in out and "'EinsumDense'" in out
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
@@ -221,5 +243,6 @@ def test_adapter_files_cross_backends(tmp_path, writer):
     unnamed = test_structure.unnamed()
     assert [layer.name for layer in unnamed.layers[1:]] != names.split()[-1].split(",")
     load_gralora_weights(unnamed, tmp_path / "unnamed.weights.h5")
-    np.testing.assert_allclose(to_numpy(unnamed(test_structure.X)), np.load(tmp_path / "unnamed.npy"),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(unnamed(test_structure.X)), np.load(tmp_path / "unnamed.npy"), rtol=1e-5, atol=1e-5
+    )

@@ -4,9 +4,9 @@ batches."""
 import keras
 import numpy as np
 import pytest
-
 import reference
 from helpers import X, adapted_model, assert_unchanged, base_model, snapshot, to_numpy
+
 import keras_gralora
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense, inject
 
@@ -124,12 +124,15 @@ def test_a_task_sees_every_adapter_change_of_the_model_inside_it_in_predict():
 def test_a_causal_lm_generates_with_the_adapter_state_of_its_backbone():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(1)
-    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=48, num_layers=2, num_heads=2, hidden_dim=16,
-                                             intermediate_dim=32, max_sequence_length=8)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=48, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=8
+    )
     lm = keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
     lm.compile(sampler="greedy")
-    prompt = {"token_ids": np.array([[5, 9, 0, 0, 0, 0, 0, 0]] * 2, "int32"),
-              "padding_mask": np.array([[1, 1, 0, 0, 0, 0, 0, 0]] * 2, bool)}
+    prompt = {
+        "token_ids": np.array([[5, 9, 0, 0, 0, 0, 0, 0]] * 2, "int32"),
+        "padding_mask": np.array([[1, 1, 0, 0, 0, 0, 0, 0]] * 2, bool),
+    }
 
     def generated():
         return np.asarray(lm.generate(prompt, stop_token_ids=None)["token_ids"])
@@ -162,18 +165,25 @@ def test_the_export_of_a_compiled_trained_model_loads_and_serves_without_optimiz
 
 
 @pytest.mark.parametrize("quantize", [None, "int8"])
-@pytest.mark.parametrize("make, shape", [
-    (lambda: GraLoRADense(8, r=4, k=2, hybrid_r=2), (0, 16)),
-    (lambda: GraLoRADense(8, r=4, k=2), (0, 3, 16)),
-    (lambda: GraLoRAEinsumDense("btd,dnh->btnh", (None, 2, 4), bias_axes="nh", r=4, k=2), (0, 5, 16)),
-    (lambda: GraLoRAEinsumDense("btnh,nhd->btd", (None, 8), r=4, k=2), (0, 5, 2, 4)),
-], ids=["dense", "dense-3d", "btd,dnh->btnh", "btnh,nhd->btd"])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: GraLoRADense(8, r=4, k=2, hybrid_r=2), (0, 16)),
+        (lambda: GraLoRADense(8, r=4, k=2), (0, 3, 16)),
+        (lambda: GraLoRAEinsumDense("btd,dnh->btnh", (None, 2, 4), bias_axes="nh", r=4, k=2), (0, 5, 16)),
+        (lambda: GraLoRAEinsumDense("btnh,nhd->btd", (None, 8), r=4, k=2), (0, 5, 2, 4)),
+    ],
+    ids=["dense", "dense-3d", "btd,dnh->btnh", "btnh,nhd->btd"],
+)
 def test_an_empty_batch_gives_an_empty_output_as_keras_layers_do(make, shape, quantize):
     layer = make()
     layer.build((None,) + shape[1:])
     if quantize:
         layer.quantize(quantize)
     y = layer(np.zeros(shape, "float32"))
-    plain = keras.layers.Dense(8) if isinstance(layer, GraLoRADense) else keras.layers.EinsumDense(
-        layer.equation, layer.partial_output_shape)
+    plain = (
+        keras.layers.Dense(8)
+        if isinstance(layer, GraLoRADense)
+        else keras.layers.EinsumDense(layer.equation, layer.partial_output_shape)
+    )
     assert tuple(y.shape) == tuple(plain(np.zeros(shape, "float32")).shape)

@@ -4,9 +4,9 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from helpers import to_numpy
 
 import keras_gralora
-from helpers import to_numpy
 from keras_gralora import structure
 
 X = np.random.default_rng(5).standard_normal((3, 12)).astype("float32")
@@ -59,8 +59,16 @@ def test_an_adapter_file_loads_into_a_second_build_whose_names_differ(tmp_path):
 def test_a_keras_file_reenables_adapters_on_a_second_build(tmp_path):
     """A backbone's slot keys its adapters by structure too (KerasHub: `hub.py`)."""
     keras_hub = pytest.importorskip("keras_hub")
-    config = dict(vocabulary_size=32, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=8,
-                  intermediate_dim=16, num_experts=2, top_k=1)
+    config = dict(
+        vocabulary_size=32,
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=8,
+        intermediate_dim=16,
+        num_experts=2,
+        top_k=1,
+    )
     backbone = keras_hub.models.MixtralBackbone(**config)  # auto-numbered expert layers
     backbone.enable_gralora(r=2, k=2, target_layer_names="all")
     for v in backbone.trainable_weights:
@@ -78,8 +86,11 @@ def test_another_architecture_is_refused_naming_both_sides(tmp_path):
     path = tmp_path / "a.gralora.weights.h5"
     keras_gralora.save_gralora_weights(adapted(depth=3), path)
     other = unnamed(depth=1)
-    with pytest.raises(ValueError, match=r"has adapters for layers \['.*'\] that model .* lacks \(by structure "
-                                         r"keys: \['layers/dense_2'\]\).*has Dense/EinsumDense layers at"):
+    with pytest.raises(
+        ValueError,
+        match=r"has adapters for layers \['.*'\] that model .* lacks \(by structure "
+        r"keys: \['layers/dense_2'\]\).*has Dense/EinsumDense layers at",
+    ):
         keras_gralora.load_gralora_weights(other, path)
     assert not keras_gralora.inject.adapted_layers(other)
 

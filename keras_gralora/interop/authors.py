@@ -17,9 +17,24 @@ their code does not have is refused: its meaning would be a guess.
 
 DEFAULTS = {"r": 8, "hybrid_r": 0, "gralora_alpha": 8, "gralora_dropout": 0.0, "gralora_k": 2}
 FIELDS = {  # SqueezeBits/GraLoRA's GraloraConfig and PeftConfig fields
-    "r", "hybrid_r", "target_modules", "gralora_alpha", "gralora_dropout", "gralora_k", "fan_in_fan_out", "bias",
-    "modules_to_save", "layers_to_transform", "layers_pattern", "peft_type", "task_type", "auto_mapping",
-    "base_model_name_or_path", "revision", "inference_mode", "peft_version",
+    "r",
+    "hybrid_r",
+    "target_modules",
+    "gralora_alpha",
+    "gralora_dropout",
+    "gralora_k",
+    "fan_in_fan_out",
+    "bias",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+    "peft_type",
+    "task_type",
+    "auto_mapping",
+    "base_model_name_or_path",
+    "revision",
+    "inference_mode",
+    "peft_version",
 }
 
 
@@ -39,7 +54,9 @@ def as_peft(config, where):
     config = {**DEFAULTS, **config}
     r, hybrid_r, k = config["r"], config["hybrid_r"], config["gralora_k"]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (r, hybrid_r, k)) or not 0 <= hybrid_r < r:
-        raise ValueError(f"{where}: the authors' layout needs integers r > hybrid_r >= 0 and gralora_k (r counts "
-                         f"the hybrid rank there), got r={r!r}, hybrid_r={hybrid_r!r}, gralora_k={k!r}.")
+        raise ValueError(
+            f"{where}: the authors' layout needs integers r > hybrid_r >= 0 and gralora_k (r counts "
+            f"the hybrid rank there), got r={r!r}, hybrid_r={hybrid_r!r}, gralora_k={k!r}."
+        )
     peft = {key: value for key, value in config.items() if key != "gralora_alpha"}
     return {**peft, "r": r - hybrid_r, "alpha": config["gralora_alpha"]}

@@ -24,23 +24,28 @@ def pattern_value(config, field, module, default, where):
             if re.match(rf"(.*\.)?({key})$", module):
                 return value
         except re.error as error:
-            raise ValueError(f"{where}: {field} key {key!r} is not a regular expression ({error}); PEFT reads "
-                             "its keys as regular expressions over module names.") from error
+            raise ValueError(
+                f"{where}: {field} key {key!r} is not a regular expression ({error}); PEFT reads "
+                "its keys as regular expressions over module names."
+            ) from error
     return default
 
 
 def check_module(source, layer, module, kind, found, config, peft_type):
     """Raises `ValueError` unless `found` (`{tensor: (declared shape, dtype)}`) fits `layer` and the config."""
     where = f"{source.where}: '{source.directory}'"
-    for tensor, (shape, dtype) in found.items():
+    for tensor, (_, dtype) in found.items():
         if dtype not in DTYPES:
-            raise ValueError(f"{where}: tensor '{module}.{tensor}' is {dtype}; keras_gralora reads {sorted(DTYPES)} "
-                             "tensors. Save the adapter in float32 (PEFT's default for adapters).")
+            raise ValueError(
+                f"{where}: tensor '{module}.{tensor}' is {dtype}; keras_gralora reads {sorted(DTYPES)} "
+                "tensors. Save the adapter in float32 (PEFT's default for adapters)."
+            )
     expected = _adapter_shapes(layer, module, config, peft_type, where) if kind == "adapter" else {}
     for tensor, shape in expected.items():
         if tensor not in found:
-            raise ValueError(f"{where}: module '{module}' has no tensor '{tensor}' (it has {sorted(found)}). "
-                             "Save the adapter again.")
+            raise ValueError(
+                f"{where}: module '{module}' has no tensor '{tensor}' (it has {sorted(found)}). Save the adapter again."
+            )
         if found[tensor][0] != shape:
             raise ValueError(
                 f"{where}: tensor '{module}.{tensor}' declares shape {found[tensor][0]}; layer '{layer.path}' with "
@@ -50,19 +55,25 @@ def check_module(source, layer, module, kind, found, config, peft_type):
         if tensor in expected:
             continue
         if kind == "adapter" and tensor not in ("bias", "base_layer.bias"):
-            raise ValueError(f"{where}: tensor '{module}.{tensor}' does not belong to this adapter_config.json "
-                             f"(it expects {sorted(expected)} for '{module}').")
+            raise ValueError(
+                f"{where}: tensor '{module}.{tensor}' does not belong to this adapter_config.json "
+                f"(it expects {sorted(expected)} for '{module}')."
+            )
         variable = tensors.keras_variable(layer, tensor.rsplit(".", 1)[-1], module, source.where)
         if math.prod(shape) != math.prod(variable.shape):
-            raise ValueError(f"{where}: tensor '{module}.{tensor}' declares shape {shape}; it becomes "
-                             f"'{variable.path}' of shape {tuple(variable.shape)}.")
+            raise ValueError(
+                f"{where}: tensor '{module}.{tensor}' declares shape {shape}; it becomes "
+                f"'{variable.path}' of shape {tuple(variable.shape)}."
+            )
 
 
 def _adapter_shapes(layer, module, config, peft_type, where):
     cls = inject.adapted_class(layer)
     if cls is None:
-        raise ValueError(f"{where}: module '{module}' maps to layer '{layer.path}', a {type(layer).__name__}; "
-                         "adapters go on Dense/EinsumDense layers.")
+        raise ValueError(
+            f"{where}: module '{module}' maps to layer '{layer.path}', a {type(layer).__name__}; "
+            "adapters go on Dense/EinsumDense layers."
+        )
     in_features, out_features = cls.matrix_shape_of(layer)
     if peft_type == "LORA":
         r = pattern_value(config, "rank_pattern", module, config["r"], where)
@@ -72,12 +83,15 @@ def _adapter_shapes(layer, module, config, peft_type, where):
     for name, value in (("r", r), ("gralora_k", k)):
         _check_positive(value, name, where)
     if not isinstance(hybrid_r, int) or hybrid_r < 0 or in_features % k or out_features % k or r % k:
-        raise ValueError(f"{where}: r={r}, gralora_k={k}, hybrid_r={hybrid_r} cannot adapt layer '{layer.path}' "
-                         f"({in_features} -> {out_features} features).")
+        raise ValueError(
+            f"{where}: r={r}, gralora_k={k}, hybrid_r={hybrid_r} cannot adapt layer '{layer.path}' "
+            f"({in_features} -> {out_features} features)."
+        )
     shapes = {"gralora_A": (k, in_features // k, r), "gralora_B": (k, r, out_features // k)}
     if hybrid_r:
-        shapes.update({"gralora_A_general.weight": (hybrid_r, in_features),
-                       "gralora_B_general.weight": (out_features, hybrid_r)})
+        shapes.update(
+            {"gralora_A_general.weight": (hybrid_r, in_features), "gralora_B_general.weight": (out_features, hybrid_r)}
+        )
     return shapes
 
 

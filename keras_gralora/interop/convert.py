@@ -11,8 +11,14 @@ import math
 from keras_gralora.interop import factors, lora_files, peft_files, runtimes
 
 ADAPTER_TENSORS = ("gralora_A", "gralora_B", "gralora_A_general.weight", "gralora_B_general.weight")
-CARRIED_FIELDS = ("task_type", "base_model_name_or_path", "bias", "modules_to_save", "layers_to_transform",
-                  "layers_pattern")
+CARRIED_FIELDS = (
+    "task_type",
+    "base_model_name_or_path",
+    "bias",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+)
 
 
 def convert_directory(source, target, rank=None, runtime=None, progress=iter):
@@ -32,14 +38,22 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
     factored = {}
     for module in progress(sorted(modules)):
         found = {tensor: arrays[key] for tensor, key in modules[module].items()}
-        hybrid = (found["gralora_A_general.weight"].T, found["gralora_B_general.weight"].T) \
-            if config["hybrid_r"] else ()
+        hybrid = (
+            (found["gralora_A_general.weight"].T, found["gralora_B_general.weight"].T) if config["hybrid_r"] else ()
+        )
         scale = config["alpha"] / (config["r"] + config["hybrid_r"])
         left, right = factors.gralora_factors(found["gralora_A"], found["gralora_B"], scale, *hybrid)
-        factored[module] = (module, left, right, factors.gralora_delta(found["gralora_A"], found["gralora_B"],
-                                                                       scale, *hybrid))
-    described = ([f"{len([k for k in extras if k.endswith('bias')])} trained biases"]
-                 if config.get("bias", "none") != "none" and extras else [])
+        factored[module] = (
+            module,
+            left,
+            right,
+            factors.gralora_delta(found["gralora_A"], found["gralora_B"], scale, *hybrid),
+        )
+    described = (
+        [f"{len([k for k in extras if k.endswith('bias')])} trained biases"]
+        if config.get("bias", "none") != "none" and extras
+        else []
+    )
     described += [f"modules_to_save {config['modules_to_save']}"] if config.get("modules_to_save") else []
     rows, lora_arrays = lora_files.convert(factored, rank, profile, described, where)
     base = {field: config.get(field) for field in CARRIED_FIELDS}
@@ -49,22 +63,35 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
 def _config(directory, where):
     config = {**peft_files.PEFT_DEFAULTS["GRALORA"], **directory.config}
     if config.get("peft_type") != "GRALORA":
-        raise ValueError(f"{where}: '{directory.directory}' is a {config.get('peft_type')!r} adapter; convert reads "
-                         "PEFT GraLoRA directories (peft_type 'GRALORA').")
+        raise ValueError(
+            f"{where}: '{directory.directory}' is a {config.get('peft_type')!r} adapter; convert reads "
+            "PEFT GraLoRA directories (peft_type 'GRALORA')."
+        )
     r, k, hybrid_r, alpha = (config[f] for f in ("r", "gralora_k", "hybrid_r", "alpha"))
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (r, k, hybrid_r)) or r <= 0 or k <= 0 \
-            or hybrid_r < 0 or r % k:
-        raise ValueError(f"{where}: '{directory.directory}' has r={r!r}, gralora_k={k!r}, hybrid_r={hybrid_r!r}; "
-                         "GraLoRA needs positive integers r and gralora_k, r divisible by gralora_k, hybrid_r >= 0.")
+    if (
+        not all(isinstance(v, int) and not isinstance(v, bool) for v in (r, k, hybrid_r))
+        or r <= 0
+        or k <= 0
+        or hybrid_r < 0
+        or r % k
+    ):
+        raise ValueError(
+            f"{where}: '{directory.directory}' has r={r!r}, gralora_k={k!r}, hybrid_r={hybrid_r!r}; "
+            "GraLoRA needs positive integers r and gralora_k, r divisible by gralora_k, hybrid_r >= 0."
+        )
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"{where}: '{directory.directory}' has alpha={alpha!r}; it must be a positive number.")
     if config.get("fan_in_fan_out"):
-        raise ValueError(f"{where}: '{directory.directory}' adapts Conv1D modules (fan_in_fan_out=True), which "
-                         "convert does not read yet.")
+        raise ValueError(
+            f"{where}: '{directory.directory}' adapts Conv1D modules (fan_in_fan_out=True), which "
+            "convert does not read yet."
+        )
     saved = config.get("modules_to_save") or []
     if not isinstance(saved, list) or not all(isinstance(m, str) for m in saved):
-        raise ValueError(f"{where}: '{directory.directory}' has modules_to_save={saved!r}; PEFT writes a list of "
-                         "module names or null.")
+        raise ValueError(
+            f"{where}: '{directory.directory}' has modules_to_save={saved!r}; PEFT writes a list of "
+            "module names or null."
+        )
     if config.get("bias", "none") not in lora_files.LORA_BIAS:
         raise ValueError(f"{where}: bias={config.get('bias')!r} is not a PEFT bias mode.")
     return config
@@ -74,19 +101,23 @@ def _grouped(directory, config, where):
     """`({module: {tensor: key}}, [extra keys])`, every declared shape and dtype checked."""
     saved = config.get("modules_to_save") or []
     modules, extras = {}, []
-    for key, (shape, dtype) in directory.declared.items():
+    for key, (_shape, dtype) in directory.declared.items():
         if not key.startswith(lora_files.PREFIX) or dtype not in peft_files.DTYPES:
-            raise ValueError(f"{where}: tensor '{key}' ({dtype}) is not a PEFT adapter tensor: keys start with "
-                             f"{lora_files.PREFIX!r}, dtypes are {sorted(peft_files.DTYPES)}.")
-        name = key[len(lora_files.PREFIX):]
+            raise ValueError(
+                f"{where}: tensor '{key}' ({dtype}) is not a PEFT adapter tensor: keys start with "
+                f"{lora_files.PREFIX!r}, dtypes are {sorted(peft_files.DTYPES)}."
+            )
+        name = key[len(lora_files.PREFIX) :]
         tensor = next((t for t in ADAPTER_TENSORS if name.endswith("." + t)), None)
         if tensor is not None:
             modules.setdefault(name[: -len(tensor) - 1], {})[tensor] = key
         elif _is_saved_module(name, saved) or (name.endswith(".bias") and config.get("bias", "none") != "none"):
             extras.append(key)
         else:
-            raise ValueError(f"{where}: tensor '{key}' is no GraLoRA tensor ({ADAPTER_TENSORS}), trained bias or "
-                             "modules_to_save weight of this adapter_config.json.")
+            raise ValueError(
+                f"{where}: tensor '{key}' is no GraLoRA tensor ({ADAPTER_TENSORS}), trained bias or "
+                "modules_to_save weight of this adapter_config.json."
+            )
     if not modules:
         raise ValueError(f"{where}: '{directory.directory}' holds no GraLoRA tensors.")
     for module, found in modules.items():
@@ -105,15 +136,20 @@ def _check_shapes(directory, module, found, config, where):
     a, b = declared.get("gralora_A"), declared.get("gralora_B")
     wanted = set(ADAPTER_TENSORS if hybrid_r else ADAPTER_TENSORS[:2])
     if set(declared) != wanted or len(a) != 3 or len(b) != 3:
-        raise ValueError(f"{where}: module '{module}' has tensors {sorted(declared)}; with hybrid_r={hybrid_r} "
-                         f"it needs {sorted(wanted)} (gralora_A and gralora_B of rank 3).")
+        raise ValueError(
+            f"{where}: module '{module}' has tensors {sorted(declared)}; with hybrid_r={hybrid_r} "
+            f"it needs {sorted(wanted)} (gralora_A and gralora_B of rank 3)."
+        )
     in_features, out_features = a[0] * a[1], b[0] * b[2]
     expected = {"gralora_A": (k, in_features // k, r), "gralora_B": (k, r, out_features // k)}
     if hybrid_r:
-        expected.update({"gralora_A_general.weight": (hybrid_r, in_features),
-                         "gralora_B_general.weight": (out_features, hybrid_r)})
+        expected.update(
+            {"gralora_A_general.weight": (hybrid_r, in_features), "gralora_B_general.weight": (out_features, hybrid_r)}
+        )
     for tensor, shape in expected.items():
         if declared[tensor] != shape:
-            raise ValueError(f"{where}: tensor '{module}.{tensor}' declares shape {declared[tensor]}; r={r}, "
-                             f"gralora_k={k}, hybrid_r={hybrid_r} need {shape}. The config and the weights do not "
-                             "belong together.")
+            raise ValueError(
+                f"{where}: tensor '{module}.{tensor}' declares shape {declared[tensor]}; r={r}, "
+                f"gralora_k={k}, hybrid_r={hybrid_r} need {shape}. The config and the weights do not "
+                "belong together."
+            )

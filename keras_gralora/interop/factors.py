@@ -120,8 +120,10 @@ def pad(left, right, rank):
     missing = rank - left.shape[1]
     if missing <= 0:
         return left, right
-    return (np.concatenate([left, np.zeros((left.shape[0], missing), left.dtype)], axis=1),
-            np.concatenate([right, np.zeros((missing, right.shape[1]), right.dtype)], axis=0))
+    return (
+        np.concatenate([left, np.zeros((left.shape[0], missing), left.dtype)], axis=1),
+        np.concatenate([right, np.zeros((missing, right.shape[1]), right.dtype)], axis=0),
+    )
 
 
 def relative_error(left, right, delta):

@@ -30,14 +30,20 @@ def check(layers, module, kind, found, config, peft_type, where):
         k, r, hybrid_r = config["gralora_k"], config["r"], config["hybrid_r"]
         expected = {"gralora_A": (k, in_features // k, r), "gralora_B": (k, r, out_features // k)}
         if hybrid_r:
-            expected.update({"gralora_A_general.weight": (hybrid_r, in_features),
-                             "gralora_B_general.weight": (out_features, hybrid_r)})
+            expected.update(
+                {
+                    "gralora_A_general.weight": (hybrid_r, in_features),
+                    "gralora_B_general.weight": (out_features, hybrid_r),
+                }
+            )
     else:
         r = found["lora_A.weight"][0][0] if "lora_A.weight" in found else None
         expected = {"lora_A.weight": (r, in_features), "lora_B.weight": (out_features, r)}
     if (declared := {tensor: tuple(shape) for tensor, (shape, _) in found.items()}) != expected:
-        raise ValueError(f"{where}: fused module '{module}' ({in_features} -> {out_features} features) needs "
-                         f"{expected}; the directory declares {declared}.")
+        raise ValueError(
+            f"{where}: fused module '{module}' ({in_features} -> {out_features} features) needs "
+            f"{expected}; the directory declares {declared}."
+        )
 
 
 def entries(layers, module, found, layer_config, peft_type, where):
@@ -49,14 +55,22 @@ def entries(layers, module, found, layer_config, peft_type, where):
         left = np.asarray(found["lora_A.weight"], np.float32).T
         right = np.asarray(found["lora_B.weight"], np.float32).T * np.float32(layer_config.scale)
     rank = left.shape[1]
-    config = GraLoRAConfig(r=rank, k=1, hybrid_r=0, alpha=float(rank), dropout=layer_config.dropout,
-                           bias=layer_config.bias, modules_to_save=layer_config.modules_to_save)
+    config = GraLoRAConfig(
+        r=rank,
+        k=1,
+        hybrid_r=0,
+        alpha=float(rank),
+        dropout=layer_config.dropout,
+        bias=layer_config.bias,
+        modules_to_save=layer_config.modules_to_save,
+    )
     result, start = {}, 0
     for layer in layers:
         width = inject.matrix_shape(layer)[1]
-        part = np.ascontiguousarray(right[:, start:start + width])
-        result[layer.path] = LayerEntry(config, (left.shape[0], width),
-                                        {"gralora_a": np.ascontiguousarray(left[None]), "gralora_b": part[None]})
+        part = np.ascontiguousarray(right[:, start : start + width])
+        result[layer.path] = LayerEntry(
+            config, (left.shape[0], width), {"gralora_a": np.ascontiguousarray(left[None]), "gralora_b": part[None]}
+        )
         start += width
     return result
 

@@ -62,8 +62,7 @@ def _exact(layer, adapter_name, where):
     """`(left, right, delta)`: the exact factors and the layer's own `[in, out]` delta."""
     if isinstance(layer, GraLoRAAdapter):
         adapter = layer.adapter(adapter_name)
-        a, b, scale, *hybrid = (ops.convert_to_numpy(v) if not isinstance(v, float) else v
-                                for v in adapter.factors())
+        a, b, scale, *hybrid = (ops.convert_to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
         left, right = factors.gralora_factors(a, b, scale, *hybrid)
         return left, right, ops.convert_to_numpy(layer.delta_matrix(adapter_name))
     if getattr(layer, "lora_enabled", False) and hasattr(layer, "lora_kernel_a"):
@@ -79,8 +78,9 @@ def _kernel_axes(layer, where):
     """`(kernel axis letters, contracted ones)` of a Dense or EinsumDense with Keras LoRA."""
     if type(layer).__name__ == "Dense" or not hasattr(layer, "equation"):
         if len(layer.lora_kernel_a.shape) != 2:
-            raise ValueError(f"{where}: Keras LoRA of a {type(layer).__name__} is exported for Dense and "
-                             "EinsumDense layers only.")
+            raise ValueError(
+                f"{where}: Keras LoRA of a {type(layer).__name__} is exported for Dense and EinsumDense layers only."
+            )
         return "io", "i"
     layout = ProjectionLayout.of(layer)
     return layout.kernel_axes, layout.in_axes
@@ -94,8 +94,9 @@ def _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes):
     return np.transpose(kernel, order).reshape(n_in, -1)
 
 
-def save_lora_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, rank=None, runtime=None,
-                      base_model_name_or_path=None, verbose=False):
+def save_lora_adapter(
+    model, directory, adapter_name=DEFAULT_ADAPTER, rank=None, runtime=None, base_model_name_or_path=None, verbose=False
+):
     """Writes a KerasHub model's adapter as a PEFT LoRA directory, exact unless `rank` truncates.
 
     `PeftModel.from_pretrained(hf_model, directory)` then gives the adapted
@@ -138,8 +139,11 @@ def save_lora_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, rank=None,
     every_layer = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
     modules.update({module: _fused(group, every_layer) for module, group in fused.items()})
     rows, arrays = lora_files.convert(modules, rank, profile, extras, where)
-    base.update(task_type=peft.task_type(class_name), base_model_name_or_path=base_model_name_or_path and
-                os.fspath(base_model_name_or_path), fan_in_fan_out=architecture.fan_in_fan_out)
+    base.update(
+        task_type=peft.task_type(class_name),
+        base_model_name_or_path=base_model_name_or_path and os.fspath(base_model_name_or_path),
+        fan_in_fan_out=architecture.fan_in_fan_out,
+    )
     lora_files.write(directory, rows, arrays, extra_arrays, base, where)
     if verbose:
         print(lora_files.report(rows, profile))
@@ -159,8 +163,8 @@ def _fused(group, layers_by_path):
     delta = np.zeros((left.shape[0], starts[-1]), np.float32)
     row = 0
     for index, (part_left, part_right, part_delta) in parts:
-        right[row:row + part_left.shape[1], starts[index]:starts[index + 1]] = part_right
-        delta[:, starts[index]:starts[index + 1]] = part_delta
+        right[row : row + part_left.shape[1], starts[index] : starts[index + 1]] = part_right
+        delta[:, starts[index] : starts[index + 1]] = part_delta
         row += part_left.shape[1]
     return "+".join(group["paths"]), left, right, delta
 
@@ -171,23 +175,31 @@ def _out_width(layers_by_path, path, parts, index):
 
 def _source(model, adapter_name, architecture, class_name, where):
     """`(layers, config fields, extra tensors, extras' description)` of the GraLoRA adapter or Keras' LoRA."""
-    keras_lora = [layer for layer in model._flatten_layers(include_self=False)
-                  if getattr(layer, "lora_enabled", False) and not isinstance(layer, GraLoRAAdapter)]
+    keras_lora = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if getattr(layer, "lora_enabled", False) and not isinstance(layer, GraLoRAAdapter)
+    ]
     if not adapters.adapter_names(model):
         if not keras_lora:
-            raise ValueError(f"{where}: model '{model.name}' has no GraLoRA adapter and no layer with Keras' LoRA "
-                             "enabled; there is nothing to save.")
+            raise ValueError(
+                f"{where}: model '{model.name}' has no GraLoRA adapter and no layer with Keras' LoRA "
+                "enabled; there is nothing to save."
+            )
         return keras_lora, {"bias": "none"}, {}, []
     if keras_lora:
-        raise ValueError(f"{where}: model '{model.name}' has GraLoRA adapters and Keras' LoRA on "
-                         f"{[layer.path for layer in keras_lora][:3]}...; one LoRA directory holds one adapter. "
-                         "Save from a model with only one of them.")
+        raise ValueError(
+            f"{where}: model '{model.name}' has GraLoRA adapters and Keras' LoRA on "
+            f"{[layer.path for layer in keras_lora][:3]}...; one LoRA directory holds one adapter. "
+            "Save from a model with only one of them."
+        )
     name = adapters.check_names(model, [adapter_name], where)[0]
     adapter = saving.collect_adapter(model, name, where)
     layers = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
     extra_arrays = peft.transformers_extras(model, adapter, architecture, class_name, where)
     extras = [f"{len(adapter.biases)} trained biases"] if adapter.biases else []
     extras += [f"modules_to_save {list(adapter.config.modules_to_save)}"] if adapter.modules else []
-    modules_to_save = [names.transformers_module(architecture, class_name, p, where)
-                       for p in adapter.config.modules_to_save]
+    modules_to_save = [
+        names.transformers_module(architecture, class_name, p, where) for p in adapter.config.modules_to_save
+    ]
     return layers, {"bias": adapter.config.bias, "modules_to_save": modules_to_save}, extra_arrays, extras

@@ -43,15 +43,19 @@ def check_rank(rank, where):
         return
     if isinstance(rank, float) and 0 < rank <= 1:
         return
-    raise ValueError(f"{where}: rank={rank!r} must be None (exact), a positive integer (truncate to that rank) or "
-                     "a float in (0, 1] (the smallest rank keeping that fraction of each update's energy).")
+    raise ValueError(
+        f"{where}: rank={rank!r} must be None (exact), a positive integer (truncate to that rank) or "
+        "a float in (0, 1] (the smallest rank keeping that fraction of each update's energy)."
+    )
 
 
 def at_rank(left, right, rank, where):
     """Exact factors at `rank` (see `check_rank`): truncated by `factors.truncate`, or padded with zeros."""
     if not (np.isfinite(left).all() and np.isfinite(right).all()):
-        raise ValueError(f"{where}: the adapter holds NaN or infinite values; there is nothing to serve. Train "
-                         "again or load a good adapter file.")
+        raise ValueError(
+            f"{where}: the adapter holds NaN or infinite values; there is nothing to serve. Train "
+            "again or load a good adapter file."
+        )
     if isinstance(rank, float) or (rank is not None and rank < left.shape[1]):
         by_energy = isinstance(rank, float)
         return factors.truncate(left, right, None if by_energy else int(rank), rank if by_energy else None)[:2]
@@ -67,14 +71,18 @@ def convert(modules, rank, profile, extras, where):
         profile: A `runtimes.Runtime`, or `None`.
         extras: What else the directory holds, for the runtime's rule.
     """
-    chosen = {module: at_rank(left, right, rank, f"{where}: '{layer}'")
-              for module, (layer, left, right, _) in modules.items()}
+    chosen = {
+        module: at_rank(left, right, rank, f"{where}: '{layer}'") for module, (layer, left, right, _) in modules.items()
+    }
     served = runtimes.served_ranks(profile, {m: f[0].shape[1] for m, f in chosen.items()}, extras, where)
     rows, arrays = [], {}
     for module, (layer, exact_left, _, delta) in modules.items():
         left, right = factors.pad(*chosen[module], served[module])
-        rows.append(ConvertedModule(module, layer, exact_left.shape[1], served[module],
-                                    factors.relative_error(left, right, delta)))
+        rows.append(
+            ConvertedModule(
+                module, layer, exact_left.shape[1], served[module], factors.relative_error(left, right, delta)
+            )
+        )
         arrays[f"{PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(left.T)
         arrays[f"{PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(right.T)
     return rows, arrays
@@ -86,14 +94,26 @@ def document(rows, base):
     common = collections.Counter(ranks.values()).most_common(1)[0][0]
     patterns = {module: rank for module, rank in ranks.items() if rank != common}
     return {
-        "peft_type": "LORA", "task_type": base.get("task_type"),
+        "peft_type": "LORA",
+        "task_type": base.get("task_type"),
         "base_model_name_or_path": base.get("base_model_name_or_path"),
-        "auto_mapping": None, "inference_mode": True, "revision": None,
-        "r": common, "lora_alpha": common, "rank_pattern": patterns, "alpha_pattern": dict(patterns),
-        "target_modules": sorted(ranks), "lora_dropout": 0.0, "bias": LORA_BIAS[base.get("bias", "none")],
-        "modules_to_save": base.get("modules_to_save") or None, "fan_in_fan_out": base.get("fan_in_fan_out", False),
-        "init_lora_weights": True, "use_rslora": False, "use_dora": False,
-        "layers_to_transform": base.get("layers_to_transform"), "layers_pattern": base.get("layers_pattern"),
+        "auto_mapping": None,
+        "inference_mode": True,
+        "revision": None,
+        "r": common,
+        "lora_alpha": common,
+        "rank_pattern": patterns,
+        "alpha_pattern": dict(patterns),
+        "target_modules": sorted(ranks),
+        "lora_dropout": 0.0,
+        "bias": LORA_BIAS[base.get("bias", "none")],
+        "modules_to_save": base.get("modules_to_save") or None,
+        "fan_in_fan_out": base.get("fan_in_fan_out", False),
+        "init_lora_weights": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "layers_to_transform": base.get("layers_to_transform"),
+        "layers_pattern": base.get("layers_pattern"),
     }
 
 
@@ -116,5 +136,6 @@ def table(rows):
     header = ("module", "from", "exact rank", "rank", "relative error")
     lines = [(r.module, r.layer, str(r.exact_rank), str(r.rank), f"{r.error:.2e}") for r in rows]
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-                     for line in [header, *lines])
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *lines]
+    )

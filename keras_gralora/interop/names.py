@@ -85,9 +85,13 @@ class Architecture:
 
 def _decoder(name, backbone, prefix):
     return Architecture(
-        name, (backbone,),
-        {**_blocks("layers.{}.", "transformer_layer_{}/", DECODER_BLOCK),
-         "embed_tokens": "token_embedding", "norm": "sequence_output_layernorm"},
+        name,
+        (backbone,),
+        {
+            **_blocks("layers.{}.", "transformer_layer_{}/", DECODER_BLOCK),
+            "embed_tokens": "token_embedding",
+            "norm": "sequence_output_layernorm",
+        },
         {f"{prefix}ForCausalLM": ("model.", {}), f"{prefix}Model": ("", {})},
         {"Backbone": f"{prefix}ForCausalLM", "CausalLM": f"{prefix}ForCausalLM"},
         {"lm_head": LM_HEAD},
@@ -99,32 +103,49 @@ ARCHITECTURES = (
     _decoder("mistral", "MistralBackbone", "Mistral"),
     _decoder("qwen2", "QwenBackbone", "Qwen2"),
     Architecture(
-        "gemma", ("GemmaBackbone",),
-        {**_blocks("layers.{}.", "decoder_block_{}/", GEMMA_BLOCK),
-         "embed_tokens": "token_embedding", "norm": "final_normalization"},
+        "gemma",
+        ("GemmaBackbone",),
+        {
+            **_blocks("layers.{}.", "decoder_block_{}/", GEMMA_BLOCK),
+            "embed_tokens": "token_embedding",
+            "norm": "final_normalization",
+        },
         {"GemmaForCausalLM": ("model.", {}), "GemmaModel": ("", {})},
         {"Backbone": "GemmaForCausalLM", "CausalLM": "GemmaForCausalLM"},
         {"lm_head": LM_HEAD},
     ),
     Architecture(
-        "bert", ("BertBackbone",),
-        {**_blocks("encoder.layer.{}.", "transformer_layer_{}/", BERT_BLOCK),
-         "pooler.dense": "pooled_dense", "embeddings.LayerNorm": "embeddings_layer_norm",
-         "embeddings.word_embeddings": "token_embedding", "embeddings.position_embeddings": "position_embedding",
-         "embeddings.token_type_embeddings": "segment_embedding"},
+        "bert",
+        ("BertBackbone",),
+        {
+            **_blocks("encoder.layer.{}.", "transformer_layer_{}/", BERT_BLOCK),
+            "pooler.dense": "pooled_dense",
+            "embeddings.LayerNorm": "embeddings_layer_norm",
+            "embeddings.word_embeddings": "token_embedding",
+            "embeddings.position_embeddings": "position_embedding",
+            "embeddings.token_type_embeddings": "segment_embedding",
+        },
         {"BertForSequenceClassification": ("bert.", {"classifier": "logits"}), "BertModel": ("", {})},
         {"Backbone": "BertModel", "BertTextClassifier": "BertForSequenceClassification"},
     ),
     Architecture(  # convert_gpt2.py; c_attn's [q|k|v] columns become three layers
-        "gpt2", ("GPT2Backbone",),
-        {**_blocks("h.{}.", "transformer_layer_{}/", GPT2_BLOCK),
-         "wte": "token_embedding", "wpe": "position_embedding", "ln_f": "layer_norm"},
+        "gpt2",
+        ("GPT2Backbone",),
+        {
+            **_blocks("h.{}.", "transformer_layer_{}/", GPT2_BLOCK),
+            "wte": "token_embedding",
+            "wpe": "position_embedding",
+            "ln_f": "layer_norm",
+        },
         {"GPT2LMHeadModel": ("transformer.", {}), "GPT2Model": ("", {})},
         {"Backbone": "GPT2LMHeadModel", "CausalLM": "GPT2LMHeadModel"},
         {"lm_head": LM_HEAD},
         fan_in_fan_out=True,
-        splits={"h.{}.attn.c_attn": tuple(f"transformer_layer_{{}}/self_attention/{part}"
-                                          for part in ("query", "key", "value"))},
+        splits={
+            "h.{}.attn.c_attn": tuple(
+                f"transformer_layer_{{}}/self_attention/{part}" for part in ("query", "key", "value")
+            )
+        },
     ),
 )
 
@@ -169,7 +190,7 @@ def keras_layer_path(architecture, model, module, where):
                 )
             return class_heads[module]
         if module.startswith(prefix):
-            rest = module[len(prefix):]
+            rest = module[len(prefix) :]
             if _lookup(architecture.splits, rest):
                 raise ValueError(f"{where}: module '{module}' is fused; its layers are `split_paths`.")
             if found := _lookup(architecture.modules, rest):
@@ -187,7 +208,7 @@ def keras_layer_path(architecture, model, module, where):
 def split_paths(architecture, module):
     """The KerasHub layer paths of fused `module`'s column parts (GPT-2's c_attn: q, k, v), else `None`."""
     for prefix, _ in architecture.classes.values():
-        if module.startswith(prefix) and (found := _lookup(architecture.splits, module[len(prefix):])):
+        if module.startswith(prefix) and (found := _lookup(architecture.splits, module[len(prefix) :])):
             template, index = found
             return [path.format(*index) for path in architecture.splits[template]]
     return None
@@ -206,8 +227,10 @@ def fused_part(architecture, class_name, layer_path):
 def transformers_class(architecture, model):
     """The transformers class whose module names `model`'s adapters are written under."""
     names = [cls.__name__ for cls in type(model).__mro__]
-    return next((architecture.saves_as[name] for name in names if name in architecture.saves_as),
-                architecture.saves_as.get("Backbone"))
+    return next(
+        (architecture.saves_as[name] for name in names if name in architecture.saves_as),
+        architecture.saves_as.get("Backbone"),
+    )
 
 
 def transformers_module(architecture, class_name, layer_path, where):

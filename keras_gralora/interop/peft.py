@@ -21,8 +21,12 @@ from keras_gralora.interop import authors, checks, fused, names, peft_files, ten
 from keras_gralora.loading import Source, load_adapters
 
 PREFIX = peft_files.PREFIX
-GRALORA_TENSORS = {"gralora_A": "gralora_a", "gralora_B": "gralora_b",
-                   "gralora_A_general.weight": "gralora_hybrid_a", "gralora_B_general.weight": "gralora_hybrid_b"}
+GRALORA_TENSORS = {
+    "gralora_A": "gralora_a",
+    "gralora_B": "gralora_b",
+    "gralora_A_general.weight": "gralora_hybrid_a",
+    "gralora_B_general.weight": "gralora_hybrid_b",
+}
 LORA_TENSORS = {"lora_A.weight": "gralora_a", "lora_B.weight": "gralora_b"}
 LORA_REFUSED = {  # LoraConfig fields whose non-default value changes LoRA's math or its modules
     "use_dora": "DoRA adds a magnitude vector (not plain LoRA)",
@@ -89,8 +93,10 @@ def _file_adapter(model, architecture, source, name, where):
         config = authors.as_peft(config, where)
     config = {**peft_files.PEFT_DEFAULTS[peft_type], **config}
     if config.get("fan_in_fan_out") and not architecture.fan_in_fan_out:
-        raise ValueError(f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) but {architecture.name}'s "
-                         "transformers modules are Linear: the adapter was saved from another model.")
+        raise ValueError(
+            f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) but {architecture.name}'s "
+            "transformers modules are Linear: the adapter was saved from another model."
+        )
     if bad := [f"{field}: {why}" for field, why in LORA_REFUSED.items() if peft_type == "LORA" and config.get(field)]:
         raise ValueError(f"{where}: this LoRA adapter cannot load as plain LoRA: {'; '.join(bad)}.")
     bias = BIAS_MODES.get(config.get("bias", "none"))
@@ -98,17 +104,24 @@ def _file_adapter(model, architecture, source, name, where):
         raise ValueError(f"{where}: bias={config.get('bias')!r} is not a PEFT bias mode keras_gralora reads.")
     declared = _group(source.declared, config, peft_type, where)
     layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
-    fused_layers = {module: _parts(layers_by_path, parts, module, model, where) for module in declared
-                    if (parts := names.split_paths(architecture, module))}
-    paths = {module: names.keras_layer_path(architecture, model, module, where) for module in declared
-             if module not in fused_layers}
+    fused_layers = {
+        module: _parts(layers_by_path, parts, module, model, where)
+        for module in declared
+        if (parts := names.split_paths(architecture, module))
+    }
+    paths = {
+        module: names.keras_layer_path(architecture, model, module, where)
+        for module in declared
+        if module not in fused_layers
+    }
     for module, (kind, found) in declared.items():
         if module in fused_layers:
             fused.check(fused_layers[module], module, kind, found, config, peft_type, where)
             continue
         if paths[module] not in layers_by_path:
-            raise ValueError(f"{where}: module '{module}' maps to layer '{paths[module]}', which "
-                             f"model '{model.name}' lacks.")
+            raise ValueError(
+                f"{where}: module '{module}' maps to layer '{paths[module]}', which model '{model.name}' lacks."
+            )
         checks.check_module(source, layers_by_path[paths[module]], module, kind, found, config, peft_type)
     grouped = _group(source.load(), config, peft_type, where)
     modules_to_save = tuple(dict.fromkeys(paths[m] for m, (kind, _) in grouped.items() if kind == "module"))
@@ -126,7 +139,8 @@ def _file_adapter(model, architecture, source, name, where):
             if kind == "module" or tensor in ("bias", "base_layer.bias"):
                 variable = tensors.keras_variable(layer, tensor.rsplit(".", 1)[-1], module, where)
                 (modules if kind == "module" else biases)[variable.path] = tensors.to_keras(
-                    layer, variable, array, architecture.fan_in_fan_out)
+                    layer, variable, array, architecture.fan_in_fan_out
+                )
     if not layers:
         raise ValueError(f"{where}: the adapter holds no {peft_type} tensors (found {sorted(source.declared)[:5]}...).")
     return FileAdapter(name, True, layers, biases, modules)
@@ -134,8 +148,9 @@ def _file_adapter(model, architecture, source, name, where):
 
 def _parts(layers_by_path, paths, module, model, where):
     if missing := [path for path in paths if path not in layers_by_path]:
-        raise ValueError(f"{where}: fused module '{module}' splits into layers {paths}; model '{model.name}' "
-                         f"lacks {missing}.")
+        raise ValueError(
+            f"{where}: fused module '{module}' splits into layers {paths}; model '{model.name}' lacks {missing}."
+        )
     return [layers_by_path[path] for path in paths]
 
 
@@ -148,7 +163,7 @@ def _group(arrays, config, peft_type, where):
     for key, array in arrays.items():
         if not key.startswith(PREFIX):
             raise ValueError(f"{where}: tensor '{key}' does not start with {PREFIX!r}: not a PEFT adapter file.")
-        module, tensor = _split(key[len(PREFIX):], suffixes, where)
+        module, tensor = _split(key[len(PREFIX) :], suffixes, where)
         if any(module == m or module.endswith("." + m) for m in saved_modules):
             kind = "module"
         elif tensor in roles:
@@ -156,8 +171,10 @@ def _group(arrays, config, peft_type, where):
         elif tensor in ("bias", "base_layer.bias") and config.get("bias", "none") != "none":
             kind = "bias"
         else:
-            raise ValueError(f"{where}: tensor '{key}' is no {peft_type} tensor, trained bias or modules_to_save "
-                             f"weight ({peft_type} tensors end in {sorted(roles)}).")
+            raise ValueError(
+                f"{where}: tensor '{key}' is no {peft_type} tensor, trained bias or modules_to_save "
+                f"weight ({peft_type} tensors end in {sorted(roles)})."
+            )
         entry = grouped.setdefault(module, [kind, {}])
         entry[0] = "adapter" if "adapter" in (entry[0], kind) else entry[0]
         entry[1][tensor] = array
@@ -176,15 +193,18 @@ def _layer_config(config, peft_type, module, found, bias, modules_to_save, where
         k, _, r = found["gralora_A"].shape
         hybrid_r = found["gralora_A_general.weight"].shape[0] if "gralora_A_general.weight" in found else 0
         if (r, k, hybrid_r) != (config["r"], config["gralora_k"], config["hybrid_r"]):
-            raise ValueError(f"{where}: module '{module}' holds r={r}, k={k}, hybrid_r={hybrid_r}; its "
-                             f"adapter_config.json says r={config['r']}, gralora_k={config['gralora_k']}, "
-                             f"hybrid_r={config['hybrid_r']}.")
+            raise ValueError(
+                f"{where}: module '{module}' holds r={r}, k={k}, hybrid_r={hybrid_r}; its "
+                f"adapter_config.json says r={config['r']}, gralora_k={config['gralora_k']}, "
+                f"hybrid_r={config['hybrid_r']}."
+            )
         alpha, dropout = config["alpha"], config.get("gralora_dropout", 0.0)
     else:
         r, k, hybrid_r = found["lora_A.weight"].shape[0], 1, 0
         alpha, dropout = _lora_alpha(config, module, r, where), config.get("lora_dropout", 0.0)
-    return GraLoRAConfig(r=r, k=k, hybrid_r=hybrid_r, alpha=alpha, dropout=dropout, bias=bias,
-                         modules_to_save=modules_to_save).validate(f"{where}: module '{module}'")
+    return GraLoRAConfig(
+        r=r, k=k, hybrid_r=hybrid_r, alpha=alpha, dropout=dropout, bias=bias, modules_to_save=modules_to_save
+    ).validate(f"{where}: module '{module}'")
 
 
 def _lora_alpha(config, module, r, where):
@@ -194,8 +214,10 @@ def _lora_alpha(config, module, r, where):
         return lora_alpha
     root = math.isqrt(r)
     if root * root != r:
-        raise ValueError(f"{where}: module '{module}' is rsLoRA with r={r}; its scale lora_alpha/sqrt({r}) is "
-                         "exact as GraLoRA's alpha/r only when r is a perfect square (1, 4, 16, 64, ...).")
+        raise ValueError(
+            f"{where}: module '{module}' is rsLoRA with r={r}; its scale lora_alpha/sqrt({r}) is "
+            "exact as GraLoRA's alpha/r only when r is a perfect square (1, 4, 16, 64, ...)."
+        )
     return lora_alpha * root
 
 
@@ -205,8 +227,10 @@ def _entry(config, found, peft_type):
         for role in ("gralora_hybrid_a", "gralora_hybrid_b"):
             if role in arrays:
                 arrays[role] = arrays[role].T
-        in_features, out_features = arrays["gralora_a"].shape[0] * arrays["gralora_a"].shape[1], \
-            arrays["gralora_b"].shape[0] * arrays["gralora_b"].shape[2]
+        in_features, out_features = (
+            arrays["gralora_a"].shape[0] * arrays["gralora_a"].shape[1],
+            arrays["gralora_b"].shape[0] * arrays["gralora_b"].shape[2],
+        )
     else:
         arrays = {role: found[tensor].T[None] for tensor, role in LORA_TENSORS.items()}
         in_features, out_features = arrays["gralora_a"].shape[1], arrays["gralora_b"].shape[2]
@@ -234,8 +258,9 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
     adapter = saving.collect_adapter(model, chosen[0], where)
     config = _uniform_config(adapter, where)
-    module_of = {key: names.transformers_module(architecture, class_name, adapter.path(key), where)
-                 for key in adapter.layers}
+    module_of = {
+        key: names.transformers_module(architecture, class_name, adapter.path(key), where) for key in adapter.layers
+    }
     arrays = {}
     for key, entry in adapter.layers.items():
         for tensor, role in GRALORA_TENSORS.items():
@@ -243,9 +268,13 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
                 array = entry.arrays[role]
                 arrays[f"{PREFIX}{module_of[key]}.{tensor}"] = array.T if "hybrid" in role else array
     arrays.update(transformers_extras(model, adapter, architecture, class_name, where))
-    document = _peft_config(config, class_name, sorted(set(module_of.values())), base_model_name_or_path,
-                            [names.transformers_module(architecture, class_name, p, where)
-                             for p in config.modules_to_save])
+    document = _peft_config(
+        config,
+        class_name,
+        sorted(set(module_of.values())),
+        base_model_name_or_path,
+        [names.transformers_module(architecture, class_name, p, where) for p in config.modules_to_save],
+    )
     document["fan_in_fan_out"] = architecture.fan_in_fan_out  # GPT-2's Conv1D
     peft_files.write(directory, document, arrays, where)
     return directory
@@ -255,11 +284,15 @@ def check_directory(directory, base_model_name_or_path, where):
     """`directory` as a string, or `ValueError` when it is a file or the base model's name is no string."""
     directory = os.fspath(directory)
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ValueError(f"{where}: '{directory}' is a file; it writes a directory (adapter_config.json and "
-                         "adapter_model.safetensors). Pass a directory path.")
+        raise ValueError(
+            f"{where}: '{directory}' is a file; it writes a directory (adapter_config.json and "
+            "adapter_model.safetensors). Pass a directory path."
+        )
     if base_model_name_or_path is not None and not isinstance(base_model_name_or_path, (str, os.PathLike)):
-        raise ValueError(f"{where}: base_model_name_or_path={base_model_name_or_path!r} must be a string (the "
-                         "checkpoint's name or path, written into adapter_config.json) or None.")
+        raise ValueError(
+            f"{where}: base_model_name_or_path={base_model_name_or_path!r} must be a string (the "
+            "checkpoint's name or path, written into adapter_config.json) or None."
+        )
     return directory
 
 
@@ -276,7 +309,8 @@ def transformers_extras(model, adapter, architecture, class_name, where):
             if kind == "bias" and layer_path in adapted_paths:
                 tensor = "base_layer." + tensor
             arrays[f"{PREFIX}{module}.{tensor}"] = tensors.to_transformers(
-                layers_by_path[layer_path], variable_name, array, architecture.fan_in_fan_out)
+                layers_by_path[layer_path], variable_name, array, architecture.fan_in_fan_out
+            )
     return arrays
 
 
@@ -308,10 +342,16 @@ def _peft_config(config, class_name, target_modules, base_model_name_or_path, mo
         "auto_mapping": None,
         "inference_mode": True,
         "revision": None,
-        "r": config.r, "gralora_k": config.k, "hybrid_r": config.hybrid_r,
+        "r": config.r,
+        "gralora_k": config.k,
+        "hybrid_r": config.hybrid_r,
         "alpha": int(alpha) if float(alpha).is_integer() else alpha,
-        "gralora_dropout": config.dropout, "bias": config.bias,
+        "gralora_dropout": config.dropout,
+        "bias": config.bias,
         "target_modules": target_modules,
         "modules_to_save": modules_to_save or None,
-        "fan_in_fan_out": False, "init_weights": True, "layers_to_transform": None, "layers_pattern": None,
+        "fan_in_fan_out": False,
+        "init_weights": True,
+        "layers_to_transform": None,
+        "layers_pattern": None,
     }

@@ -35,8 +35,10 @@ class Directory:
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             path = os.path.join(self.directory, name)
             if os.path.islink(path):
-                raise ValueError(f"{where}: '{path}' is a symbolic link; a PEFT directory is read only from its own "
-                                 "files. Copy the file itself into the directory.")
+                raise ValueError(
+                    f"{where}: '{path}' is a symbolic link; a PEFT directory is read only from its own "
+                    "files. Copy the file itself into the directory."
+                )
             if not os.path.isfile(path):
                 found = sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else "no such directory"
                 raise FileNotFoundError(
@@ -59,11 +61,15 @@ class Directory:
         try:
             config = json.loads(self.config_bytes)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{self.where}: '{path}' is not JSON ({error}). Write it again with PEFT's "
-                             "`save_pretrained` or `save_peft_adapter`.") from error
+            raise ValueError(
+                f"{self.where}: '{path}' is not JSON ({error}). Write it again with PEFT's "
+                "`save_pretrained` or `save_peft_adapter`."
+            ) from error
         if not isinstance(config, dict):
-            raise ValueError(f"{self.where}: '{path}' holds a JSON {type(config).__name__}, not the object of a "
-                             "PEFT config ({\"peft_type\": ..., \"r\": ...}).")
+            raise ValueError(
+                f"{self.where}: '{path}' holds a JSON {type(config).__name__}, not the object of a "
+                'PEFT config ({"peft_type": ..., "r": ...}).'
+            )
         return config
 
     def _open_weights(self):
@@ -73,11 +79,14 @@ class Directory:
         try:
             with safe_open(path, framework="numpy") as f:
                 metadata = f.metadata() or {}
-                self.declared = {key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype())
-                                 for key in f.keys()}
+                self.declared = {
+                    key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype()) for key in f.keys()
+                }
         except (SafetensorError, OSError, ValueError) as error:
-            raise ValueError(f"{self.where}: cannot read '{path}' as safetensors (truncated or not safetensors): "
-                             f"{error}. Save the adapter again.") from error
+            raise ValueError(
+                f"{self.where}: cannot read '{path}' as safetensors (truncated or not safetensors): "
+                f"{error}. Save the adapter again."
+            ) from error
         recorded = metadata.get(CONFIG_HASH)
         if recorded is not None and recorded != hashlib.sha256(self.config_bytes).hexdigest():
             raise ValueError(
@@ -92,7 +101,8 @@ class Directory:
         with safe_open(os.path.join(self.directory, WEIGHTS_FILE), framework="numpy") as f:
             arrays = {key: f.get_tensor(key) for key in f.keys()}
         if {key: (array.shape, array.dtype) for key, array in arrays.items()} != {
-                key: (shape, np.dtype(DTYPES[dtype])) for key, (shape, dtype) in self.declared.items()}:
+            key: (shape, np.dtype(DTYPES[dtype])) for key, (shape, dtype) in self.declared.items()
+        }:
             raise ValueError(f"{self.where}: '{self.directory}' changed while it was read. Load it again.")
         return arrays
 
@@ -102,10 +112,14 @@ def write(directory, document, arrays, where):
     from safetensors.numpy import save
 
     text = json.dumps(document, indent=2, sort_keys=True).encode()
-    data = save({key: np.ascontiguousarray(array) for key, array in arrays.items()},
-                metadata={"format": "pt", CONFIG_HASH: hashlib.sha256(text).hexdigest()})
-    with files.replacing_directory(directory, where, owned=(WEIGHTS_FILE, CONFIG_FILE)) as tmp, \
-            files.naming_errors(directory, where):
+    data = save(
+        {key: np.ascontiguousarray(array) for key, array in arrays.items()},
+        metadata={"format": "pt", CONFIG_HASH: hashlib.sha256(text).hexdigest()},
+    )
+    with (
+        files.replacing_directory(directory, where, owned=(WEIGHTS_FILE, CONFIG_FILE)) as tmp,
+        files.naming_errors(directory, where),
+    ):
         for name, content in ((WEIGHTS_FILE, data), (CONFIG_FILE, text)):
             with open(os.path.join(tmp, name), "wb") as f:
                 f.write(content)

@@ -36,16 +36,23 @@ class Runtime:
 
 
 RUNTIMES = {
-    "vllm": Runtime("vLLM", ranks=(1, 8, 16, 32, 64, 128, 256, 320, 512), max_rank=512,
-                    launch="vllm serve BASE --enable-lora --max-lora-rank {rank} --lora-modules NAME=DIR"),
-    "sglang": Runtime("SGLang", uniform=False,
-                      launch="python -m sglang.launch_server --model-path BASE --lora-paths NAME=DIR "
-                             "--max-lora-rank {rank}"),
-    "tgi": Runtime("TGI", multiple=16, max_rank=128,
-                   launch="text-generation-launcher --model-id BASE --lora-adapters NAME=DIR"),
-    "llama.cpp": Runtime("llama.cpp",
-                         launch="python convert_lora_to_gguf.py DIR --base BASE; llama-server -m BASE.gguf "
-                                "--lora DIR.gguf"),
+    "vllm": Runtime(
+        "vLLM",
+        ranks=(1, 8, 16, 32, 64, 128, 256, 320, 512),
+        max_rank=512,
+        launch="vllm serve BASE --enable-lora --max-lora-rank {rank} --lora-modules NAME=DIR",
+    ),
+    "sglang": Runtime(
+        "SGLang",
+        uniform=False,
+        launch="python -m sglang.launch_server --model-path BASE --lora-paths NAME=DIR --max-lora-rank {rank}",
+    ),
+    "tgi": Runtime(
+        "TGI", multiple=16, max_rank=128, launch="text-generation-launcher --model-id BASE --lora-adapters NAME=DIR"
+    ),
+    "llama.cpp": Runtime(
+        "llama.cpp", launch="python convert_lora_to_gguf.py DIR --base BASE; llama-server -m BASE.gguf --lora DIR.gguf"
+    ),
 }
 
 
@@ -54,8 +61,10 @@ def runtime(name, where):
     if name is None:
         return None
     if name not in RUNTIMES:
-        raise ValueError(f"{where}: runtime={name!r} is not one keras_gralora knows; choose one of "
-                         f"{sorted(RUNTIMES)}, or None for a plain PEFT LoRA directory.")
+        raise ValueError(
+            f"{where}: runtime={name!r} is not one keras_gralora knows; choose one of "
+            f"{sorted(RUNTIMES)}, or None for a plain PEFT LoRA directory."
+        )
     return RUNTIMES[name]
 
 

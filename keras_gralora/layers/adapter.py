@@ -16,11 +16,17 @@ from keras import ops
 from keras_gralora import ops as gralora_ops
 from keras_gralora.backend import add_same_shape
 from keras_gralora.config import check_adapter_name
+from keras_gralora.layers import routed
 from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import (
-    ADAPTER_DTYPE, ROLES, NamedAdapter, bump_state_version, check_base_layer, describe, variable_name,
+    ADAPTER_DTYPE,
+    ROLES,
+    NamedAdapter,
+    bump_state_version,
+    check_base_layer,
+    describe,
+    variable_name,
 )
-from keras_gralora.layers import routed
 from keras_gralora.layers.quantized import QuantizedBase
 from keras_gralora.layers.serialization import AdapterSerialization
 

@@ -46,8 +46,16 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
     """
 
     def __init__(
-        self, units, r=32, k=2, hybrid_r=0, alpha=None, dropout=0.0, init_weights=True,
-        adapter_name=DEFAULT_ADAPTER, **kwargs
+        self,
+        units,
+        r=32,
+        k=2,
+        hybrid_r=0,
+        alpha=None,
+        dropout=0.0,
+        init_weights=True,
+        adapter_name=DEFAULT_ADAPTER,
+        **kwargs,
     ):
         super().__init__(units, **kwargs)
         self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)

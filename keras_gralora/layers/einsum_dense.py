@@ -130,10 +130,7 @@ class ProjectionLayout:
 
     def matrix_shape(self, kernel_shape):
         sizes = dict(zip(self.kernel_axes, kernel_shape))
-        return (
-            math.prod(sizes[c] for c in self.in_axes),
-            math.prod(sizes[c] for c in self.out_axes),
-        )
+        return (math.prod(sizes[c] for c in self.in_axes), math.prod(sizes[c] for c in self.out_axes))
 
     def flatten_input(self, x, in_features):
         """`x` as `[batch axes..., in_features]` (sizes given, not -1: an empty batch has no size to infer)."""

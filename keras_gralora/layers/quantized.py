@@ -85,8 +85,12 @@ def base_class(layer):
 
 def _scratch(layer, dtype):
     """A new plain layer with `layer`'s settings and name, built like it, under `dtype`; zero kernel."""
-    config = {**base_class(layer).get_config(layer), "dtype": dtype, "quantization_config": None,
-              "kernel_initializer": "zeros"}
+    config = {
+        **base_class(layer).get_config(layer),
+        "dtype": dtype,
+        "quantization_config": None,
+        "kernel_initializer": "zeros",
+    }
     scratch = base_class(layer).from_config(config)
     scratch.build_from_config(layer.get_build_config())
     return scratch

@@ -65,8 +65,9 @@ def current(layer):
 
 def entered(layer_ids):
     """The routes entered in this thread that include any of `layer_ids` (`None`: any), innermost first."""
-    return [route for route in reversed(_stack())
-            if route is not None and (layer_ids is None or route.layers & layer_ids)]
+    return [
+        route for route in reversed(_stack()) if route is not None and (layer_ids is None or route.layers & layer_ids)
+    ]
 
 
 def check_routable(layer):
@@ -151,13 +152,18 @@ def _rows_of(route, members):
         if route.values is not None:
             position = table[route.values]
             present = (position < len(members))[:, None, None]
-            found = _Rows(known=np.minimum(position, len(members) - 1), present=None if present.all() else present,
-                          scale=scales[position][:, None, None])
+            found = _Rows(
+                known=np.minimum(position, len(members) - 1),
+                present=None if present.all() else present,
+                scale=scales[position][:, None, None],
+            )
         else:
             position = ops.take(table, route.rows)
-            found = _Rows(pick=ops.minimum(position, len(members) - 1),
-                          present=ops.reshape(ops.less(position, len(members)), (-1, 1, 1)),
-                          scale=ops.reshape(ops.take(scales, position), (-1, 1, 1)))
+            found = _Rows(
+                pick=ops.minimum(position, len(members) - 1),
+                present=ops.reshape(ops.less(position, len(members)), (-1, 1, 1)),
+                scale=ops.reshape(ops.take(scales, position), (-1, 1, 1)),
+            )
         if dispatches_each_op():  # torch's eager tensors can be kept: no trace holds them
             found.present, found.scale = map(_tensor, (found.present, found.scale))
         route.cache[key] = found

@@ -11,20 +11,29 @@ import re
 import keras
 import numpy as np
 import pytest
-
 from helpers import to_numpy
+
 import keras_gralora
 
 keras_hub = pytest.importorskip("keras_hub")
 models = keras_hub.models
 
-SIZES = dict(vocabulary_size=48, num_layers=2, hidden_dim=16, intermediate_dim=32, num_query_heads=4,
-             num_key_value_heads=4)  # heads and widths divide the 2 x 4 mesh's axes
+SIZES = dict(
+    vocabulary_size=48, num_layers=2, hidden_dim=16, intermediate_dim=32, num_query_heads=4, num_key_value_heads=4
+)  # heads and widths divide the 2 x 4 mesh's axes
 CASES = {
-    "gemma": (lambda: models.GemmaBackbone(head_dim=8, **SIZES), models.GemmaCausalLM, models.GemmaBackbone,
-              ["query", "value", "ffw_linear"]),
-    "llama": (lambda: models.LlamaBackbone(**SIZES), models.LlamaCausalLM, models.LlamaBackbone,
-              ["query", "value", "feedforward_output_dense"]),
+    "gemma": (
+        lambda: models.GemmaBackbone(head_dim=8, **SIZES),
+        models.GemmaCausalLM,
+        models.GemmaBackbone,
+        ["query", "value", "ffw_linear"],
+    ),
+    "llama": (
+        lambda: models.LlamaBackbone(**SIZES),
+        models.LlamaCausalLM,
+        models.LlamaBackbone,
+        ["query", "value", "feedforward_output_dense"],
+    ),
 }
 SEQ, BATCH = 8, 8
 
@@ -63,6 +72,7 @@ def trained(name, dist=None, steps=2, hybrid_r=2):
 
 def specs(model):
     """`{path: partition spec}`, trailing `None`s dropped (jax writes `P('model', 'batch', None)` either way)."""
+
     def normal(spec):
         spec = tuple(spec)
         while spec and spec[-1] is None:
@@ -98,8 +108,9 @@ def test_training_equals_one_device_and_keeps_every_layout(name, kind):
     assert adapters and all(not any(adapted[path]) for path in adapters)  # replicated by default
 
     x, y = data()
-    np.testing.assert_allclose(task.evaluate(x, y, batch_size=BATCH, verbose=0),
-                               single.evaluate(x, y, batch_size=BATCH, verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        task.evaluate(x, y, batch_size=BATCH, verbose=0), single.evaluate(x, y, batch_size=BATCH, verbose=0), rtol=1e-5
+    )
     assert_close(task.predict(x, batch_size=BATCH, verbose=0), single.predict(x, batch_size=BATCH, verbose=0))
     expected = to_numpy(task.backbone(x))
     keras_gralora.merge_gralora(task.backbone)
@@ -178,8 +189,15 @@ def test_the_compiled_train_step_keeps_the_adapter_features_split_by_token():
     x, y = data()
     with dist.scope():
         put = lambda v: jax.device_put(v[:BATCH], dist.get_data_layout(v[:BATCH].shape).backend_layout)  # noqa: E731
-        state = tuple([v.value for v in variables] for variables in (
-            task.trainable_variables, task.non_trainable_variables, task.optimizer.variables, task.metrics_variables))
+        state = tuple(
+            [v.value for v in variables]
+            for variables in (
+                task.trainable_variables,
+                task.non_trainable_variables,
+                task.optimizer.variables,
+                task.metrics_variables,
+            )
+        )
         step = jax.jit(task.train_step, donate_argnums=0, out_shardings=(None, task._get_state_sharding_spec()))
         text = step.lower(state, ({k: put(v) for k, v in x.items()}, put(y), None)).compile().as_text()
     adapter_gathers = re.findall(r"= \w+\[([\d,]*)\]\S* all-gather(?:-start)?\(.*/(?:query|value)/dot_general", text)
