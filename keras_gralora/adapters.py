@@ -40,18 +40,17 @@ def set_active_adapters(model: keras.Layer, adapter_names: str | list[str]) -> N
         ValueError: An unknown name (the message lists `model`'s adapters),
             or a call inside `disable_gralora` or `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
-    >>> _ = keras_gralora.enable_gralora(model, r=4, k=2, adapter_name="b")
-    >>> keras_gralora.active_adapters(model)
-    ['a']
-    >>> keras_gralora.set_active_adapters(model, ["a", "b"])  # the forward pass sums both
-    >>> keras_gralora.active_adapters(model)
-    ['a', 'b']
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
+        >>> _ = keras_gralora.enable_gralora(model, r=4, k=2, adapter_name="b")
+        >>> keras_gralora.active_adapters(model)
+        ['a']
+        >>> keras_gralora.set_active_adapters(model, ["a", "b"])  # the forward pass sums both
+        >>> keras_gralora.active_adapters(model)
+        ['a', 'b']
     """
     names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
     check_names(model, names, "set_active_adapters", allow_empty=True)
@@ -70,16 +69,15 @@ def active_adapters(model: keras.Layer) -> list[str]:
     Returns:
         The active adapters' names.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> keras_gralora.active_adapters(model)
-    []
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
-    >>> keras_gralora.active_adapters(model)
-    ['default']
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> keras_gralora.active_adapters(model)
+        []
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> keras_gralora.active_adapters(model)
+        ['default']
     """
     return inject.active_adapters(model)
 
@@ -93,15 +91,14 @@ def adapter_names(model: keras.Layer) -> list[str]:
     Returns:
         The adapters' names.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="math")
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="code")
-    >>> keras_gralora.adapter_names(model)
-    ['math', 'code']
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="math")
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="code")
+        >>> keras_gralora.adapter_names(model)
+        ['math', 'code']
     """
     return list(inject.adapter_configs(model))
 
@@ -139,14 +136,13 @@ def disable_gralora(model: keras.Layer) -> Iterator[keras.Layer]:
     Raises:
         ValueError: `model` has no adapters, or is inside `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
-    >>> with keras_gralora.disable_gralora(model):
-    ...     base_output = model(keras.ops.ones((1, 8)))
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> with keras_gralora.disable_gralora(model):
+        ...     base_output = model(keras.ops.ones((1, 8)))
     """
     inject.check_not_routed(model, "disable_gralora")
     layers = inject.adapted_layers(model)
@@ -191,16 +187,15 @@ def delete_adapter(model: keras.Layer, adapter_name: str) -> None:
         ValueError: An unknown name, a merged adapter (unmerge it first), or
             a call inside `disable_gralora` or `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b")
-    >>> keras_gralora.delete_adapter(model, "b")
-    >>> keras_gralora.adapter_names(model)
-    ['a']
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b")
+        >>> keras_gralora.delete_adapter(model, "b")
+        >>> keras_gralora.adapter_names(model)
+        ['a']
     """
     where = "delete_adapter"
     check_names(model, [adapter_name], where)
@@ -250,17 +245,16 @@ def merge_gralora(model: keras.Layer, adapter_names: str | list[str] | None = No
         ValueError: An unknown name, a non-finite merge with `safe=True`, or
             a call inside `disable_gralora` or `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
-    >>> x = keras.ops.ones((1, 8))
-    >>> before = keras.ops.convert_to_numpy(model(x))
-    >>> keras_gralora.merge_gralora(model, safe=True)
-    >>> bool(abs(keras.ops.convert_to_numpy(model(x)) - before).max() < 1e-5)
-    True
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> x = keras.ops.ones((1, 8))
+        >>> before = keras.ops.convert_to_numpy(model(x))
+        >>> keras_gralora.merge_gralora(model, safe=True)
+        >>> bool(abs(keras.ops.convert_to_numpy(model(x)) - before).max() < 1e-5)
+        True
     """
     names = active_adapters(model) if adapter_names is None else adapter_names
     names = check_names(model, [names] if isinstance(names, str) else names, "merge_gralora", allow_empty=True)
@@ -292,16 +286,15 @@ def unmerge_gralora(model: keras.Layer) -> None:
         ValueError: `model` has no adapters, or a call inside
             `disable_gralora` or `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
-    >>> keras_gralora.merge_gralora(model)
-    >>> keras_gralora.unmerge_gralora(model)
-    >>> model.get_layer("query").merged_adapters
-    []
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> keras_gralora.merge_gralora(model)
+        >>> keras_gralora.unmerge_gralora(model)
+        >>> model.get_layer("query").merged_adapters
+        []
     """
     check_enabled(model, "unmerge_gralora")
     for layer in inject.adapted_layers(model):
@@ -327,14 +320,13 @@ def merge_and_unload(model: keras.Layer, safe: bool = False) -> keras.Layer:
             `safe=True`, or a call inside `disable_gralora` or
             `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
-    >>> type(keras_gralora.merge_and_unload(model).get_layer("query")).__name__
-    'Dense'
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> type(keras_gralora.merge_and_unload(model).get_layer("query")).__name__
+        'Dense'
     """
     check_enabled(model, "merge_and_unload")
     merge_gralora(model, safe=safe)
@@ -357,14 +349,13 @@ def unload_gralora(model: keras.Layer) -> keras.Layer:
         ValueError: `model` has no adapters, or a call inside
             `disable_gralora` or `adapter_routing`.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
-    >>> keras_gralora.adapter_names(keras_gralora.unload_gralora(model))
-    []
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> keras_gralora.adapter_names(keras_gralora.unload_gralora(model))
+        []
     """
     check_enabled(model, "unload_gralora")
     unmerge_gralora(model)

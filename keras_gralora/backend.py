@@ -25,13 +25,12 @@ def compiled(fn=None, *, static_argnames=()):
         static_argnames: Keyword arguments that are Python values (sizes,
             axis orders, scales) fixed at compile time.
 
-    Example:
-
-    >>> @compiled(static_argnames=("scale",))
-    ... def scaled_sum(x, y, scale):
-    ...     return keras.ops.sum(x + y) * scale
-    >>> float(scaled_sum(keras.ops.ones((2,)), keras.ops.ones((2,)), scale=3.0))
-    12.0
+    Examples:
+        >>> @compiled(static_argnames=("scale",))
+        ... def scaled_sum(x, y, scale):
+        ...     return keras.ops.sum(x + y) * scale
+        >>> float(scaled_sum(keras.ops.ones((2,)), keras.ops.ones((2,)), scale=3.0))
+        12.0
     """
     if fn is None:
         return functools.partial(compiled, static_argnames=static_argnames)

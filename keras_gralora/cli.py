@@ -29,7 +29,25 @@ def parser():
     return top
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
+    """Runs `python -m keras_gralora convert IN_DIR OUT_DIR [--rank R | --energy F] [--runtime NAME]`.
+
+    Args:
+        argv: The arguments after `python -m keras_gralora` (default:
+            `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, or 2 after printing the error (a bad directory,
+        rank or runtime rule) to stderr; nothing is written then.
+
+    Raises:
+        SystemExit: From argparse, for `--help` or unknown arguments.
+
+    Examples:
+        >>> from keras_gralora.cli import main
+        >>> main(["convert", "missing-peft-dir/", "out-lora/"])  # prints the error to stderr
+        2
+    """
     args = parser().parse_args(argv)
     try:
         rows = convert.convert_directory(

@@ -34,10 +34,21 @@ class GraLoRAConfig:
             and travel in its file (e.g. a task's new head), as resolved by
             `enable_gralora` from names or a regular expression.
 
-    Example:
+    Raises:
+        ValueError: From `validate()`, which every layer and
+            `enable_gralora` call before use: a rank that is not a positive
+            multiple of `k`, a negative `hybrid_r`, a dropout outside
+            `[0, 1)` or an unknown bias mode, each named with its value.
 
-    >>> GraLoRAConfig(r=8, k=2).scale
-    2.0
+    Examples:
+        >>> from keras_gralora import GraLoRAConfig
+        >>> config = GraLoRAConfig(r=8, k=2)
+        >>> config.scale, config.effective_alpha
+        (2.0, 16.0)
+        >>> GraLoRAConfig(r=6, k=4).validate("my_layer")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: my_layer: `r` must be divisible by `k` (...), got r=6, k=4. Use r=8 or a k that divides 6.
     """
 
     r: int = 32
@@ -92,14 +103,17 @@ class GraLoRAConfig:
                 )
 
     @property
-    def effective_alpha(self):
+    def effective_alpha(self) -> float:
+        """`alpha`, or its default `2 * (r + hybrid_r)` when `alpha` is None."""
         return 2.0 * (self.r + self.hybrid_r) if self.alpha is None else float(self.alpha)
 
     @property
-    def scale(self):
+    def scale(self) -> float:
+        """The factor on the adapter's output: `effective_alpha / (r + hybrid_r)`."""
         return self.effective_alpha / (self.r + self.hybrid_r)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
+        """The settings as JSON-ready values (`GraLoRAConfig(**config.to_dict())` gives them back)."""
         return {**dataclasses.asdict(self), "modules_to_save": list(self.modules_to_save)}
 
     def layer_kwargs(self):

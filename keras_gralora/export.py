@@ -13,6 +13,8 @@ train further), which also keeps Keras from loading optimizer slots of
 adapter variables that the export drops.
 """
 
+from __future__ import annotations
+
 import os
 
 import keras
@@ -33,22 +35,38 @@ _PLAIN_NAMES = {cls.__name__: plain.__name__ for cls, plain in PLAIN.items()}
 _REGISTERED = {keras.saving.get_registered_name(cls): plain for cls, plain in PLAIN.items()}
 
 
-def export_merged(model, filepath):
+def export_merged(model: keras.Layer, filepath: str | os.PathLike) -> None:
     """Saves `model` with its active adapters merged into plain Dense/EinsumDense layers, as `.keras`.
 
     The file loads with `keras.saving.load_model` where keras_gralora is
     not installed. `model` itself is never changed, so other threads may
     run it meanwhile. A merge into an int8/int4 kernel requantizes it
     (see `merge_gralora`). The file is written beside the old one and
-    renamed into place (`files.py`); it holds no optimizer or compile state.
+    renamed into place; it holds no optimizer or compile state.
 
     Args:
         model: A model with GraLoRA adapters (or without: saved as is).
         filepath: Ends in `.keras`.
 
+    Returns:
+        None.
+
     Raises:
-        ValueError: a file name not ending in `.keras`, or inside `disable_gralora()`.
-        OSError: the file could not be written (it names `filepath`); an existing file is left as it was.
+        ValueError: A file name not ending in `.keras`, or a call inside
+            `disable_gralora()` or `adapter_routing`.
+        OSError: The file could not be written (it names `filepath`); an
+            existing file is left as it was.
+
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "merged.keras")
+        >>> keras_gralora.export_merged(model, path)
+        >>> [type(layer).__name__ for layer in keras.saving.load_model(path).layers]
+        ['InputLayer', 'Dense']
     """
     where = "export_merged"
     filepath = os.fspath(filepath)

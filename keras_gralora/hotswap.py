@@ -16,9 +16,12 @@ with no retrace. What a trace does fix are the shapes and the scale, so:
 Everything is read and checked before any variable changes.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -28,7 +31,12 @@ from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source
 
 
-def prepare_model_for_compiled_hotswap(model, target_rank, target_hybrid_rank=None, adapter_names=None):
+def prepare_model_for_compiled_hotswap(
+    model: keras.Layer,
+    target_rank: int,
+    target_hybrid_rank: int | None = None,
+    adapter_names: str | list[str] | None = None,
+) -> None:
     """Pads adapters to `target_rank` with zeros (same outputs), so adapters up to that rank hot-swap in.
 
     Call it before compiling (or `predict`, `generate`): the adapters get
@@ -39,6 +47,27 @@ def prepare_model_for_compiled_hotswap(model, target_rank, target_hybrid_rank=No
         target_rank: The largest `r` to swap in; a multiple of each adapter's `k`.
         target_hybrid_rank: The largest `hybrid_r` (default: each adapter's own).
         adapter_names: The adapters to prepare (default: all).
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: A target rank below an adapter's own or not a multiple
+            of its `k`, an unknown adapter name, or a call inside
+            `disable_gralora` or `adapter_routing`; nothing changes.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras, keras_gralora
+        >>> def model_with_adapter(r):
+        ...     inputs = keras.Input((8,))
+        ...     model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        ...     _ = keras_gralora.enable_gralora(model, r=r, k=2)
+        ...     return model
+        >>> served = model_with_adapter(r=2)
+        >>> keras_gralora.prepare_model_for_compiled_hotswap(served, target_rank=8)
+        >>> served.get_layer("query").adapter("default").config.r
+        8
     """
     where = "prepare_model_for_compiled_hotswap"
     inject.check_enabled(model, where)
@@ -60,7 +89,9 @@ def prepare_model_for_compiled_hotswap(model, target_rank, target_hybrid_rank=No
     inject.sync_trainable(model)
 
 
-def hotswap_adapter(model, source, adapter_name="default", source_adapter_name=None):
+def hotswap_adapter(
+    model: keras.Layer, source: str | os.PathLike, adapter_name: str = "default", source_adapter_name: str | None = None
+) -> list[str]:
     """Replaces adapter `adapter_name`'s weights with those of `source`, in place: no recompile.
 
     Args:
@@ -73,9 +104,27 @@ def hotswap_adapter(model, source, adapter_name="default", source_adapter_name=N
     Returns:
         The paths of the layers whose adapter changed.
 
-    The source must adapt the same layers or fewer, with the same `k`, a
-    rank and hybrid rank no larger than the slot's and no trained biases or
-    `modules_to_save`; otherwise it raises and nothing changes.
+    Raises:
+        ValueError: The source adapts layers the slot lacks, has another
+            `k`, a larger rank or hybrid rank than the slot, trained biases
+            or `modules_to_save`, or is not an adapter file or directory;
+            nothing changes.
+        FileNotFoundError: `source` does not exist.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras, keras_gralora
+        >>> def model_with_adapter(r):
+        ...     inputs = keras.Input((8,))
+        ...     model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        ...     _ = keras_gralora.enable_gralora(model, r=r, k=2)
+        ...     return model
+        >>> trained = model_with_adapter(r=4)
+        >>> path = os.path.join(tempfile.mkdtemp(), "new.gralora.weights.h5")
+        >>> keras_gralora.save_gralora_weights(trained, path)
+        >>> served = model_with_adapter(r=4)
+        >>> keras_gralora.hotswap_adapter(served, path)
+        ['query']
     """
     where = "hotswap_adapter"
     adapters.check_names(model, [adapter_name], where)

@@ -50,7 +50,22 @@ def enable_gralora(
     alpha_pattern=None,
     k_pattern=None,
 ):
-    """Enables GraLoRA on this backbone; see `keras_gralora.enable_gralora`."""
+    """`backbone.enable_gralora(...)`: `keras_gralora.enable_gralora(backbone, ...)`, as KerasHub's `enable_lora`.
+
+    The arguments, return value and errors are `keras_gralora.enable_gralora`'s.
+    With `target_layer_names=None` the backbone's own
+    `default_lora_layer_names()` are adapted, as KerasHub's `enable_lora` does.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> sorted(backbone.enable_gralora(r=2, k=2))
+        ['transformer_layer_0/self_attention_layer/query', 'transformer_layer_0/self_attention_layer/value']
+    """
     return inject.enable_gralora(
         self,
         r,
@@ -71,17 +86,63 @@ def enable_gralora(
 
 
 def merge_gralora(self, adapter_names=None, safe=False):
-    """Folds this backbone's adapters into their kernels; see `keras_gralora.merge_gralora`."""
+    """`backbone.merge_gralora(...)`: `keras_gralora.merge_gralora(backbone, ...)`.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> _ = backbone.enable_gralora(r=2, k=2)
+        >>> backbone.merge_gralora(safe=True)
+        >>> backbone.get_layer("transformer_layer_0")._self_attention_layer.query_dense.merged
+        True
+    """
     adapters.merge_gralora(self, adapter_names, safe=safe)
 
 
 def save_gralora_weights(self, filepath, adapter_names=None):
-    """Saves this backbone's adapters to a `.weights.h5` file; see `keras_gralora.save_gralora_weights`."""
+    """`backbone.save_gralora_weights(path)`: `keras_gralora.save_gralora_weights(backbone, path)`.
+
+    Mirrors KerasHub's `save_lora_weights`: the file holds the adapters only.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> _ = backbone.enable_gralora(r=2, k=2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "bert.gralora.weights.h5")
+        >>> backbone.save_gralora_weights(path)
+    """
     saving.save_gralora_weights(self, filepath, adapter_names)
 
 
 def load_gralora_weights(self, filepath, adapter_names=None):
-    """Loads adapters saved by `save_gralora_weights`, enabling them first where needed."""
+    """`backbone.load_gralora_weights(path)`: `keras_gralora.load_gralora_weights(backbone, path)`.
+
+    Mirrors KerasHub's `load_lora_weights`, except that the backbone needs no
+    `enable_gralora` first: the file's adapters are created with their saved
+    settings.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> _ = backbone.enable_gralora(r=2, k=2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "bert.gralora.weights.h5")
+        >>> backbone.save_gralora_weights(path)
+        >>> fresh = tiny_bert()
+        >>> sorted(fresh.load_gralora_weights(path))
+        ['transformer_layer_0/self_attention_layer/query', 'transformer_layer_0/self_attention_layer/value']
+    """
     return saving.load_gralora_weights(self, filepath, adapter_names)
 
 

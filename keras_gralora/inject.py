@@ -7,9 +7,12 @@ pointing at the adapted layer. A layer that already carries adapters gets
 the new one added beside them.
 """
 
-import dataclasses
+from __future__ import annotations
 
-import keras  # noqa: F401  (enable_gralora's example uses it)
+import dataclasses
+from typing import Literal
+
+import keras
 from keras.src.utils.io_utils import print_msg  # Keras' own console output (honours its logging settings)
 
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
@@ -32,22 +35,22 @@ from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of t
 
 
 def enable_gralora(
-    model,
-    r=32,
-    k=2,
-    hybrid_r=0,
-    alpha=None,
-    dropout=0.0,
-    target_layer_names=None,
-    adapter_name=DEFAULT_ADAPTER,
-    bias="none",
-    modules_to_save=None,
-    layers_to_transform=None,
-    layers_pattern=None,
-    rank_pattern=None,
-    alpha_pattern=None,
-    k_pattern=None,
-):
+    model: keras.Layer,
+    r: int = 32,
+    k: int | Literal["auto"] = 2,
+    hybrid_r: int = 0,
+    alpha: float | None = None,
+    dropout: float = 0.0,
+    target_layer_names: str | list[str] | None = None,
+    adapter_name: str = DEFAULT_ADAPTER,
+    bias: Literal["none", "all", "gralora_only"] = "none",
+    modules_to_save: str | list[str] | None = None,
+    layers_to_transform: int | list[int] | None = None,
+    layers_pattern: str | None = None,
+    rank_pattern: dict[str, int] | None = None,
+    alpha_pattern: dict[str, float] | None = None,
+    k_pattern: dict[str, int] | None = None,
+) -> list[str]:
     """Adds the GraLoRA adapter `adapter_name` to the targeted layers of `model`.
 
     Every targeted `Dense`/`EinsumDense` inside `model`, at any depth, becomes
@@ -61,10 +64,14 @@ def enable_gralora(
 
     Args:
         model: A built Keras model or layer, e.g. a KerasHub backbone or task.
-        r, k, hybrid_r, alpha, dropout: The adapter settings, see
-            `GraLoRADense`. `k="auto"` picks each layer's k as the paper
+        r: Total rank of the block adapters, divisible by `k`.
+        k: Blocks per side. `k="auto"` picks each layer's k as the paper
             advises (2 for r <= 32, else 4; smaller where that does not
             divide the layer's widths and rank) and prints the choices.
+        hybrid_r: Rank of an extra plain LoRA over the whole matrix.
+        alpha: Scale numerator, `scale = alpha / (r + hybrid_r)`; `None`
+            gives a scale of 2.
+        dropout: Dropout on the adapter input, in training only.
         target_layer_names: Which layers to adapt: a list of layer names; a
             regular expression that must match a layer's whole `path`;
             `"all"` for every Dense/EinsumDense whose features divide by `k`
@@ -84,24 +91,32 @@ def enable_gralora(
         layers_pattern: The name of the blocks that `layers_to_transform`
             counts, e.g. `"transformer_layer"` or `"decoder_block"`; default:
             the first path segment that ends in a number.
-        rank_pattern, alpha_pattern, k_pattern: Per-layer `r`, `alpha` and
-            `k`: dicts from a regular expression to a value, PEFT's rule
-            (the first key matching the end of a layer's path wins, see
-            `patterns.py`); other layers keep `r`, `alpha`, `k`.
+        rank_pattern: Per-layer `r`: a dict from a regular expression to a
+            rank, PEFT's rule (the first key matching the end of a layer's
+            path wins); other layers keep `r`.
+        alpha_pattern: Per-layer `alpha`, by the same rule.
+        k_pattern: Per-layer `k`, by the same rule.
 
     Returns:
         The adapted layers' paths.
 
-    Example:
+    Raises:
+        ValueError: Before any change: bad settings or patterns, an
+            unbuilt model, an adapter name that exists, no layer matching
+            the targets, a second adapter training biases, or features
+            that do not divide by `k`; each names the value and the fix.
 
-    >>> inputs = keras.Input((16,))
-    >>> outputs = keras.layers.Dense(8, name="head")(
-    ...     keras.layers.Dense(32, name="query")(inputs))
-    >>> model = keras.Model(inputs, outputs)
-    >>> enable_gralora(model, r=4, k=2, modules_to_save=["head"])
-    ['query']
-    >>> enable_gralora(model, r=8, k=4, adapter_name="other")  # inactive until set active
-    ['query']
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import enable_gralora
+        >>> inputs = keras.Input((16,))
+        >>> outputs = keras.layers.Dense(8, name="head")(
+        ...     keras.layers.Dense(32, name="query")(inputs))
+        >>> model = keras.Model(inputs, outputs)
+        >>> enable_gralora(model, r=4, k=2, modules_to_save=["head"])
+        ['query']
+        >>> enable_gralora(model, r=8, k=4, adapter_name="other")  # inactive until set active
+        ['query']
     """
     where = "enable_gralora"
     auto_k = isinstance(k, str) and k == "auto"

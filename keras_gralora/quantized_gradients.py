@@ -9,7 +9,7 @@ and GraLoRA alike (`docs/keras-int8-reverse-embedding-gradient.md`).
 swaps it in, in place, as `inject.py` swaps in GraLoRA layers.
 """
 
-import keras  # noqa: F401  (the example uses it)
+import keras
 
 from keras_gralora.layers.named_adapter import bump_state_version
 from keras_gralora.layers.quantized import rebind_quantize
@@ -22,7 +22,7 @@ from keras_gralora.layers.reversible_embedding import (
 OWN_CALLS = ("call", "quantized_call", "_int8_call", "_int4_call")
 
 
-def fix_quantized_gradients(model):
+def fix_quantized_gradients(model: keras.Layer) -> list[str]:
     """Gives every `ReversibleEmbedding` of `model` a straight-through gradient on its quantized reverse call.
 
     Each layer becomes `keras_gralora.layers.ReversibleEmbedding` in place
@@ -44,15 +44,16 @@ def fix_quantized_gradients(model):
         ValueError: a quantized subclass of `ReversibleEmbedding` overrides
             its call; nothing was changed.
 
-    Example:
-
-    >>> inputs = keras.Input((3,), dtype="int32")
-    >>> embedding = keras.layers.ReversibleEmbedding(10, 4, name="tokens")
-    >>> model = keras.Model(inputs, embedding(embedding(inputs), reverse=True))
-    >>> fix_quantized_gradients(model)
-    ['tokens']
-    >>> fix_quantized_gradients(model)
-    []
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import fix_quantized_gradients
+        >>> inputs = keras.Input((3,), dtype="int32")
+        >>> embedding = keras.layers.ReversibleEmbedding(10, 4, name="tokens")
+        >>> model = keras.Model(inputs, embedding(embedding(inputs), reverse=True))
+        >>> fix_quantized_gradients(model)
+        ['tokens']
+        >>> fix_quantized_gradients(model)
+        []
     """
     found = [layer for layer in model._flatten_layers() if isinstance(layer, KERAS_REVERSIBLE_EMBEDDING)]
     own = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and _overrides_call(layer)]

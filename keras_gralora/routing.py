@@ -16,8 +16,12 @@ never retraces. Routing is refused where it cannot be right: training
 the routed model (one weight cannot differ per row), unknown names.
 """
 
-import contextlib
+from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import keras
 import numpy as np
 from keras import ops
 
@@ -28,9 +32,32 @@ BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
 
 
 class AdapterRouting:
-    """The routing `adapter_routing` enters: `names`, and `route(names)` to change them."""
+    """The routing `adapter_routing` enters: `names`, and `route(names)` to change them.
 
-    def __init__(self, model, names):
+    Made by `adapter_routing`, which checks `model` and the names first.
+
+    Args:
+        model: A model with GraLoRA adapters.
+        names: One adapter name per row, or `"__base__"` (`BASE`).
+
+    Raises:
+        ValueError: Merged adapters, adapters that train biases or
+            `modules_to_save`, unknown names, or layers whose first input
+            axis is not a batch axis.
+
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
+        >>> with keras_gralora.adapter_routing(model, ["a", "__base__"]) as routing:
+        ...     first = model(keras.ops.ones((2, 8)))
+        ...     routing.route(["__base__", "a"])  # the next calls swap the rows' adapters
+        ...     routing.names
+        ['__base__', 'a']
+    """
+
+    def __init__(self, model: keras.Layer, names: Sequence[str]) -> None:
         self.model = model
         self.where = f"adapter_routing(model '{model.name}')"
         inside = model._flatten_layers(include_self=False)
@@ -42,11 +69,11 @@ class AdapterRouting:
         self.route(names)
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         """The adapter name of each row."""
         return [self.slots[i] if i < len(self.slots) else BASE for i in self._route.values]
 
-    def route(self, names):
+    def route(self, names: Sequence[str]) -> None:
         """Sends row `i` of the next calls through adapter `names[i]` (`"__base__"`: none)."""
         values = rows_of(names, self.slots, self.where)
         self._route.values, self._route.rows = values, ops.convert_to_tensor(values, "int32")
@@ -54,7 +81,7 @@ class AdapterRouting:
 
 
 @contextlib.contextmanager
-def adapter_routing(model, names):
+def adapter_routing(model: keras.Layer, names: Sequence[str]) -> Iterator[AdapterRouting]:
     """Context manager: inside it, row `i` of every batch goes through adapter `names[i]`.
 
     Args:
@@ -67,21 +94,25 @@ def adapter_routing(model, names):
             model. Any adapter of the model may be named, active or not; a
             layer that lacks a row's adapter computes its base for that row.
 
-    Yields:
-        The `AdapterRouting`: `routing.route(new_names)` changes the names.
+    Returns:
+        A context manager yielding the `AdapterRouting`:
+        `routing.route(new_names)` changes the names.
 
-    The routing holds in this thread only. Inside it, training, `evaluate`,
-    merging, `disable_gralora` and adding or deleting adapters raise.
+    Raises:
+        ValueError: On entry: unknown names, merged adapters, adapters that
+            train biases or `modules_to_save`. Inside: a call whose batch
+            has another number of rows than `names`, training, `evaluate`,
+            merging, `disable_gralora` and adding, deleting or activating
+            adapters. The routing holds in this thread only.
 
-    Example:
-
-    >>> import keras, keras_gralora
-    >>> inputs = keras.Input((8,))
-    >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
-    >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b")
-    >>> with keras_gralora.adapter_routing(model, ["a", "b", "__base__"]):
-    ...     y = model(keras.ops.ones((3, 8)))
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="a")
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b")
+        >>> with keras_gralora.adapter_routing(model, ["a", "b", "__base__"]):
+        ...     y = model(keras.ops.ones((3, 8)))
     """
     routing = AdapterRouting(model, names)
     with routed.following(routing._route):

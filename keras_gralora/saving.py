@@ -7,6 +7,11 @@ writes it beside the old one and renames it (`files.py`; format:
 `adapter_file.py`).
 """
 
+from __future__ import annotations
+
+import os
+
+import keras
 import numpy as np
 from keras import ops
 
@@ -16,8 +21,15 @@ from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source, load_adapters
 
 
-def save_gralora_weights(model, filepath, adapter_names=None):
-    """Saves adapters of `model` to `filepath` (a `.weights.h5` file).
+def save_gralora_weights(
+    model: keras.Layer, filepath: str | os.PathLike, adapter_names: str | list[str] | None = None
+) -> None:
+    """Saves adapters of `model` to `filepath` (a `.weights.h5` file), adapters only.
+
+    Weights are keyed by the model's structure, not by auto-generated layer
+    names, so the file loads into a second build of the same model (or
+    architecture) in another process. The whole file is built first, then
+    written beside the old one, fsynced and renamed into place.
 
     Args:
         model: The model the adapters were enabled on (or one containing it).
@@ -26,6 +38,27 @@ def save_gralora_weights(model, filepath, adapter_names=None):
         adapter_names: A name or list of names; `None` saves every adapter.
             Each adapter travels with its settings, its active state, the
             biases its bias mode trains and its `modules_to_save` weights.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: A file name not ending in `.weights.h5`, a model without
+            adapters, an unknown adapter name, or `modules_to_save` the model
+            lacks (save from the task, not its backbone).
+        OSError: The file could not be written; an existing file is left as
+            it was.
+
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "task.gralora.weights.h5")
+        >>> keras_gralora.save_gralora_weights(model, path)
+        >>> os.path.exists(path)
+        True
     """
     where = "save_gralora_weights"
     filepath = adapter_file.check_filename(filepath)
@@ -81,8 +114,15 @@ def _array(variable):
     return np.asarray(ops.convert_to_numpy(variable))
 
 
-def load_gralora_weights(model, filepath, adapter_names=None):
+def load_gralora_weights(
+    model: keras.Layer, filepath: str | os.PathLike, adapter_names: str | list[str] | dict[str, str] | None = None
+) -> list[str]:
     """Loads adapters saved by `save_gralora_weights` onto `model`.
+
+    Every check (the file's structure, each adapter, layer, bias and module,
+    every declared shape and dtype) runs before any weight changes, so a
+    failed load leaves `model` as it was. Links and references that point
+    outside the file are refused, never followed.
 
     Args:
         model: Any model with the file's layer paths: without adapters, or
@@ -94,8 +134,26 @@ def load_gralora_weights(model, filepath, adapter_names=None):
             list loads those; a dict `{name in file: name in model}` renames.
 
     Returns:
-        The paths of the layers that received adapters. Every check runs
-        before any weight changes.
+        The paths of the layers that received adapters.
+
+    Raises:
+        ValueError: The file does not fit `model` (the message names the
+            file, the layer and the fix), is not an adapter file, or holds
+            unsafe content.
+        FileNotFoundError: `filepath` does not exist.
+
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "task.gralora.weights.h5")
+        >>> keras_gralora.save_gralora_weights(model, path)
+        >>> fresh_inputs = keras.Input((8,))
+        >>> fresh = keras.Model(fresh_inputs, keras.layers.Dense(8, name="query")(fresh_inputs))
+        >>> keras_gralora.load_gralora_weights(fresh, path)
+        ['query']
     """
     where = "load_gralora_weights"
     filepath = adapter_file.check_filename(filepath)

@@ -1,17 +1,39 @@
 """`gralora_summary`: PEFT's `print_trainable_parameters`, per layer and adapter."""
 
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
+
+import keras
 
 from keras_gralora import inject, selection
 
 
-def gralora_summary(model, print_fn=print):
-    """One row per layer and adapter, block 0 first, active adapters marked `*`; and totals.
+def gralora_summary(model: keras.Layer, print_fn: Callable[[str], object] | None = print) -> dict:
+    """PEFT's `print_trainable_parameters`, per layer and adapter.
 
-    Prints a table and returns `{"layers": [...], "trainable": int,
-    "total": int, "share": float}`; each row holds path, adapter, active,
-    merged, in_features, out_features, r, k, hybrid_r, alpha (its value)
-    and the adapter's parameter count: per layer, as patterns set them.
+    Prints one row per layer and adapter, block 0 first, active adapters
+    marked `*`, then the trainable and total parameter counts.
+
+    Args:
+        model: Any Keras model or layer (one without adapters has no rows).
+        print_fn: Receives the table as one string; `None` prints nothing.
+
+    Returns:
+        `{"layers": [...], "trainable": int, "total": int, "share": float}`;
+        each row holds path, adapter, active, merged, in_features,
+        out_features, r, k, hybrid_r, alpha (its value) and the adapter's
+        parameter count: per layer, as patterns set them.
+
+    Examples:
+        >>> import keras, keras_gralora
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(8, name="query")(inputs))
+        >>> _ = keras_gralora.enable_gralora(model, r=2, k=2)
+        >>> summary = keras_gralora.gralora_summary(model, print_fn=None)
+        >>> summary["layers"][0]["parameters"], summary["trainable"], summary["total"]
+        (32, 32, 104)
     """
     rows = []
     for layer in _in_block_order(model, inject.adapted_layers(model)):

@@ -7,19 +7,26 @@ chosen rank by an SVD of the small core (`factors.py`). Module names come
 from the same tables as `save_peft_adapter` (`names.py`).
 """
 
-import os
+from __future__ import annotations
 
+import os
+from typing import Literal
+
+import keras
 import numpy as np
 from keras import ops
 
 from keras_gralora import adapters, inject, saving
 from keras_gralora.config import DEFAULT_ADAPTER
 from keras_gralora.interop import factors, lora_files, names, peft, runtimes
+from keras_gralora.interop.lora_files import ConvertedModule
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.einsum_dense import ProjectionLayout
 
 
-def lora_factors(layer, adapter_name=DEFAULT_ADAPTER, rank=None):
+def lora_factors(
+    layer: keras.Layer, adapter_name: str = DEFAULT_ADAPTER, rank: int | float | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The adapter of `layer` as LoRA factors: `(a [in, R], b [R, out], error)`, numpy float32.
 
     Args:
@@ -40,16 +47,20 @@ def lora_factors(layer, adapter_name=DEFAULT_ADAPTER, rank=None):
         layer's own delta (`delta_matrix()`, in the kernel's axis order
         `delta_kernel()`).
 
-    Example:
+    Raises:
+        ValueError: A layer with neither GraLoRA nor Keras LoRA, an unknown
+            adapter, a bad rank (named with its value), or non-finite
+            adapter weights.
 
-    >>> import keras, keras_gralora
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="proj")])
-    >>> _ = keras_gralora.enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
-    >>> for variable in model.trainable_weights:  # as if trained
-    ...     _ = variable.assign(keras.random.normal(variable.shape, seed=1))
-    >>> a, b, error = keras_gralora.lora_factors(model.get_layer("proj"))
-    >>> a.shape, b.shape, error < 1e-6
-    ((8, 10), (10, 8), True)
+    Examples:
+        >>> import keras, keras_gralora
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="proj")])
+        >>> _ = keras_gralora.enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
+        >>> for variable in model.trainable_weights:  # as if trained
+        ...     _ = variable.assign(keras.random.normal(variable.shape, seed=1))
+        >>> a, b, error = keras_gralora.lora_factors(model.get_layer("proj"))
+        >>> a.shape, b.shape, error < 1e-6
+        ((8, 10), (10, 8), True)
     """
     where = f"lora_factors: layer '{getattr(layer, 'path', layer)}'"
     lora_files.check_rank(rank, where)
@@ -95,8 +106,14 @@ def _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes):
 
 
 def save_lora_adapter(
-    model, directory, adapter_name=DEFAULT_ADAPTER, rank=None, runtime=None, base_model_name_or_path=None, verbose=False
-):
+    model: keras.Layer,
+    directory: str | os.PathLike,
+    adapter_name: str = DEFAULT_ADAPTER,
+    rank: int | float | None = None,
+    runtime: Literal["vllm", "sglang", "tgi", "llama.cpp"] | None = None,
+    base_model_name_or_path: str | os.PathLike | None = None,
+    verbose: bool = False,
+) -> list[ConvertedModule]:
     """Writes a KerasHub model's adapter as a PEFT LoRA directory, exact unless `rank` truncates.
 
     `PeftModel.from_pretrained(hf_model, directory)` then gives the adapted
@@ -119,6 +136,31 @@ def save_lora_adapter(
     Returns:
         A list of `ConvertedModule` rows: module, layer, exact rank, rank
         written, relative error.
+
+    Raises:
+        ValueError: Before anything is written: the runtime's rules (one
+            rank, its largest rank, no trained biases or `modules_to_save`;
+            the message names the fix), an architecture without a
+            transformers name table, a model with both GraLoRA and Keras
+            LoRA, or a bad rank.
+        OSError: A file could not be written; existing files are left as
+            they were.
+
+    Examples:
+        With keras-hub and safetensors:
+
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> _ = backbone.enable_gralora(r=2, k=2)  # query and value of each block
+        >>> folder = tempfile.mkdtemp()
+        >>> rows = keras_gralora.save_lora_adapter(backbone, folder, runtime="vllm")
+        >>> sorted((row.module, row.exact_rank, row.rank) for row in rows)
+        [('encoder.layer.0.attention.self.query', 4, 8),
+         ('encoder.layer.0.attention.self.value', 4, 8)]
     """
     where = "save_lora_adapter"
     directory = peft.check_directory(directory, base_model_name_or_path, where)

@@ -9,40 +9,23 @@ PEFT's, the hybrid pair and plain LoRA's factors transposed; a PEFT LoRA
 adapter is GraLoRA with `k = 1`. Only numpy and safetensors' numpy API here.
 """
 
-import math
+from __future__ import annotations
+
 import os
 
-import numpy as np
+import keras
 
 from keras_gralora import adapters, saving
-from keras_gralora.adapter_file import FileAdapter, LayerEntry
-from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
-from keras_gralora.interop import authors, checks, fused, names, peft_files, tensors
+from keras_gralora.config import DEFAULT_ADAPTER, check_adapter_name
+from keras_gralora.interop import names, peft_files, peft_read, tensors
+from keras_gralora.interop.peft_read import GRALORA_TENSORS
 from keras_gralora.loading import Source, load_adapters
 
 PREFIX = peft_files.PREFIX
-GRALORA_TENSORS = {
-    "gralora_A": "gralora_a",
-    "gralora_B": "gralora_b",
-    "gralora_A_general.weight": "gralora_hybrid_a",
-    "gralora_B_general.weight": "gralora_hybrid_b",
-}
-LORA_TENSORS = {"lora_A.weight": "gralora_a", "lora_B.weight": "gralora_b"}
-LORA_REFUSED = {  # LoraConfig fields whose non-default value changes LoRA's math or its modules
-    "use_dora": "DoRA adds a magnitude vector (not plain LoRA)",
-    "lora_bias": "lora_bias adds a bias to lora_B",
-    "layer_replication": "layer_replication duplicates layers",
-    "trainable_token_indices": "trainable_token_indices trains embedding rows",
-    "target_parameters": "target_parameters adapts raw parameters, not modules",
-    "use_qalora": "QALoRA pools the input",
-    "alora_invocation_tokens": "aLoRA activates on invocation tokens",
-    "use_bdlora": "BD-LoRA shares blocks across layers",
-}
 TASK_TYPES = {"ForCausalLM": "CAUSAL_LM", "ForSequenceClassification": "SEQ_CLS"}  # PEFT's, by class name
-BIAS_MODES = {"none": "none", "all": "all", "gralora_only": "gralora_only", "lora_only": "gralora_only"}
 
 
-def load_peft_adapter(model, directory, adapter_name=None):
+def load_peft_adapter(model: keras.Layer, directory: str | os.PathLike, adapter_name: str | None = None) -> list[str]:
     """Loads a PEFT GraLoRA (or plain LoRA) adapter directory onto a KerasHub model.
 
     Args:
@@ -55,14 +38,30 @@ def load_peft_adapter(model, directory, adapter_name=None):
             must not exist yet.
 
     Returns:
-        The paths of the adapted layers. Every check runs before any change.
+        The paths of the adapted layers.
 
-    Example (needs `KERAS_BACKEND` of your choice, keras-hub and safetensors):
+    Raises:
+        ValueError: Before any change: a PEFT type other than GraLoRA or
+            LoRA, LoRA options that change its math (DoRA, ...), modules or
+            tensors that do not fit `model` (named with the file and the
+            layer), unsafe files, or an adapter name that exists.
+        FileNotFoundError: `directory` or one of its two files is missing.
 
-    ```python
-    backbone = keras_hub.models.BertBackbone.from_preset("all-MiniLM-L6-v2/")   # the HF checkpoint
-    keras_gralora.load_peft_adapter(backbone, "minilm-gralora/")                # PEFT's save_pretrained
-    ```
+    Examples:
+        With keras-hub and safetensors; a real checkpoint is
+        `keras_hub.models.BertBackbone.from_preset("<Hugging Face directory>")`:
+
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> _ = backbone.enable_gralora(r=2, k=2)  # query and value of each block
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = keras_gralora.save_peft_adapter(backbone, folder)
+        >>> sorted(keras_gralora.load_peft_adapter(tiny_bert(), folder))
+        ['transformer_layer_0/self_attention_layer/query', 'transformer_layer_0/self_attention_layer/value']
     """
     where = "load_peft_adapter"
     name = check_adapter_name(DEFAULT_ADAPTER if adapter_name is None else adapter_name, where)
@@ -78,167 +77,15 @@ def load_peft_adapter(model, directory, adapter_name=None):
 def read_peft_adapter(model, directory, name, where):
     """`(directory, FileAdapter named name)`: a PEFT directory read for `model`'s layers; nothing changes."""
     source = peft_files.Directory(directory, where)
-    return source.directory, _file_adapter(model, names.architecture_of(model, where), source, name, where)
+    return source.directory, peft_read.file_adapter(model, names.architecture_of(model, where), source, name, where)
 
 
-def _file_adapter(model, architecture, source, name, where):
-    config = source.config
-    peft_type = config.get("peft_type")
-    if peft_type not in ("GRALORA", "LORA"):
-        raise ValueError(
-            f"{where}: PEFT type {peft_type!r} is not read by keras_gralora; it reads 'GRALORA' and 'LORA' "
-            "(plain LoRA loads as GraLoRA with k=1)."
-        )
-    if authors.is_theirs(config):  # SqueezeBits/GraLoRA's own checkpoints
-        config = authors.as_peft(config, where)
-    config = {**peft_files.PEFT_DEFAULTS[peft_type], **config}
-    if config.get("fan_in_fan_out") and not architecture.fan_in_fan_out:
-        raise ValueError(
-            f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) but {architecture.name}'s "
-            "transformers modules are Linear: the adapter was saved from another model."
-        )
-    if bad := [f"{field}: {why}" for field, why in LORA_REFUSED.items() if peft_type == "LORA" and config.get(field)]:
-        raise ValueError(f"{where}: this LoRA adapter cannot load as plain LoRA: {'; '.join(bad)}.")
-    bias = BIAS_MODES.get(config.get("bias", "none"))
-    if bias is None:
-        raise ValueError(f"{where}: bias={config.get('bias')!r} is not a PEFT bias mode keras_gralora reads.")
-    declared = _group(source.declared, config, peft_type, where)
-    layers_by_path = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
-    fused_layers = {
-        module: _parts(layers_by_path, parts, module, model, where)
-        for module in declared
-        if (parts := names.split_paths(architecture, module))
-    }
-    paths = {
-        module: names.keras_layer_path(architecture, model, module, where)
-        for module in declared
-        if module not in fused_layers
-    }
-    for module, (kind, found) in declared.items():
-        if module in fused_layers:
-            fused.check(fused_layers[module], module, kind, found, config, peft_type, where)
-            continue
-        if paths[module] not in layers_by_path:
-            raise ValueError(
-                f"{where}: module '{module}' maps to layer '{paths[module]}', which model '{model.name}' lacks."
-            )
-        checks.check_module(source, layers_by_path[paths[module]], module, kind, found, config, peft_type)
-    grouped = _group(source.load(), config, peft_type, where)
-    modules_to_save = tuple(dict.fromkeys(paths[m] for m, (kind, _) in grouped.items() if kind == "module"))
-    layers, biases, modules = {}, {}, {}
-    for module, (kind, found) in grouped.items():
-        if module in fused_layers:
-            layer_config = _layer_config(config, peft_type, module, found, bias, modules_to_save, where)
-            layers.update(fused.entries(fused_layers[module], module, found, layer_config, peft_type, where))
-            continue
-        layer = layers_by_path[paths[module]]
-        if kind == "adapter":
-            layer_config = _layer_config(config, peft_type, module, found, bias, modules_to_save, where)
-            layers[layer.path] = _entry(layer_config, found, peft_type)
-        for tensor, array in found.items():
-            if kind == "module" or tensor in ("bias", "base_layer.bias"):
-                variable = tensors.keras_variable(layer, tensor.rsplit(".", 1)[-1], module, where)
-                (modules if kind == "module" else biases)[variable.path] = tensors.to_keras(
-                    layer, variable, array, architecture.fan_in_fan_out
-                )
-    if not layers:
-        raise ValueError(f"{where}: the adapter holds no {peft_type} tensors (found {sorted(source.declared)[:5]}...).")
-    return FileAdapter(name, True, layers, biases, modules)
-
-
-def _parts(layers_by_path, paths, module, model, where):
-    if missing := [path for path in paths if path not in layers_by_path]:
-        raise ValueError(
-            f"{where}: fused module '{module}' splits into layers {paths}; model '{model.name}' lacks {missing}."
-        )
-    return [layers_by_path[path] for path in paths]
-
-
-def _group(arrays, config, peft_type, where):
-    """`{module: (kind, {tensor: array})}`, kind "adapter" (adapter tensors, maybe its bias), "bias" or "module"."""
-    roles = GRALORA_TENSORS if peft_type == "GRALORA" else LORA_TENSORS
-    suffixes = sorted([*roles, "base_layer.bias", "bias", "weight"], key=len, reverse=True)
-    saved_modules = config.get("modules_to_save") or []
-    grouped = {}
-    for key, array in arrays.items():
-        if not key.startswith(PREFIX):
-            raise ValueError(f"{where}: tensor '{key}' does not start with {PREFIX!r}: not a PEFT adapter file.")
-        module, tensor = _split(key[len(PREFIX) :], suffixes, where)
-        if any(module == m or module.endswith("." + m) for m in saved_modules):
-            kind = "module"
-        elif tensor in roles:
-            kind = "adapter"
-        elif tensor in ("bias", "base_layer.bias") and config.get("bias", "none") != "none":
-            kind = "bias"
-        else:
-            raise ValueError(
-                f"{where}: tensor '{key}' is no {peft_type} tensor, trained bias or modules_to_save "
-                f"weight ({peft_type} tensors end in {sorted(roles)})."
-            )
-        entry = grouped.setdefault(module, [kind, {}])
-        entry[0] = "adapter" if "adapter" in (entry[0], kind) else entry[0]
-        entry[1][tensor] = array
-    return {module: tuple(entry) for module, entry in grouped.items()}
-
-
-def _split(name, suffixes, where):
-    for suffix in suffixes:
-        if name.endswith("." + suffix):
-            return name[: -len(suffix) - 1], suffix
-    raise ValueError(f"{where}: cannot read tensor '{PREFIX}{name}': it ends in none of {suffixes}.")
-
-
-def _layer_config(config, peft_type, module, found, bias, modules_to_save, where):
-    if peft_type == "GRALORA":
-        k, _, r = found["gralora_A"].shape
-        hybrid_r = found["gralora_A_general.weight"].shape[0] if "gralora_A_general.weight" in found else 0
-        if (r, k, hybrid_r) != (config["r"], config["gralora_k"], config["hybrid_r"]):
-            raise ValueError(
-                f"{where}: module '{module}' holds r={r}, k={k}, hybrid_r={hybrid_r}; its "
-                f"adapter_config.json says r={config['r']}, gralora_k={config['gralora_k']}, "
-                f"hybrid_r={config['hybrid_r']}."
-            )
-        alpha, dropout = config["alpha"], config.get("gralora_dropout", 0.0)
-    else:
-        r, k, hybrid_r = found["lora_A.weight"].shape[0], 1, 0
-        alpha, dropout = _lora_alpha(config, module, r, where), config.get("lora_dropout", 0.0)
-    return GraLoRAConfig(
-        r=r, k=k, hybrid_r=hybrid_r, alpha=alpha, dropout=dropout, bias=bias, modules_to_save=modules_to_save
-    ).validate(f"{where}: module '{module}'")
-
-
-def _lora_alpha(config, module, r, where):
-    """GraLoRA's alpha giving LoRA's scale (`lora_alpha / r`, rsLoRA `lora_alpha / sqrt(r)`) exactly."""
-    lora_alpha = checks.pattern_value(config, "alpha_pattern", module, config["lora_alpha"], where)
-    if not config.get("use_rslora"):
-        return lora_alpha
-    root = math.isqrt(r)
-    if root * root != r:
-        raise ValueError(
-            f"{where}: module '{module}' is rsLoRA with r={r}; its scale lora_alpha/sqrt({r}) is "
-            "exact as GraLoRA's alpha/r only when r is a perfect square (1, 4, 16, 64, ...)."
-        )
-    return lora_alpha * root
-
-
-def _entry(config, found, peft_type):
-    if peft_type == "GRALORA":
-        arrays = {role: found[tensor] for tensor, role in GRALORA_TENSORS.items() if tensor in found}
-        for role in ("gralora_hybrid_a", "gralora_hybrid_b"):
-            if role in arrays:
-                arrays[role] = arrays[role].T
-        in_features, out_features = (
-            arrays["gralora_a"].shape[0] * arrays["gralora_a"].shape[1],
-            arrays["gralora_b"].shape[0] * arrays["gralora_b"].shape[2],
-        )
-    else:
-        arrays = {role: found[tensor].T[None] for tensor, role in LORA_TENSORS.items()}
-        in_features, out_features = arrays["gralora_a"].shape[1], arrays["gralora_b"].shape[2]
-    arrays = {role: np.ascontiguousarray(array, dtype="float32") for role, array in arrays.items()}
-    return LayerEntry(config, (in_features, out_features), arrays)
-
-
-def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model_name_or_path=None):
+def save_peft_adapter(
+    model: keras.Layer,
+    directory: str | os.PathLike,
+    adapter_name: str = DEFAULT_ADAPTER,
+    base_model_name_or_path: str | os.PathLike | None = None,
+) -> str:
     """Writes adapter `adapter_name` of a KerasHub model as a PEFT GraLoRA directory.
 
     `PeftModel.from_pretrained(hf_model, directory)` then reproduces the
@@ -247,6 +94,41 @@ def save_peft_adapter(model, directory, adapter_name=DEFAULT_ADAPTER, base_model
     `BertForSequenceClassification` for a `BertTextClassifier`...). The
     directory is created if needed; its two files are replaced only once
     both new ones are complete.
+
+    Args:
+        model: A KerasHub backbone or task with GraLoRA adapters.
+        directory: Where `adapter_config.json` and
+            `adapter_model.safetensors` go.
+        adapter_name: Which adapter to write.
+        base_model_name_or_path: Written into `adapter_config.json` (the
+            Hugging Face checkpoint PEFT should load under it).
+
+    Returns:
+        `directory`, as a string.
+
+    Raises:
+        ValueError: Before anything is written: an architecture without a
+            transformers name table, settings that differ between layers
+            (PEFT's config holds one r, k, alpha), GPT-2's query/key/value
+            adapters (use `save_lora_adapter`), or an unknown adapter name.
+        OSError: A file could not be written; existing files are left as
+            they were.
+
+    Examples:
+        With keras-hub and safetensors:
+
+        >>> import os, tempfile
+        >>> import keras_hub, keras_gralora
+        >>> def tiny_bert():
+        ...     return keras_hub.models.BertBackbone(vocabulary_size=32, num_layers=1, num_heads=2,
+        ...                                          hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+        >>> backbone = tiny_bert()
+        >>> _ = backbone.enable_gralora(r=2, k=2)  # query and value of each block
+        >>> folder = tempfile.mkdtemp()
+        >>> keras_gralora.save_peft_adapter(backbone, folder, base_model_name_or_path="my-bert") == folder
+        True
+        >>> sorted(os.listdir(folder))
+        ['adapter_config.json', 'adapter_model.safetensors']
     """
     where = "save_peft_adapter"
     directory = check_directory(directory, base_model_name_or_path, where)

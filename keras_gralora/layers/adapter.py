@@ -43,13 +43,30 @@ class _State:
 
 
 class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
-    """Mixin placed before a Keras `Dense`/`EinsumDense` in the bases.
+    """The adapter API that `GraLoRADense` and `GraLoRAEinsumDense` share.
 
-    The host class provides `_base_output(inputs)` (its frozen projection,
-    before bias), `_adapter_output(inputs, training)`, the classmethod
-    `matrix_shape_of(layer)` (the `(in, out)` view of a built layer's
-    kernel) and, when its kernel is not already `[in, out]`,
+    A mixin placed before a Keras `Dense`/`EinsumDense` in the bases: its
+    methods hold any number of named adapters on one frozen kernel, add the
+    active ones in the forward pass (each with its own scale, as PEFT),
+    merge and unmerge them, and report their updates. It takes no
+    constructor arguments of its own: the layer's `r`, `k`, ... create the
+    first adapter, `add_adapter` the others.
+
+    For subclasses: the host class provides `_base_output(inputs)` (its
+    frozen projection, before bias), `_adapter_output(inputs, training)`,
+    the classmethod `matrix_shape_of(layer)` (the `(in, out)` view of a
+    built layer's kernel) and, when its kernel is not already `[in, out]`,
     `_kernel_view()` (see `ProjectionLayout.kernel_view`).
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAConfig, GraLoRADense
+        >>> layer = GraLoRADense(16, r=4, k=2)
+        >>> _ = layer(keras.ops.ones((1, 8)))
+        >>> layer.add_adapter("math", GraLoRAConfig(r=8, k=4, init_weights=False))
+        >>> layer.set_active_adapters(["default", "math"])
+        >>> tuple(layer.delta_matrix().shape), layer.merged
+        ((8, 16), False)
     """
 
     def call(self, inputs, training=None):

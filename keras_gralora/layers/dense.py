@@ -1,5 +1,7 @@
 """GraLoRADense: a Keras `Dense` layer with a GraLoRA adapter."""
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -33,30 +35,36 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
             more with `add_adapter(name, GraLoRAConfig(...))`.
         **kwargs: Any other `keras.layers.Dense` argument.
 
-    Example:
+    Raises:
+        ValueError: At construction, bad settings (see `GraLoRAConfig`); at
+            build, features that do not divide by `k`, a kernel constraint,
+            or an unsupported quantization mode, each naming the layer.
 
-    >>> layer = GraLoRADense(64, r=8, k=2)
-    >>> y = layer(keras.ops.ones((2, 32)))
-    >>> tuple(y.shape), layer.count_params() - 32 * 64 - 64
-    ((2, 64), 768)
-    >>> layer.add_adapter("other", GraLoRAConfig(r=4, k=4))  # a second, inactive adapter
-    >>> layer.adapter_names, layer.active_adapters
-    (['default', 'other'], ['default'])
-    >>> layer.merge()  # fold the active adapters into the kernel for serving
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAConfig, GraLoRADense
+        >>> layer = GraLoRADense(64, r=8, k=2)
+        >>> y = layer(keras.ops.ones((2, 32)))
+        >>> tuple(y.shape), layer.count_params() - 32 * 64 - 64
+        ((2, 64), 768)
+        >>> layer.add_adapter("other", GraLoRAConfig(r=4, k=4))  # a second, inactive adapter
+        >>> layer.adapter_names, layer.active_adapters
+        (['default', 'other'], ['default'])
+        >>> layer.merge()  # fold the active adapters into the kernel for serving
     """
 
     def __init__(
         self,
-        units,
-        r=32,
-        k=2,
-        hybrid_r=0,
-        alpha=None,
-        dropout=0.0,
-        init_weights=True,
-        adapter_name=DEFAULT_ADAPTER,
-        **kwargs,
-    ):
+        units: int,
+        r: int = 32,
+        k: int = 2,
+        hybrid_r: int = 0,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        init_weights: bool = True,
+        adapter_name: str = DEFAULT_ADAPTER,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(units, **kwargs)
         self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
 

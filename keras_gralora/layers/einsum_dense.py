@@ -2,6 +2,7 @@
 
 import math
 import re
+from typing import Any
 
 import keras
 from keras import ops
@@ -38,27 +39,34 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
             more with `add_adapter(name, GraLoRAConfig(...))`.
         **kwargs: Any other `keras.layers.EinsumDense` argument.
 
-    Example:
+    Raises:
+        ValueError: At construction, bad settings (see `GraLoRAConfig`); at
+            build, an equation with no `[in, out]` reading, features that do not divide by
+            `k`, a kernel constraint,
+            or an unsupported quantization mode, each naming the layer.
 
-    >>> layer = GraLoRAEinsumDense("btd,dnh->btnh", (None, 4, 16), r=8, k=2)
-    >>> y = layer(keras.ops.ones((2, 5, 32)))
-    >>> tuple(y.shape), tuple(layer.delta_kernel().shape)
-    ((2, 5, 4, 16), (32, 4, 16))
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAEinsumDense
+        >>> layer = GraLoRAEinsumDense("btd,dnh->btnh", (None, 4, 16), r=8, k=2)
+        >>> y = layer(keras.ops.ones((2, 5, 32)))
+        >>> tuple(y.shape), tuple(layer.delta_kernel().shape)
+        ((2, 5, 4, 16), (32, 4, 16))
     """
 
     def __init__(
         self,
-        equation,
-        output_shape,
-        r=32,
-        k=2,
-        hybrid_r=0,
-        alpha=None,
-        dropout=0.0,
-        init_weights=True,
-        adapter_name=DEFAULT_ADAPTER,
-        **kwargs,
-    ):
+        equation: str,
+        output_shape: int | tuple[int | None, ...],
+        r: int = 32,
+        k: int = 2,
+        hybrid_r: int = 0,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        init_weights: bool = True,
+        adapter_name: str = DEFAULT_ADAPTER,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(equation, output_shape, **kwargs)
         self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
 

@@ -136,6 +136,7 @@ class AdapterMerging:
         return storage_values(self), self.merged_adapters, self._gralora.quantized_original
 
     def restore_merge_state(self, state):
+        """Puts back what `merge_state()` returned: the kernel's storage and the merged names."""
         values, merged, self._gralora.quantized_original = state
         self._assign_storage(values)
         self._gralora.merged[:] = merged

@@ -3,6 +3,7 @@
 import dataclasses
 import itertools
 
+from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.quantized import check_quantization_mode
 
 _CREATION = itertools.count()  # orders adapters across layers (`adapter_names(model)`)
@@ -58,13 +59,28 @@ def check_base_layer(layer, config):
 class NamedAdapter:
     """One adapter of a layer: its name, settings and (once built) variables.
 
-    `variables` are in PEFT's order: A `(k, in/k, r)`, B `(k, r, out/k)`,
-    then hybrid A `(in, hybrid_r)` and hybrid B `(hybrid_r, out)` when
-    `config.hybrid_r > 0`. Their names end in `_<adapter name>`.
+    Layers make these; read them with `layer.adapter(name)`.
+
+    Args:
+        name: The adapter's name.
+        config: Its `GraLoRAConfig`.
+        variables: In PEFT's order: A `(k, in/k, r)`, B `(k, r, out/k)`,
+            then hybrid A `(in, hybrid_r)` and hybrid B `(hybrid_r, out)`
+            when `config.hybrid_r > 0`. Their names end in `_<adapter name>`.
+        created: A process-wide creation counter (orders adapters).
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRADense
+        >>> layer = GraLoRADense(16, r=4, k=2, adapter_name="math")
+        >>> _ = layer(keras.ops.ones((1, 8)))
+        >>> adapter = layer.adapter("math")
+        >>> adapter.config.r, [tuple(v.shape) for v in adapter.variables]
+        (4, [(2, 4, 4), (2, 4, 8)])
     """
 
     name: str
-    config: object
+    config: GraLoRAConfig
     variables: tuple = ()
     created: int = dataclasses.field(default_factory=lambda: next(_CREATION))
 

@@ -37,14 +37,13 @@ class ReversibleEmbedding(KERAS_REVERSIBLE_EMBEDDING):
     Args:
         input_dim, output_dim, tie_weights, ...: as `keras.layers.ReversibleEmbedding`.
 
-    Example:
-
-    >>> layer = ReversibleEmbedding(input_dim=10, output_dim=4)
-    >>> layer.build()
-    >>> layer.quantize("int8")
-    >>> hidden = keras.ops.ones((2, 3, 4))
-    >>> tuple(layer(hidden, reverse=True).shape)
-    (2, 3, 10)
+    Examples:
+        >>> layer = ReversibleEmbedding(input_dim=10, output_dim=4)
+        >>> layer.build()
+        >>> layer.quantize("int8")
+        >>> hidden = keras.ops.ones((2, 3, 4))
+        >>> tuple(layer(hidden, reverse=True).shape)
+        (2, 3, 10)
     """
 
     def quantize(self, mode=None, type_check=True, config=None):
