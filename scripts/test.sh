@@ -7,7 +7,14 @@
 # with two or more cores the runs go in lanes at once (LANES, "|" between lanes), each printed whole
 # when it ends; on 2 cores three lanes finished in 1417 s, two in 1472 s, one after another ~2300 s.
 # PARALLEL=0 runs them one after another with live output.
+#
+# First come the checks of scripts/checks.sh (ruff, mkdocs build --strict, the wheel in a fresh
+# environment; about a minute); CHECKS=0 skips them. A failed check fails the run after the tests.
 source "$(dirname "$0")/env.sh"
+checks_status=0
+if [ "${CHECKS:-1}" != 0 ]; then
+  bash scripts/checks.sh || checks_status=$?
+fi
 BACKENDS=${BACKENDS:-jax torch tensorflow}
 LANES=${LANES:-"tensorflow|jax|torch distributed"}
 logs=$(mktemp -d)
@@ -58,6 +65,7 @@ else
   for name in "${selected[@]}"; do cat "$logs/$name.log"; done
 fi
 failed=()
+if [ $checks_status != 0 ]; then failed+=("checks"); fi
 for name in "${selected[@]}"; do
   [ "$(cat "$logs/$name.status" 2>/dev/null)" = 0 ] || failed+=("$name")
 done
