@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import peft
 import torch
-from train_step import interleaved_medians
+from stack import interleaved_medians
 
 from keras_gralora import GraLoRADense
 

@@ -33,23 +33,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
-import numpy as np
-from adapter_cost import FORWARDS, with_forward
-from train_step import compiled_jax_step, stack
-
-
-def rss_mib(field):
-    """`VmRSS` (now) or `VmHWM` (peak since the last reset), in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # reported in KiB
-    raise RuntimeError(f"/proc/self/status has no {field}: benchmarks/memory.py needs Linux")
-
-
-def reset_peak_rss():
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current RSS
+from stack import compiled_jax_step, reset_peak_rss, rss_mib, stack, stack_arguments, stack_data
 
 
 def main():
@@ -57,29 +41,16 @@ def main():
     parser.add_argument("--kind", choices=["floor", "lora", "gralora"], required=True)
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--hybrid_r", type=int, default=0)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--r", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3)
+    stack_arguments(parser, steps=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument(
-        "--form",
-        choices=list(FORWARDS),
-        default="GraLoRA",
-        help="the adapter path (`adapter_cost.py`'s forms; GraLoRA's own by default)",
-    )
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
-    y = rng.standard_normal((args.batch, args.seq, args.width)).astype("float32")
+    x, y = stack_data(args.batch, args.seq, args.width)
     keras.ops.convert_to_numpy(keras.ops.add(x, 1.0))  # start the backend up before the baseline
     baseline = rss_mib("VmRSS")
     extra = dict(k=args.k, hybrid_r=args.hybrid_r) if args.kind == "gralora" else {}
     model = stack(args.kind, args.width, args.depth, args.r, **extra)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-    step = with_forward(lambda: model.train_on_batch(x, y), FORWARDS[args.form])
+    step = lambda: model.train_on_batch(x, y)  # noqa: E731
     for _ in range(args.warmup):
         step()
     settled = rss_mib("VmRSS")
@@ -93,21 +64,19 @@ def main():
             {
                 "bench": "memory",
                 "backend": keras.backend.backend(),
-                "config": name if args.form == "GraLoRA" else f"{name}, {args.form}",
+                "config": name,
                 "peak_mib": peak - baseline,
                 "step_mib": peak - settled,
                 "resident_mib": settled - baseline,
-                "xla_temp_mib": xla_temp_mib(model, x, y, FORWARDS[args.form])
-                if keras.backend.backend() == "jax"
-                else None,
+                "xla_temp_mib": xla_temp_mib(model, x, y) if keras.backend.backend() == "jax" else None,
             }
         )
     )
 
 
-def xla_temp_mib(model, x, y, forward):
+def xla_temp_mib(model, x, y):
     """XLA's own account of the temporaries of the compiled step (jax): loss, gradients, no allocator in between."""
-    compiled = with_forward(lambda: compiled_jax_step(model, x, y), forward)()
+    compiled = compiled_jax_step(model, x, y)
     return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 

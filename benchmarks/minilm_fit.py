@@ -24,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 import sentiment_task
-from adapter_cost import FORWARDS, with_forward
-from train_step import interleaved_medians
+from stack import interleaved_medians
 
 import keras_gralora  # noqa: F401  (adds Backbone.enable_gralora)
 
@@ -68,21 +67,11 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8, help="timed rounds (after 2 warm-up steps each)")
-    parser.add_argument(
-        "--forms",
-        nargs="*",
-        default=[],
-        choices=[f for f in FORWARDS if f != "GraLoRA"],
-        help="also GraLoRA with its adapter path swapped (`adapter_cost.py`): where the time goes",
-    )
     args = parser.parse_args()
     x, y = token_batch(30522, args.batch, args.seq)
     names = {"lora": f"Keras LoRA r={args.r} on q/v", "gralora": f"GraLoRA k=2 r={args.r} on q/v"}
     models = {name: adapted_classifier(method, args.r) for method, name in names.items()}
     steps = {name: (lambda m=model: m.train_on_batch(x, y)) for name, model in models.items()}
-    for form in args.forms:
-        models[form] = adapted_classifier("gralora", args.r)
-        steps[form] = with_forward(lambda m=models[form]: m.train_on_batch(x, y), FORWARDS[form])
     seconds = interleaved_medians(steps, args.steps)
     results = {m: (seconds[m], sum(int(np.prod(v.shape)) for v in models[m].trainable_weights)) for m in models}
     lora_seconds = results[names["lora"]][0]
@@ -92,7 +81,7 @@ def main():
                 {
                     "bench": "minilm_fit",
                     "backend": keras.backend.backend(),
-                    "config": name if name in names.values() else f"GraLoRA k=2 r={args.r} on q/v, {name}",
+                    "config": name,
                     "ms": 1000 * seconds,
                     "tokens_per_s": args.batch * args.seq / seconds,
                     "vs_lora": seconds / lora_seconds,

@@ -15,7 +15,7 @@ os.environ["KERAS_BACKEND"] = "torch"
 
 import peft
 import torch
-from train_step import interleaved_medians, stack, train_on_batch_step
+from stack import interleaved_medians, stack, stack_arguments, train_on_batch_step
 
 CONFIGS = [dict(k=k, hybrid_r=h) for k in (2, 4) for h in (0, 8)]
 
@@ -50,12 +50,7 @@ def peft_step(model, x, y):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--r", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=7)
+    stack_arguments(parser, steps=7)
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, args.seq, args.width, generator=generator)

@@ -31,8 +31,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import numpy as np
-from against_commit import interleaved, stack_arguments, stack_data
-from memory import reset_peak_rss, rss_mib
+from stack import interleaved, reset_peak_rss, rss_mib, stack_arguments, stack_data
 
 import keras_gralora
 
@@ -68,7 +67,7 @@ def stack_models(kinds, mode, args):
                 layer.bias.trainable = False
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
         models.append(model)
-    return models, stack_data(args, rng)
+    return models, stack_data(args.batch, args.seq, args.width)
 
 
 def minilm_models(kinds, mode, args):

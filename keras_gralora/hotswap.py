@@ -23,9 +23,9 @@ import os
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_gralora import adapter_file, adapters, inject, loading
+from keras_gralora.backend import to_numpy
 from keras_gralora.interop.peft import read_peft_adapter
 from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source
@@ -82,7 +82,7 @@ def prepare_model_for_compiled_hotswap(
             target = dataclasses.replace(
                 config, r=target_rank, hybrid_r=hybrid, alpha=config.scale * (target_rank + hybrid)
             )
-            values = [ops.convert_to_numpy(v) for v in layer.adapter(name).variables]
+            values = [to_numpy(v) for v in layer.adapter(name).variables]
             plan.append((layer, name, target, padded(values, config, target)))
     for layer, name, target, values in plan:
         layer.replace_adapter(name, target, values)
@@ -163,7 +163,7 @@ def _swap(model, saved, name, source):
         for layer in holders
         for i, v in enumerate(layer.adapter(name).variables)
     ]
-    before = [(v, ops.convert_to_numpy(v)) for v, _ in changes]
+    before = [(v, to_numpy(v)) for v, _ in changes]
     try:
         for variable, value in changes:
             variable.assign(value)

@@ -12,10 +12,10 @@ import dataclasses
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_gralora import adapters, inject, structure
 from keras_gralora.adapter_file import FileAdapter
+from keras_gralora.backend import to_numpy
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers.named_adapter import ROLES
 
@@ -131,7 +131,7 @@ def _restored_on_error(model, plans):
     changing += [
         v for plan in plans if not plan.new for layer, _ in plan.layers for v in layer.adapter(plan.name).variables
     ]
-    values = [(v, ops.convert_to_numpy(v)) for v in changing]
+    values = [(v, to_numpy(v)) for v in changing]
     kernels = [
         (layer, layer.merge_state())
         for plan in plans

@@ -13,10 +13,10 @@ import os
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_gralora import adapter_file, adapters, inject, structure
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
+from keras_gralora.backend import to_numpy
 from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source, load_adapters
 
@@ -111,7 +111,7 @@ def collect_adapter(model, name, where):
 
 
 def _array(variable):
-    return np.asarray(ops.convert_to_numpy(variable))
+    return np.asarray(to_numpy(variable))
 
 
 def load_gralora_weights(

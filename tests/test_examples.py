@@ -6,6 +6,7 @@ example makes itself: adapter file reload and merge give the trained accuracy.
 """
 
 import os
+import warnings
 
 import keras
 import pytest
@@ -23,7 +24,11 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
     import finetune
 
     argv = ["--examples", "16", "--test-examples", "16", "--epochs", "1", "--steps", "1", "--out", str(tmp_path)]
-    result = finetune.main(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # what a user sees by default (e.g. Keras' ignored shuffle=True)
+        result = finetune.main(argv)
+    shown = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
+    assert not shown, f"the main job printed warnings: {shown}"
     assert 0.0 <= result["before"] <= 1.0
     assert result["reloaded"] == result["after"]
     files = ["minilm-sentiment-merged.keras", "minilm-sentiment.gralora.weights.h5"]

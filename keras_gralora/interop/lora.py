@@ -14,9 +14,9 @@ from typing import Literal
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_gralora import adapters, inject, saving
+from keras_gralora.backend import to_numpy
 from keras_gralora.config import DEFAULT_ADAPTER
 from keras_gralora.interop import factors, lora_files, names, peft, runtimes
 from keras_gralora.interop.lora_files import ConvertedModule
@@ -73,12 +73,12 @@ def _exact(layer, adapter_name, where):
     """`(left, right, delta)`: the exact factors and the layer's own `[in, out]` delta."""
     if isinstance(layer, GraLoRAAdapter):
         adapter = layer.adapter(adapter_name)
-        a, b, scale, *hybrid = (ops.convert_to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
+        a, b, scale, *hybrid = (to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
         left, right = factors.gralora_factors(a, b, scale, *hybrid)
-        return left, right, ops.convert_to_numpy(layer.delta_matrix(adapter_name))
+        return left, right, to_numpy(layer.delta_matrix(adapter_name))
     if getattr(layer, "lora_enabled", False) and hasattr(layer, "lora_kernel_a"):
         kernel_axes, in_axes = _kernel_axes(layer, where)
-        lora_a, lora_b = (ops.convert_to_numpy(v) for v in (layer.lora_kernel_a, layer.lora_kernel_b))
+        lora_a, lora_b = (to_numpy(v) for v in (layer.lora_kernel_a, layer.lora_kernel_b))
         scale = layer.lora_alpha / layer.lora_rank
         left, right = factors.keras_lora_factors(lora_a, lora_b, scale, kernel_axes, in_axes)
         return left, right, _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes)

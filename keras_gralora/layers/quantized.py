@@ -24,6 +24,8 @@ import keras
 from keras import ops
 from keras.src.quantizers.quantizers import dequantize_with_sz_map  # Keras' grouped int4 dequantization
 
+from keras_gralora.backend import to_numpy
+
 SUPPORTED_MODES = ("int8", "int4")
 
 
@@ -58,7 +60,7 @@ def own_variables(layer):
 
 def storage_values(layer):
     """`{name: numpy array}` of the variables that hold the base kernel (a quantized one's scale, zero, groups)."""
-    return {name: ops.convert_to_numpy(v) for name, v in own_variables(layer).items() if name in STORAGE}
+    return {name: to_numpy(v) for name, v in own_variables(layer).items() if name in STORAGE}
 
 
 def dequantized_kernel(layer, values):

@@ -18,14 +18,14 @@ import sys
 import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/stack.py
 
 import keras
-import numpy as np
-from train_step import interleaved_medians
+from stack import interleaved, stack, stack_arguments, stack_data
 
 import keras_gralora
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 OLD = "keras_gralora_at_commit"
 
 
@@ -51,52 +51,20 @@ def import_commit(commit):
     return __import__(OLD)
 
 
-def stack(package, width, depth, r, k, hybrid_r):
-    layers = [keras.Input((None, width))]
-    layers += [package.GraLoRADense(width, r=r, k=k, hybrid_r=hybrid_r, init_weights=False) for _ in range(depth)]
-    model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-    return model
-
-
-def interleaved(models, x, y, steps, warmup=2):
-    """Median seconds of `train_on_batch` per model, steps taken round robin (`train_step.interleaved_medians`)."""
-    medians = interleaved_medians(
-        {i: (lambda m=m: m.train_on_batch(x, y)) for i, m in enumerate(models)}, steps, warmup
-    )  # train_on_batch returns Python floats: it waits for the step
-    return [medians[i] for i in range(len(models))]
-
-
-def stack_arguments(parser):
-    """The stack's size and timing flags, shared with `quantized_step.py`."""
-    for name, default in (
-        ("width", 1024),
-        ("depth", 4),
-        ("batch", 16),
-        ("seq", 128),
-        ("r", 32),
-        ("steps", 5),
-        ("repeat", 3),
-    ):
-        parser.add_argument(f"--{name}", type=int, default=default)
-    return parser
-
-
-def stack_data(args, rng):
-    """Random inputs and targets `[batch, seq, width]` for the stack."""
-    return [rng.standard_normal((args.batch, args.seq, args.width)).astype("float32") for _ in range(2)]
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--commit", required=True)
     args = stack_arguments(parser).parse_args()
     old = import_commit(args.commit)
-    x, y = stack_data(args, np.random.default_rng(0))
+    x, y = stack_data(args.batch, args.seq, args.width)
     for k, hybrid_r in ((2, 0), (2, 8), (4, 0), (4, 8)):
         keras.utils.set_random_seed(0)
-        new_model = stack(keras_gralora, args.width, args.depth, args.r, k, hybrid_r)
-        old_model = stack(old, args.width, args.depth, args.r, k, hybrid_r)
+        new_model, old_model = (
+            stack("gralora", args.width, args.depth, args.r, k, hybrid_r, dense=package.GraLoRADense)
+            for package in (keras_gralora, old)
+        )
+        for model in (new_model, old_model):
+            model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
         old_model.set_weights(new_model.get_weights())  # same variables, same order in both versions
         ratios, seconds = [], []
         for _ in range(args.repeat):

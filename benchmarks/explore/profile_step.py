@@ -22,12 +22,13 @@ import collections
 import json
 import os
 import re
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/stack.py
 
 import keras
-import numpy as np
-from train_step import compiled_jax_step, stack, train_on_batch_step
+from stack import compiled_jax_step, stack, stack_data, train_on_batch_step
 
 KINDS = {
     "floor": ("floor", {}),
@@ -35,11 +36,6 @@ KINDS = {
     "GraLoRA k=2": ("gralora", {"k": 2}),
     "GraLoRA k=4": ("gralora", {"k": 4}),
 }
-
-
-def stack_data():
-    rng = np.random.default_rng(0)
-    return tuple(rng.standard_normal((16, 128, 1024)).astype("float32") for _ in range(2))
 
 
 def stack_models():

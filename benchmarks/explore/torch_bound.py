@@ -20,14 +20,17 @@ these forms stay above the target, no `keras.ops` formulation reaches it.
 import argparse
 import json
 import os
+import sys
 
 os.environ["KERAS_BACKEND"] = "torch"
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/stack.py
 
 import keras
 import numpy as np
 import torch
 from keras import ops
-from train_step import interleaved_medians, stack, train_on_batch_step
+from stack import interleaved_medians, stack, train_on_batch_step
 
 SCALE = 2.0
 

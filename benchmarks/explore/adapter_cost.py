@@ -25,13 +25,15 @@ and the time above the floor is what the backend pays for rank-r matmuls.
 import argparse
 import json
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/stack.py
 
 import keras
 import numpy as np
 from keras import ops
-from train_step import interleaved_medians, stack, train_on_batch_step
+from stack import interleaved_medians, stack, train_on_batch_step
 
 from keras_gralora import ops as gralora_ops
 from keras_gralora.layers import adapter as adapter_module
