@@ -22,11 +22,7 @@ if not _locating_command_line():
         adapter_names,
         delete_adapter,
         disable_gralora,
-        merge_and_unload,
-        merge_gralora,
         set_active_adapters,
-        unload_gralora,
-        unmerge_gralora,
     )
     from keras_gralora.config import GraLoRAConfig
     from keras_gralora.export import export_merged
@@ -35,6 +31,7 @@ if not _locating_command_line():
     from keras_gralora.interop.lora import lora_factors, save_lora_adapter
     from keras_gralora.interop.peft import load_peft_adapter, save_peft_adapter
     from keras_gralora.layers import GraLoRAAdapter, GraLoRADense, GraLoRAEinsumDense, NamedAdapter
+    from keras_gralora.merge import merge_and_unload, merge_gralora, unload_gralora, unmerge_gralora
     from keras_gralora.quantized_gradients import fix_quantized_gradients
     from keras_gralora.routing import adapter_routing
     from keras_gralora.saving import load_gralora_weights, save_gralora_weights

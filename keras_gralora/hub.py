@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from keras_gralora import adapters, feeds, guards, inject, saving, structure
+from keras_gralora import adapters, feeds, guards, inject, merge, saving, structure
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.serialization import exporting
 
@@ -100,7 +100,7 @@ def merge_gralora(self, adapter_names=None, safe=False):
         >>> backbone.get_layer("transformer_layer_0")._self_attention_layer.query_dense.merged
         True
     """
-    adapters.merge_gralora(self, adapter_names, safe=safe)
+    merge.merge_gralora(self, adapter_names, safe=safe)
 
 
 def save_gralora_weights(self, filepath, adapter_names=None):

@@ -4,7 +4,8 @@ A layer holds any number of named adapters (creation order). The forward
 pass adds every *active* adapter that is not merged, each with its own
 scale, as PEFT does (merging: `layers/merging.py`; saving:
 `layers/serialization.py`). Model-wide bookkeeping (which adapters are active
-everywhere, deleting, disabling) lives in `keras_gralora/adapters.py`.
+everywhere, deleting, disabling) lives in `keras_gralora/adapters.py`, merging
+and unloading in `keras_gralora/merge.py`.
 """
 
 import contextlib
