@@ -155,7 +155,7 @@ def unload_gralora(model: keras.Layer) -> keras.Layer:
 
 
 def _unload(model):
-    for _name, config in inject.adapter_configs(model).items():
+    for config in inject.adapter_configs(model).values():
         adapters.freeze_paths(model, config.modules_to_save)
     for layer in inject.adapted_layers(model):
         for variable in layer.adapter_variables:
