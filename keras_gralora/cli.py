@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             `sys.argv[1:]`).
 
     Returns:
-        The exit status: 0, or 2 after printing the error (a bad directory,
-        rank or runtime rule) to stderr; nothing is written then.
+        The exit status: 0, or 2 after printing the error as one `error:`
+        line to stderr (a bad directory, rank or runtime rule, OUT equal to,
+        inside or holding IN, a file system error such as a full disk);
+        nothing is written then, and an existing OUT is left as it was.
 
     Raises:
         SystemExit: From argparse, for `--help` or unknown arguments.
@@ -57,12 +59,21 @@ def main(argv: list[str] | None = None) -> int:
             runtime=args.runtime,
             progress=_progress(),
         )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RecursionError, MemoryError) as error:  # a refusal, the disk, the input's depth
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
     print(lora_files.report(rows, runtimes.runtime(args.runtime, "convert")))
     print(f"wrote {args.target}: {len(rows)} modules, largest relative error {max(r.error for r in rows):.2e}")
     return 0
+
+
+def _one_line(error):
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:  # no "[Errno 28]" prefix; the path where the system gave one
+        text = error.strerror + (f": '{error.filename}'" if error.filename else "")
+    if isinstance(error, (RecursionError, MemoryError)):
+        text = f"{type(error).__name__}: {text}; the input is nested too deeply or too large to convert"
+    return " ".join(text.split())
 
 
 def _progress():

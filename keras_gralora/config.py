@@ -6,6 +6,7 @@ import re
 
 BIAS_MODES = ("none", "all", "gralora_only")
 DEFAULT_ADAPTER = "default"
+BASE_ROW = "__base__"  # PEFT's `adapter_names` entry for "no adapter": routing's, never an adapter's name
 _ADAPTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
@@ -127,6 +128,11 @@ def check_adapter_name(name, where):
         raise ValueError(
             f"{where}: adapter_name={name!r} is not a valid adapter name. Use letters, digits, '_' and '-' "
             "(it becomes part of variable names, where torch forbids '.'), e.g. 'default' or 'task-2'."
+        )
+    if name == BASE_ROW:
+        raise ValueError(
+            f"{where}: adapter_name={name!r} is reserved: `adapter_routing` reads it as 'the base model, no "
+            "adapter' (PEFT's adapter_names), so an adapter of that name could never be routed to. Pick another name."
         )
     return name
 

@@ -11,7 +11,10 @@ Every save of keras_gralora goes through here:
   other files are hard-linked in), which is then swapped with the old one
   in one step (Linux `renameat2(RENAME_EXCHANGE)`).
 - New files and directories get the mode the umask gives (as `open` and
-  Keras' own saves do); a replaced one keeps its mode.
+  Keras' own saves do); a replaced one keeps its mode and its owner (a
+  process that may not give it that owner refuses before writing).
+- A target that is a symbolic link is written where the link points; the
+  link stays. A directory target that is a file is refused.
 - Temporary names are `.<name>.keras_gralora-tmp-<pid>-<random>`; those
   left by a process that no longer runs (a killed save) are removed by the
   next save of the same target.
@@ -61,17 +64,44 @@ def _running(pid):
     return True
 
 
+def check_apart(source, target, where):
+    """Raises `ValueError` when directory `target` is `source`, holds it or lies inside it (links resolved)."""
+    source_path, target_path = os.path.realpath(source), os.path.realpath(target)
+    if os.path.commonpath([source_path, target_path]) in (source_path, target_path):
+        raise ValueError(
+            f"{where}: the output '{os.fspath(target)}' is, holds or lies inside the input '{os.fspath(source)}' "
+            f"({target_path} and {source_path}); writing it would replace what is being read. Write elsewhere."
+        )
+
+
+def check_directory_target(target, where):
+    """Where a directory `target` is written (`_resolved`); `NotADirectoryError` if a file is in the way."""
+    target = _resolved(os.fspath(target))
+    if os.path.lexists(target) and not os.path.isdir(target):
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            f"{where}: cannot write the directory '{target}': a file of that name exists. Name another "
+            "directory, or remove the file first",
+        )
+    return target
+
+
+def _resolved(target):
+    """Where writing `target` goes: a symbolic link's destination (the link itself is kept)."""
+    return os.path.realpath(target) if os.path.islink(target) else target
+
+
 @contextlib.contextmanager
 def replacing_file(target, where, suffix=""):
     """Yields a temporary path (ending in `suffix`) for the new `target`; put in place only if the block succeeds."""
-    target = os.fspath(target)
+    target = _resolved(os.fspath(target))
     folder = _existing_folder(target, where)
     remove_stale_temps(target)
     tmp = temp_path(target, suffix)
     try:
         with naming_errors(target, where):
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
-            keep_mode(target, tmp)
+            keep_mode(target, tmp, where)
         yield tmp
         with naming_errors(target, where):
             _fsync_path(tmp)
@@ -94,13 +124,14 @@ def replacing_directory(target, where, owned):
 
     The caller writes its files (`owned` names) into the yielded directory.
     """
-    target = os.fspath(target)
+    target = check_directory_target(target, where)
     folder = _existing_folder(target, where)
     remove_stale_temps(target)
     tmp = temp_path(target)
     try:
         with naming_errors(target, where):
             _copy_others(target, tmp, owned)
+            keep_mode(target, tmp, where)
         yield tmp
         with naming_errors(target, where):
             for name in owned:
@@ -124,7 +155,6 @@ def _copy_others(target, tmp, owned):
             copy_function=os.link,
             ignore=lambda folder, names: [n for n in names if folder == target and n in owned],
         )
-        shutil.copymode(target, tmp)
     else:
         os.mkdir(tmp, 0o777)  # the umask applies
 
@@ -159,10 +189,26 @@ def _existing_folder(target, where):
     return folder
 
 
-def keep_mode(target, tmp):
-    """Gives `tmp` the mode of `target`, where `target` exists."""
-    with contextlib.suppress(FileNotFoundError):
-        os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+def keep_mode(target, tmp, where):
+    """Gives `tmp` the mode and owner of `target`, where `target` exists; `PermissionError` if the owner cannot be."""
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        return
+    now = os.stat(tmp)
+    if (now.st_uid, now.st_gid) != (status.st_uid, status.st_gid):
+        try:
+            os.chown(tmp, status.st_uid, status.st_gid)
+        except PermissionError:
+            error = PermissionError(
+                errno.EPERM,
+                f"{where}: cannot replace '{target}' keeping its owner (user {status.st_uid}, group "
+                f"{status.st_gid}): this process (user {os.getuid()}) may not give files that owner. Run as that "
+                "user, or move the old one away first; nothing was written",
+            )
+            error._gralora_named = True
+            raise error from None
+    os.chmod(tmp, stat.S_IMODE(status.st_mode))
 
 
 def _fsync_path(path):

@@ -12,6 +12,9 @@
   refusal into a warning. The wrapper checks the mode, merged adapters and
   `disable_gralora` against every GraLoRA layer first: the model is left
   unchanged, with an error.
+- A model's forward passes (`__call__`, `predict`, `evaluate`, `fit` and
+  their `*_on_batch`) hold the swap lock's shared side, so a hot-swap in
+  another thread is all or nothing to them (`swap_lock.py`).
 - Compiled functions (jax's and tensorflow's `predict`, `evaluate`, `fit`
   and KerasHub's `generate`) trace the layers as they are. Every change of
   what a GraLoRA layer computes bumps a state version
@@ -22,7 +25,7 @@
 
 import keras
 
-from keras_gralora import feeds, routing
+from keras_gralora import feeds, routing, swap_lock
 from keras_gralora.inject import check_enabled
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import state_version
@@ -30,6 +33,7 @@ from keras_gralora.layers.quantized import check_quantization_mode
 from keras_gralora.quantized_gradients import fix_quantized_gradients
 
 KERAS_FUNCTIONS = ("make_train_function", "make_test_function", "make_predict_function")
+PASSES = ("__call__", "predict", "predict_on_batch", "evaluate", "test_on_batch", "fit", "train_on_batch")
 
 
 def check_no_merged_training(model):
@@ -122,6 +126,9 @@ def install():
             setattr(keras.Model, name, _refreshing(make, name, CHECKS.get(name)))
     for name in ("predict", "predict_on_batch"):
         setattr(keras.Model, name, feeds.predicting(getattr(keras.Model, name), name))
+    for name in PASSES:  # a hot-swap waits for the passes running, and they never see half of one: `swap_lock.py`
+        if (method := getattr(keras.Model, name, None)) is not None:
+            setattr(keras.Model, name, swap_lock.reading(method))
 
 
 def _check_training(model):

@@ -13,7 +13,9 @@ with no retrace. What a trace does fix are the shapes and the scale, so:
   update is the source's exactly;
 - a layer of the slot that the source does not adapt gets zeros (its base).
 
-Everything is read and checked before any variable changes.
+Everything is read and checked before any variable changes; the values
+then change under the swap lock, so a forward pass in another thread sees
+the old adapter or the new one, never a mix (`swap_lock.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from keras_gralora.backend import to_numpy
 from keras_gralora.interop.peft import read_peft_adapter
 from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source
+from keras_gralora.swap_lock import SWAP_LOCK
 
 
 def prepare_model_for_compiled_hotswap(
@@ -108,7 +111,9 @@ def hotswap_adapter(
         ValueError: The source adapts layers the slot lacks, has another
             `k`, a larger rank or hybrid rank than the slot, trained biases
             or `modules_to_save`, or is not an adapter file or directory;
-            nothing changes.
+            the adapter is merged; a call inside `disable_gralora`,
+            `adapter_routing` or a forward pass of this thread; nothing
+            changes.
         FileNotFoundError: `source` does not exist.
 
     Examples:
@@ -128,11 +133,17 @@ def hotswap_adapter(
     """
     where = "hotswap_adapter"
     adapters.check_names(model, [adapter_name], where)
+    inject.check_enabled(model, where)  # inside `disable_gralora`, its exit would put the old merged kernel back
     if merged := [layer.path for layer in _holders(model, adapter_name) if adapter_name in layer.merged_adapters]:
         raise ValueError(f"{where}: adapter {adapter_name!r} is merged into {merged[:3]}; unmerge first.")
     if os.path.isdir(source):
         path, saved = read_peft_adapter(model, source, adapter_name, where)
         return _swap(model, saved, adapter_name, Source(where, path))
+    if not os.path.lexists(source):
+        raise FileNotFoundError(
+            f"{where}: '{os.fspath(source)}' does not exist; the source is a `.weights.h5` adapter file "
+            "(`save_gralora_weights`) or a PEFT adapter directory (`save_pretrained`, `save_peft_adapter`)."
+        )
     filepath = adapter_file.check_filename(source)
     with adapter_file.reading(filepath, where) as stored:
         return _swap(model, _pick(stored, source_adapter_name, filepath, where), adapter_name, Source(where, filepath))
@@ -163,14 +174,15 @@ def _swap(model, saved, name, source):
         for layer in holders
         for i, v in enumerate(layer.adapter(name).variables)
     ]
-    before = [(v, to_numpy(v)) for v, _ in changes]
-    try:
-        for variable, value in changes:
-            variable.assign(value)
-    except BaseException:
-        for variable, value in before:
-            variable.assign(value)
-        raise
+    with SWAP_LOCK.writing(source.where):  # no forward pass sees half the swap
+        before = [(v, to_numpy(v)) for v, _ in changes]
+        try:
+            for variable, value in changes:
+                variable.assign(value)
+        except BaseException:
+            for variable, value in before:
+                variable.assign(value)
+            raise
     return [layer.path for layer in holders]
 
 

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from keras_gralora import adapters, feeds, guards, inject, merge, saving, structure
+from keras_gralora import adapters, feeds, guards, inject, merge, saving, structure, swap_lock
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.serialization import exporting
 
@@ -279,6 +279,8 @@ def install(keras_hub):
             task.make_generate_function = guards.refreshing_generate(vars(task)["make_generate_function"])
         if "generate" in vars(task) and issubclass(task, keras_hub.models.CausalLM):  # one name per prompt: routing
             task.generate = feeds.routed_generate(vars(task)["generate"])
+        if "generate" in vars(task):  # a pass, as `guards.PASSES`
+            task.generate = swap_lock.reading(vars(task)["generate"])
     from keras_hub.src.utils.pipeline_model import PipelineModel
 
     PipelineModel.predict = feeds.preprocessing_predict(PipelineModel.predict)

@@ -4,7 +4,8 @@ A pattern maps regular expressions to values, with PEFT's rule
 (`peft.utils.other.get_pattern_key`): the first key for which
 `re.match(rf"(.*/)?({key})$", layer.path)` matches gives that layer's value
 (PEFT matches module names, with `.` where Keras paths have `/`). Layers
-no key matches keep the adapter's own value.
+no key matches keep the adapter's own value. Keys are matched in linear
+time (`pattern_keys.py`), as the keys PEFT files bring.
 
 `k="auto"` follows the paper's advice per layer: `k=2` for `r <= 32`, `k=4`
 above; where that k does not divide the layer's input and output widths
@@ -12,9 +13,9 @@ and its rank, the next smaller one that does (down to 1).
 """
 
 import dataclasses
-import re
 
 from keras_gralora.layers.named_adapter import describe
+from keras_gralora.pattern_keys import key_matcher
 
 FIELDS = {"rank_pattern": "r", "alpha_pattern": "alpha", "k_pattern": "k"}
 
@@ -27,10 +28,7 @@ def check_patterns(patterns, where):
         if not isinstance(pattern, dict) or not all(isinstance(key, str) for key in pattern):
             raise ValueError(f"{where}: {field} must map regular expressions (strings) to values, got {pattern!r}.")
         for key, value in pattern.items():
-            try:
-                re.compile(key)
-            except re.error as error:
-                raise ValueError(f"{where}: {field} key {key!r} is not a regular expression ({error}).") from error
+            key_matcher(key, "/", where, field)
             wanted = (int, float) if field == "alpha_pattern" else int
             if isinstance(value, bool) or not isinstance(value, wanted) or value <= 0:
                 raise ValueError(
@@ -41,7 +39,7 @@ def check_patterns(patterns, where):
 
 def matching_key(pattern, path):
     """The first key of `pattern` that matches layer `path` by PEFT's rule, or `None`."""
-    return next((key for key in pattern or {} if re.match(rf"(.*/)?({key})$", path)), None)
+    return next((key for key in pattern or {} if key_matcher(key, "/", "matching_key", "pattern")(path)), None)
 
 
 def layer_configs(targets, config, patterns, auto_k, shape_of, where):

@@ -26,9 +26,8 @@ import numpy as np
 from keras import ops
 
 from keras_gralora import inject
+from keras_gralora.config import BASE_ROW as BASE  # PEFT's name for "no adapter" in adapter_names
 from keras_gralora.layers import routed
-
-BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
 
 
 class AdapterRouting:
@@ -123,10 +122,8 @@ def rows_of(names, slots, where):
     """The row vector for `names`: the index of each name in `slots`, `len(slots)` for the base."""
     if isinstance(names, np.ndarray):
         names = names.tolist()
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            f"{where}: names must be a non-empty list with one adapter name (or {BASE!r}) per row, got {names!r}."
-        )
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{where}: names must be a list with one adapter name (or {BASE!r}) per row, got {names!r}.")
     if unknown := sorted({n for n in names if n != BASE and n not in slots}):
         raise ValueError(
             f"{where}: no adapter named {unknown}; the model's adapters are {list(slots)} "

@@ -10,6 +10,7 @@ from peft.tuners.lora.conversion import _find_cutoff_index
 
 import keras_gralora
 from keras_gralora.interop import factors
+from tests import reference
 
 LAYOUTS = {  # KerasHub's projections: (equation, input shape without batch, output shape without batch)
     "dense": (None, (12,), (8,)),
@@ -90,8 +91,8 @@ def test_truncation_and_energy_by_rank_argument():
     assert a.shape == (12, 3) and error == pytest.approx(np.sqrt((sigma[3:] ** 2).sum() / (sigma**2).sum()), 1e-5)
     a, _, _ = keras_gralora.lora_factors(layer, rank=0.9)
     assert a.shape[1] == _find_cutoff_index(torch.tensor(sigma), 0.9)
-    a, _b, error = keras_gralora.lora_factors(layer, rank=16)  # above the exact rank 10: zero-padded, exact
-    assert a.shape == (12, 16) and error < 1e-6 and not np.any(a[:, 10:])
+    with pytest.raises(ValueError, match=r"rank=16 is above .*'.*proj' can have \(12 -> 8 features: at most 8\)"):
+        keras_gralora.lora_factors(layer, rank=16)  # no update of a 12 x 8 matrix has a rank above 8
     for bad in (0, -2, 1.5, True, "4"):
         with pytest.raises(ValueError, match=f"rank={bad!r} must be None"):
             keras_gralora.lora_factors(layer, rank=bad)
@@ -119,13 +120,17 @@ def test_truncation_is_the_svd_optimum(k, s, hybrid_r, blocks_in, blocks_out, ke
     a, b = rng.normal(size=(k, n_in // k, r)), rng.normal(size=(k, r, n_out // k))
     hybrid = (rng.normal(size=(n_in, hybrid_r)), rng.normal(size=(hybrid_r, n_out))) if hybrid_r else ()
     left, right = factors.gralora_factors(a, b, 0.5, *hybrid)
-    delta = factors.gralora_delta(a, b, 0.5, *hybrid)
-    assert left.shape[1] == k * r + hybrid_r and factors.relative_error(left, right, delta) < 1e-6
+    delta = reference.delta(a, b, 0.5, *hybrid)
+    assert left.shape[1] == k * r + hybrid_r
+    np.testing.assert_allclose(left.astype("float64") @ right, delta, rtol=1e-5, atol=1e-5)
     sigma = np.linalg.svd(delta, compute_uv=False)
     small_left, small_right, _kept, _ = factors.truncate(left, right, rank=keep)
     optimum = np.sqrt((sigma[keep:] ** 2).sum() / (sigma**2).sum())
     assert small_left.shape[1] == keep
-    assert factors.relative_error(small_left, small_right, delta) == pytest.approx(optimum, rel=1e-4, abs=1e-6)
+    error = factors.relative_error(small_left, small_right, left, right)  # from the factors: no [in, out] matrix
+    dense = np.linalg.norm(small_left.astype("float64") @ small_right - delta) / np.linalg.norm(delta)
+    assert error == pytest.approx(optimum, rel=1e-4, abs=1e-6) and error == pytest.approx(dense, rel=1e-4, abs=1e-6)
+    assert factors.relative_error(left, right, left, right) < 1e-6
     energy = float(rng.uniform(0.05, 1.0))
     assert factors.truncate(left, right, energy=energy)[0].shape[1] == min(
         _find_cutoff_index(torch.tensor(sigma), energy), sigma.size

@@ -3,15 +3,16 @@
 Also PEFT's own rule for `rank_pattern` / `alpha_pattern` keys: each key is
 a regular expression, and the first key `key` for which
 `re.match(rf"(.*\\.)?({key})$", module)` matches gives the module's value
-(`peft.utils.other.get_pattern_key`, peft 0.18-0.21).
+(`peft.utils.other.get_pattern_key`, peft 0.18-0.21), matched in linear time
+(`pattern_keys.py`): a key from a file cannot hang the load.
 """
 
 import math
-import re
 
 from keras_gralora import inject
 from keras_gralora.interop import tensors
 from keras_gralora.interop.peft_files import DTYPES
+from keras_gralora.pattern_keys import key_matcher
 
 
 def pattern_value(config, field, module, default, where):
@@ -20,14 +21,8 @@ def pattern_value(config, field, module, default, where):
     if not isinstance(patterns, dict):
         raise ValueError(f"{where}: {field} must map regular expressions to values, got {patterns!r}.")
     for key, value in patterns.items():
-        try:
-            if re.match(rf"(.*\.)?({key})$", module):
-                return value
-        except re.error as error:
-            raise ValueError(
-                f"{where}: {field} key {key!r} is not a regular expression ({error}); PEFT reads "
-                "its keys as regular expressions over module names."
-            ) from error
+        if key_matcher(key, r"\.", where, field)(module):
+            return value
     return default
 
 

@@ -7,8 +7,13 @@ under the same keys (`bias="gralora_only"` becomes LoRA's `"lora_only"`).
 """
 
 import math
+import os
 
+from keras_gralora import files
 from keras_gralora.interop import factors, lora_files, peft_files, runtimes
+
+MAX_BYTES_PER_INPUT_BYTE = 64  # the exact LoRA of gralora_k=k is about k times the GraLoRA file, plus padding
+MIN_BYTES = 2**30
 
 ADAPTER_TENSORS = ("gralora_A", "gralora_B", "gralora_A_general.weight", "gralora_B_general.weight")
 CARRIED_FIELDS = (
@@ -26,14 +31,23 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
 
     `rank` and `runtime` as for `save_lora_adapter`; `progress` wraps the
     iteration over modules (e.g. `tqdm.tqdm`). Nothing is written when a
-    check fails.
+    check fails: the config is read as `load_peft_adapter` reads it (PEFT's
+    layout or the GraLoRA authors'), `target` may not be, hold or lie in
+    `source`, ranks are bounded by each module's `min(in, out)`, and the
+    memory the conversion needs by `MAX_BYTES_PER_INPUT_BYTE` times the
+    weights file's size (at least `MIN_BYTES`).
     """
     where = "convert"
     lora_files.check_rank(rank, where)
     profile = runtimes.runtime(runtime, where)
     directory = peft_files.Directory(source, where)
+    files.check_apart(directory.directory, target, where)
+    files.check_directory_target(target, where)
     config = _config(directory, where)
     modules, extras = _grouped(directory, config, where)
+    shapes = {module: _matrix_shape(directory, found) for module, found in modules.items()}
+    lora_files.check_rank_fits(rank, shapes, where)
+    _check_memory(directory, config, shapes, rank, profile, where)
     arrays = directory.load()
     factored = {}
     for module in progress(sorted(modules)):
@@ -42,13 +56,7 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
             (found["gralora_A_general.weight"].T, found["gralora_B_general.weight"].T) if config["hybrid_r"] else ()
         )
         scale = config["alpha"] / (config["r"] + config["hybrid_r"])
-        left, right = factors.gralora_factors(found["gralora_A"], found["gralora_B"], scale, *hybrid)
-        factored[module] = (
-            module,
-            left,
-            right,
-            factors.gralora_delta(found["gralora_A"], found["gralora_B"], scale, *hybrid),
-        )
+        factored[module] = (module, *factors.gralora_factors(found["gralora_A"], found["gralora_B"], scale, *hybrid))
     described = (
         [f"{len([k for k in extras if k.endswith('bias')])} trained biases"]
         if config.get("bias", "none") != "none" and extras
@@ -60,8 +68,32 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
     return lora_files.write(target, rows, lora_arrays, {key: arrays[key] for key in extras}, base, where)
 
 
+def _matrix_shape(directory, found):
+    a, b = (directory.declared[found[tensor]][0] for tensor in ("gralora_A", "gralora_B"))
+    return a[0] * a[1], b[0] * b[2]
+
+
+def _check_memory(directory, config, shapes, rank, profile, where):
+    """Refuses a conversion whose factors would need far more memory than its file holds (a huge `gralora_k`)."""
+    exact = config["gralora_k"] * config["r"] + config["hybrid_r"]
+    chosen = {module: min(exact, rank) if isinstance(rank, int) else exact for module in shapes}
+    written = runtimes.served_ranks(profile, chosen, [], where)  # the runtime's padding; its rules, early
+    largest = max(n_in + n_out for n_in, n_out in shapes.values())
+    # float32 factors and their safetensors bytes, plus one module's float64 working copies (QR, truncation)
+    needed = 2 * 4 * sum(written[m] * (n_in + n_out) for m, (n_in, n_out) in shapes.items()) + 3 * 8 * exact * largest
+    file_size = os.path.getsize(os.path.join(directory.directory, peft_files.WEIGHTS_FILE))
+    allowed = max(MIN_BYTES, MAX_BYTES_PER_INPUT_BYTE * file_size)
+    if needed > allowed:
+        raise ValueError(
+            f"{where}: '{directory.directory}' would need about {needed / 2**30:.1f} GiB to convert (gralora_k="
+            f"{config['gralora_k']}, r={config['r']}: LoRA rank {exact} over {len(shapes)} modules, the largest "
+            f"{largest} features wide), over {MAX_BYTES_PER_INPUT_BYTE} times its {file_size / 2**20:.1f} MiB of "
+            "weights. GraLoRA uses gralora_k of 2 to 4; a directory asking for this much is refused."
+        )
+
+
 def _config(directory, where):
-    config = {**peft_files.PEFT_DEFAULTS["GRALORA"], **directory.config}
+    config = peft_files.as_peft_config(directory.config, where)
     if config.get("peft_type") != "GRALORA":
         raise ValueError(
             f"{where}: '{directory.directory}' is a {config.get('peft_type')!r} adapter; convert reads "

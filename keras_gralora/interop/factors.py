@@ -9,7 +9,7 @@ per slice of the other axes on that side, e.g. `heads * r`).
 
 `truncate` gives the best rank-`t` approximation of `a @ b` (Eckart-Young)
 from a QR of each factor and an SVD of the small `R x R` core, never of
-the `[in, out]` matrix. Factors are `a` `[in, R]` and `b` `[R, out]` with
+the `[in, out]` matrix; `relative_error` measures it the same way. Factors are `a` `[in, R]` and `b` `[R, out]` with
 the adapter's scale in `b`, so `a @ b` is the update (PEFT's `lora_A` is
 `a.T`, `lora_B` is `b.T`, with `lora_alpha = R`).
 
@@ -46,18 +46,6 @@ def gralora_factors(a, b, scale, hybrid_a=None, hybrid_b=None):
         left = np.concatenate([left, np.asarray(hybrid_a, np.float32)], axis=1)
         right = np.concatenate([right, np.asarray(hybrid_b, np.float32) * np.float32(scale)], axis=0)
     return left, right
-
-
-def gralora_delta(a, b, scale, hybrid_a=None, hybrid_b=None):
-    """The update as an `[in, out]` matrix, float64, by the block einsum (an independent check of the factors)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
-    cells = np.einsum("aijs,jaso->aijo", a.reshape(k, block_in, k, s), b.reshape(k, k, s, block_out))
-    delta = cells.reshape(k * block_in, k * block_out)
-    if hybrid_a is not None:
-        delta = delta + np.asarray(hybrid_a, np.float64) @ np.asarray(hybrid_b, np.float64)
-    return scale * delta
 
 
 def keras_lora_factors(lora_a, lora_b, scale, kernel_axes, in_axes):
@@ -126,11 +114,25 @@ def pad(left, right, rank):
     )
 
 
-def relative_error(left, right, delta):
-    """`||left @ right - delta||_F / ||delta||_F` in float64 (0 when both are zero)."""
-    delta = np.asarray(delta, np.float64)
-    difference = np.linalg.norm(np.asarray(left, np.float64) @ np.asarray(right, np.float64) - delta)
-    norm = np.linalg.norm(delta)
+def relative_error(left, right, exact_left, exact_right):
+    """`||left @ right - exact_left @ exact_right||_F / ||exact_left @ exact_right||_F` (0 when both are zero).
+
+    Never forms an `[in, out]` matrix: the difference is itself a product of
+    factors, `[left, exact_left] @ [right; -exact_right]`, and `frobenius`
+    takes its norm from their small QR factor. Memory `O((in + out) * R)`.
+    """
+    difference = frobenius(
+        np.concatenate([left, exact_left], axis=1), np.concatenate([right, -np.asarray(exact_right)], axis=0)
+    )
+    norm = frobenius(exact_left, exact_right)
     if norm == 0:
         return 0.0 if difference == 0 else float("inf")
     return float(difference / norm)
+
+
+def frobenius(left, right):
+    """`||left @ right||_F` in float64 from `R @ right`, `R` the triangular factor of `left`'s QR."""
+    left, right = np.asarray(left, np.float64), np.asarray(right, np.float64)
+    if left.shape[0] > right.shape[1]:  # take the QR on the shorter side
+        left, right = right.T, left.T
+    return float(np.linalg.norm(np.linalg.qr(left, mode="r") @ right))

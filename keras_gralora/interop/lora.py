@@ -43,14 +43,15 @@ def lora_factors(
 
     Returns:
         `a @ b` is the scaled update as the `[in, out]` matrix (the scale is
-        in `b`); `error` is `||a @ b - delta||_F / ||delta||_F` against the
-        layer's own delta (`delta_matrix()`, in the kernel's axis order
-        `delta_kernel()`).
+        in `b`; it equals `delta_matrix()`); `error` is
+        `||a @ b - delta||_F / ||delta||_F` against the exact update,
+        computed from the factors (no `[in, out]` matrix is formed).
 
     Raises:
         ValueError: A layer with neither GraLoRA nor Keras LoRA, an unknown
-            adapter, a bad rank (named with its value), or non-finite
-            adapter weights.
+            adapter, a bad rank (named with its value; an integer rank
+            above the layer's `min(in, out)` too), or non-finite adapter
+            weights.
 
     Examples:
         >>> import keras, keras_gralora
@@ -64,25 +65,30 @@ def lora_factors(
     """
     where = f"lora_factors: layer '{getattr(layer, 'path', layer)}'"
     lora_files.check_rank(rank, where)
-    left, right, delta = _exact(layer, adapter_name, where)
+    _check_has_lora(layer, where)
+    lora_files.check_rank_fits(rank, {layer.path: inject.matrix_shape(layer)}, where)
+    left, right = _exact(layer, adapter_name, where)
     a, b = lora_files.at_rank(left, right, rank, where)
-    return a, b, factors.relative_error(a, b, delta)
+    return a, b, factors.relative_error(a, b, left, right)
+
+
+def _check_has_lora(layer, where):
+    if not isinstance(layer, GraLoRAAdapter) and not (
+        getattr(layer, "lora_enabled", False) and hasattr(layer, "lora_kernel_a")
+    ):
+        raise ValueError(f"{where} ({type(layer).__name__}) has neither a GraLoRA adapter nor Keras' LoRA enabled.")
 
 
 def _exact(layer, adapter_name, where):
-    """`(left, right, delta)`: the exact factors and the layer's own `[in, out]` delta."""
+    """`(left, right)`: the exact factors of the layer's update, from its adapter's own blocks."""
+    _check_has_lora(layer, where)
     if isinstance(layer, GraLoRAAdapter):
         adapter = layer.adapter(adapter_name)
         a, b, scale, *hybrid = (to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
-        left, right = factors.gralora_factors(a, b, scale, *hybrid)
-        return left, right, to_numpy(layer.delta_matrix(adapter_name))
-    if getattr(layer, "lora_enabled", False) and hasattr(layer, "lora_kernel_a"):
-        kernel_axes, in_axes = _kernel_axes(layer, where)
-        lora_a, lora_b = (to_numpy(v) for v in (layer.lora_kernel_a, layer.lora_kernel_b))
-        scale = layer.lora_alpha / layer.lora_rank
-        left, right = factors.keras_lora_factors(lora_a, lora_b, scale, kernel_axes, in_axes)
-        return left, right, _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes)
-    raise ValueError(f"{where} ({type(layer).__name__}) has neither a GraLoRA adapter nor Keras' LoRA enabled.")
+        return factors.gralora_factors(a, b, scale, *hybrid)
+    kernel_axes, in_axes = _kernel_axes(layer, where)
+    lora_a, lora_b = (to_numpy(v) for v in (layer.lora_kernel_a, layer.lora_kernel_b))
+    return factors.keras_lora_factors(lora_a, lora_b, layer.lora_alpha / layer.lora_rank, kernel_axes, in_axes)
 
 
 def _kernel_axes(layer, where):
@@ -95,14 +101,6 @@ def _kernel_axes(layer, where):
         return "io", "i"
     layout = ProjectionLayout.of(layer)
     return layout.kernel_axes, layout.in_axes
-
-
-def _keras_lora_delta(lora_a, lora_b, scale, kernel_axes, in_axes):
-    """Keras' own delta (`scale * lora_a @ lora_b` in the kernel's shape) as the `[in, out]` matrix."""
-    kernel = scale * np.tensordot(np.asarray(lora_a, np.float64), np.asarray(lora_b, np.float64), axes=1)
-    order = [kernel_axes.index(c) for c in in_axes] + [i for i, c in enumerate(kernel_axes) if c not in in_axes]
-    n_in = int(np.prod([kernel.shape[kernel_axes.index(c)] for c in in_axes]))
-    return np.transpose(kernel, order).reshape(n_in, -1)
 
 
 def save_lora_adapter(
@@ -171,6 +169,7 @@ def save_lora_adapter(
     if class_name is None:
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
     layers, base, extra_arrays, extras = _source(model, adapter_name, architecture, class_name, where)
+    lora_files.check_rank_fits(rank, {layer.path: inject.matrix_shape(layer) for layer in layers}, where)
     modules, fused = {}, {}
     for layer in layers:
         exact = _exact(layer, adapter_name, f"{where}: layer '{layer.path}'")
@@ -193,7 +192,7 @@ def save_lora_adapter(
 
 
 def _fused(group, layers_by_path):
-    """`(label, left, right, delta)` of one LoRA of a fused module from its parts' exact factors (GPT-2's c_attn).
+    """`(label, left, right)` of one LoRA of a fused module from its parts' exact factors (GPT-2's c_attn).
 
     The lefts side by side; each part's right in its own columns (zero for a part without the adapter).
     """
@@ -202,13 +201,11 @@ def _fused(group, layers_by_path):
     parts = sorted(group["parts"].items())
     left = np.concatenate([exact[0] for _, exact in parts], axis=1)
     right = np.zeros((left.shape[1], starts[-1]), np.float32)
-    delta = np.zeros((left.shape[0], starts[-1]), np.float32)
     row = 0
-    for index, (part_left, part_right, part_delta) in parts:
+    for index, (part_left, part_right) in parts:
         right[row : row + part_left.shape[1], starts[index] : starts[index + 1]] = part_right
-        delta[:, starts[index] : starts[index + 1]] = part_delta
         row += part_left.shape[1]
-    return "+".join(group["paths"]), left, right, delta
+    return "+".join(group["paths"]), left, right
 
 
 def _out_width(layers_by_path, path, parts, index):

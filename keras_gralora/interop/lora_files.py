@@ -27,7 +27,8 @@ class ConvertedModule:
         layer: Where it came from (a Keras layer path, or the module name).
         exact_rank: The rank of the exact factors (`k * r + hybrid_r` for GraLoRA).
         rank: The rank written (truncated, or padded with zeros for a runtime).
-        error: `||lora_B @ lora_A - delta||_F / ||delta||_F` of what is written.
+        error: `||lora_B @ lora_A - delta||_F / ||delta||_F` of what is written
+            (`delta`: the exact update, from the adapter's own blocks).
     """
 
     module: str
@@ -49,6 +50,22 @@ def check_rank(rank, where):
     )
 
 
+def check_rank_fits(rank, shapes, where):
+    """Raises `ValueError` for an integer `rank` above a module's `min(in, out)` (`shapes`: `{label: (in, out)}`).
+
+    A matrix has no rank above that: zero padding beyond it only makes the files and the runtime's buffers larger.
+    """
+    if rank is None or isinstance(rank, float) or not shapes:
+        return
+    label, (n_in, n_out) = min(shapes.items(), key=lambda item: min(item[1]))
+    if rank > min(n_in, n_out):
+        raise ValueError(
+            f"{where}: rank={rank} is above the rank any update of '{label}' can have ({n_in} -> {n_out} "
+            f"features: at most {min(n_in, n_out)}). Pass rank <= {min(n_in, n_out)}, or None for the exact rank; "
+            "a runtime's padding is added by runtime=."
+        )
+
+
 def at_rank(left, right, rank, where):
     """Exact factors at `rank` (see `check_rank`): truncated by `factors.truncate`, or padded with zeros."""
     if not (np.isfinite(left).all() and np.isfinite(right).all()):
@@ -66,23 +83,20 @@ def convert(modules, rank, profile, extras, where):
     """`(rows, arrays)`: each module's LoRA factors at the rank chosen, checked against `profile`.
 
     Args:
-        modules: `{module: (layer label, left [in, R], right [R, out], delta [in, out])}`.
+        modules: `{module: (layer label, left [in, R], right [R, out])}`, the exact factors.
         rank: `None`, an int or an energy fraction (see `check_rank`).
         profile: A `runtimes.Runtime`, or `None`.
         extras: What else the directory holds, for the runtime's rule.
     """
     chosen = {
-        module: at_rank(left, right, rank, f"{where}: '{layer}'") for module, (layer, left, right, _) in modules.items()
+        module: at_rank(left, right, rank, f"{where}: '{layer}'") for module, (layer, left, right) in modules.items()
     }
     served = runtimes.served_ranks(profile, {m: f[0].shape[1] for m, f in chosen.items()}, extras, where)
     rows, arrays = [], {}
-    for module, (layer, exact_left, _, delta) in modules.items():
+    for module, (layer, exact_left, exact_right) in modules.items():
         left, right = factors.pad(*chosen[module], served[module])
-        rows.append(
-            ConvertedModule(
-                module, layer, exact_left.shape[1], served[module], factors.relative_error(left, right, delta)
-            )
-        )
+        error = factors.relative_error(*chosen[module], exact_left, exact_right)  # zero padding changes nothing
+        rows.append(ConvertedModule(module, layer, exact_left.shape[1], served[module], error))
         arrays[f"{PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(left.T)
         arrays[f"{PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(right.T)
     return rows, arrays
@@ -106,7 +120,7 @@ def document(rows, base):
         "alpha_pattern": dict(patterns),
         "target_modules": sorted(ranks),
         "lora_dropout": 0.0,
-        "bias": LORA_BIAS[base.get("bias", "none")],
+        "bias": LORA_BIAS[base.get("bias") or "none"],
         "modules_to_save": base.get("modules_to_save") or None,
         "fan_in_fan_out": base.get("fan_in_fan_out", False),
         "init_lora_weights": True,

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from keras_gralora import files
+from keras_gralora.interop import authors
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."  # every tensor key starts so: `base_model.model.<module>.<tensor>`
@@ -25,6 +26,17 @@ PEFT_DEFAULTS = {  # what PEFT's configs use for a field adapter_config.json lea
     "GRALORA": {"r": 32, "gralora_k": 2, "hybrid_r": 0, "alpha": 64},
     "LORA": {"r": 8, "lora_alpha": 8},
 }
+
+
+def as_peft_config(config, where):
+    """A directory's `adapter_config.json` as PEFT's, what every reader of directories uses.
+
+    The GraLoRA authors' layout (`gralora_alpha`, `r` counting `hybrid_r`) is read as PEFT's with the same
+    math (`authors.py`), and the fields a config leaves out get PEFT's defaults.
+    """
+    if authors.is_theirs(config):
+        config = authors.as_peft(config, where)
+    return {**PEFT_DEFAULTS.get(config.get("peft_type"), {}), **config}
 
 
 class Directory:
@@ -60,6 +72,11 @@ class Directory:
         path = os.path.join(self.directory, CONFIG_FILE)
         try:
             config = json.loads(self.config_bytes)
+        except RecursionError:
+            raise ValueError(
+                f"{self.where}: '{path}' nests its JSON too deeply to read; a PEFT config is a flat object of "
+                "settings. Write it again with PEFT's `save_pretrained` or `save_peft_adapter`."
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"{self.where}: '{path}' is not JSON ({error}). Write it again with PEFT's "
@@ -123,4 +140,4 @@ def write(directory, document, arrays, where):
         for name, content in ((WEIGHTS_FILE, data), (CONFIG_FILE, text)):
             with open(os.path.join(tmp, name), "wb") as f:
                 f.write(content)
-            files.keep_mode(os.path.join(directory, name), os.path.join(tmp, name))
+            files.keep_mode(os.path.join(directory, name), os.path.join(tmp, name), where)

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.config import GraLoRAConfig
-from keras_gralora.interop import authors, checks, fused, names, peft_files, tensors
+from keras_gralora.interop import checks, fused, names, peft_files, tensors
 
 PREFIX = peft_files.PREFIX
 GRALORA_TENSORS = {
@@ -43,9 +43,7 @@ def file_adapter(model, architecture, source, name, where):
             f"{where}: PEFT type {peft_type!r} is not read by keras_gralora; it reads 'GRALORA' and 'LORA' "
             "(plain LoRA loads as GraLoRA with k=1)."
         )
-    if authors.is_theirs(config):  # SqueezeBits/GraLoRA's own checkpoints
-        config = authors.as_peft(config, where)
-    config = {**peft_files.PEFT_DEFAULTS[peft_type], **config}
+    config = peft_files.as_peft_config(config, where)  # the GraLoRA authors' layout too
     if config.get("fan_in_fan_out") and not architecture.fan_in_fan_out:
         raise ValueError(
             f"{where}: fan_in_fan_out=True (Conv1D modules, as GPT-2's) but {architecture.name}'s "

@@ -57,17 +57,31 @@ class following:
 
 
 def current(layer):
-    """The route `layer`'s call follows in this thread, or `None`."""
-    stack = getattr(_LOCAL, "stack", None)
-    route = stack[-1] if stack else None
-    return route if route is not None and id(layer) in route.layers else None
+    """The route `layer`'s call follows in this thread: the innermost entered that covers it, or `None`.
+
+    Routings over different models nest, each applying to its own model's layers; a `following(None)` (a
+    compiled step traced without rows) hides every route entered outside it.
+    """
+    for route in reversed(getattr(_LOCAL, "stack", ())):
+        if route is None:
+            return None
+        if id(layer) in route.layers:
+            return route
+    return None
 
 
 def entered(layer_ids):
-    """The routes entered in this thread that include any of `layer_ids` (`None`: any), innermost first."""
-    return [
-        route for route in reversed(_stack()) if route is not None and (layer_ids is None or route.layers & layer_ids)
-    ]
+    """The routes entered in this thread that include any of `layer_ids` (`None`: any), innermost first.
+
+    As `current`, a `following(None)` hides the routes entered outside it.
+    """
+    found = []
+    for route in reversed(_stack()):
+        if route is None:
+            break
+        if layer_ids is None or route.layers & layer_ids:
+            found.append(route)
+    return found
 
 
 def check_routable(layer):
@@ -98,6 +112,9 @@ def routed_output(layer, x, route, training):
     lead = tuple(ops.shape(x)[:-1])
     adapters = list(layer._gralora.adapters.values())
     in_features = adapters[0].variables[0].shape[0] * adapters[0].variables[0].shape[1]
+    if x.shape[0] == 0:  # an empty batch routes to nothing (and its reshapes below could not infer a size)
+        b = adapters[0].variables[1]
+        return ops.zeros(lead + (b.shape[0] * b.shape[2],), ADAPTER_DTYPE)
     x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (ops.shape(x)[0], -1, in_features))
     y = None
     for members in _groups(adapters, route.slots):
@@ -120,10 +137,11 @@ def _group_output(x, route, members):
     """Rows whose adapter is in `members` through it; zero for the other rows."""
     rows = _rows_of(route, members)
     weights = [[adapter.variables[i].value for _, adapter in members] for i in range(len(members[0][1].variables))]
-    if rows.known is not None:  # rows known in Python: each row's weights stacked directly, one op
+    if rows.known is not None and len(rows.known):  # rows known in Python: each row's weights stacked, one op
         gathered = [ops.stack([values[row] for row in rows.known]) for values in weights]
-    else:
-        gathered = [ops.take(ops.stack(values), rows.pick, axis=0) for values in weights]
+    else:  # a compiled step's rows, or an empty batch
+        pick = rows.pick if rows.known is None else _tensor(rows.known)
+        gathered = [ops.take(ops.stack(values), pick, axis=0) for values in weights]
     y = gralora_ops.routed_block_forward(x, *gathered[:2], _tensor(rows.scale), *gathered[2:])
     return y if rows.present is None else ops.where(_tensor(rows.present), y, 0.0)
 
