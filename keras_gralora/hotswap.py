@@ -111,9 +111,8 @@ def hotswap_adapter(
         ValueError: The source adapts layers the slot lacks, has another
             `k`, a larger rank or hybrid rank than the slot, trained biases
             or `modules_to_save`, or is not an adapter file or directory;
-            the adapter is merged; a call inside `disable_gralora`,
-            `adapter_routing` or a forward pass of this thread; nothing
-            changes.
+            the adapter is merged; a call inside `disable_gralora` or a
+            forward pass of this thread; nothing changes.
         FileNotFoundError: `source` does not exist.
 
     Examples:
@@ -132,8 +131,11 @@ def hotswap_adapter(
         ['query']
     """
     where = "hotswap_adapter"
+    SWAP_LOCK.check_outside_passes(where)
     adapters.check_names(model, [adapter_name], where)
-    inject.check_enabled(model, where)  # inside `disable_gralora`, its exit would put the old merged kernel back
+    # Inside `disable_gralora` its exit would put the old merged kernel back. Inside `adapter_routing` a swap
+    # is allowed: it changes values only, which routed calls read afresh (slots, shapes and scales stay).
+    inject.check_not_disabled(model, where)
     if merged := [layer.path for layer in _holders(model, adapter_name) if adapter_name in layer.merged_adapters]:
         raise ValueError(f"{where}: adapter {adapter_name!r} is merged into {merged[:3]}; unmerge first.")
     if os.path.isdir(source):

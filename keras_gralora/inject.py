@@ -292,6 +292,12 @@ def check_enabled(model, where, layers=None):
     """
     layers = adapted_layers(model) if layers is None else layers
     check_not_routed(model, where, layers)
+    check_not_disabled(model, where, layers)
+
+
+def check_not_disabled(model, where, layers=None):
+    """Raises `ValueError` inside `disable_gralora(model)` (the part of `check_enabled` a hot-swap needs)."""
+    layers = adapted_layers(model) if layers is None else layers
     if disabled := [layer.path for layer in layers if not layer._gralora.enabled]:
         raise ValueError(
             f"{where}: model '{model.name}' is inside `disable_gralora()` (adapters off on {disabled[:3]}...), "

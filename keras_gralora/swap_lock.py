@@ -38,13 +38,17 @@ class SwapLock:
         """Context manager held by a forward pass."""
         return _Reading(self)
 
-    def writing(self, where):
-        """Context manager held by a swap; `where` names the caller in the error for a swap inside a pass."""
+    def check_outside_passes(self, where):
+        """Raises `ValueError` in a thread inside a pass: a swap there would wait for itself."""
         if self.depth():
             raise ValueError(
                 f"{where}: called inside a forward pass, predict or generate of this thread (a callback?); the "
                 "swap would wait for that pass to end. Swap between calls, or from another thread."
             )
+
+    def writing(self, where):
+        """Context manager held by a swap; `where` names the caller in the error for a swap inside a pass."""
+        self.check_outside_passes(where)
         return _Writing(self)
 
 

@@ -1,5 +1,8 @@
 """Hot-swapping adapters into compiled predict and generate, and routed generate, with no new trace."""
 
+import sys
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -164,3 +167,90 @@ def test_routed_generate_and_hot_swaps_from_a_file_and_a_peft_directory_without_
     with pytest.raises(ValueError, match="3 adapter names for 4 prompts"):
         with keras_gralora.adapter_routing(backbone, names[:3]):
             routed(names)
+
+
+def two_versions(model, tmp_path, name="a"):
+    """Files holding two trainings of adapter `name` (the model keeps the second); their outputs on `x`."""
+    paths = []
+    for seed in (1, 2):
+        randomize(model, scale=0.5, seed=seed, adapter=f"_{name}")
+        paths.append(str(tmp_path / f"v{seed}.gralora.weights.h5"))
+        keras_gralora.save_gralora_weights(model, paths[-1], adapter_names=name)
+    return paths
+
+
+@pytest.fixture
+def interleaving():
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside every call
+    yield
+    sys.setswitchinterval(interval)
+
+
+@pytest.mark.parametrize("serve", ["call", "predict"])
+def test_a_hotswap_beside_serving_threads_is_all_or_nothing(tmp_path, serve, interleaving):
+    """Passes in other threads see the old adapter or the new one, never a mix; no pass or swap fails.
+
+    One thread predicts (jax's `predict` takes the model's variables out while it runs, so Keras itself
+    cannot run two at once on one model); three call the model eagerly.
+    """
+    model = layouts_model()
+    keras_gralora.set_active_adapters(model, "a")
+    paths = two_versions(model, tmp_path)
+    x = random_input((4, 5, 16))
+    expected = []
+    for path in paths:
+        keras_gralora.hotswap_adapter(model, path, "a")
+        expected.append(to_numpy(model(x)))
+    assert np.abs(expected[0] - expected[1]).max() > 1e-2
+    wrong, failures, done = [], [], threading.Event()
+
+    def one_pass():
+        return model.predict(x, verbose=0) if serve == "predict" else to_numpy(model(x))
+
+    def client():
+        try:
+            while not done.is_set():
+                out = one_pass()
+                if not any(np.allclose(out, want, rtol=1e-5, atol=1e-5) for want in expected):
+                    wrong.append(min(np.abs(out - want).max() for want in expected))
+        except Exception as error:  # reported below, with the swaps'
+            failures.append(repr(error))
+
+    clients = [threading.Thread(target=client) for _ in range(1 if serve == "predict" else 3)]
+    for thread in clients:
+        thread.start()
+    try:
+        for i in range(12):
+            keras_gralora.hotswap_adapter(model, paths[i % 2], "a")
+    finally:
+        done.set()
+        for thread in clients:
+            thread.join()
+    assert (wrong, failures) == ([], [])
+    np.testing.assert_allclose(to_numpy(model(x)), expected[1], rtol=1e-5, atol=1e-5)  # the last swap holds
+
+
+def test_a_hotswap_inside_disable_gralora_or_a_pass_is_refused_and_a_missing_source_named(tmp_path):
+    model = layouts_model()
+    path = two_versions(model, tmp_path)[0]
+    keras_gralora.merge_gralora(model, ["a"])
+    kernels = {v.path: to_numpy(v) for v in model.weights if v.path.endswith("kernel")}
+    before = snapshot(model)
+    with keras_gralora.disable_gralora(model):  # on exit it puts the old merged kernel back
+        with pytest.raises(ValueError, match="inside `disable_gralora\\(\\)`"):
+            keras_gralora.hotswap_adapter(model, path, "a")
+    assert_unchanged(model, before)
+    keras_gralora.unmerge_gralora(model)
+    keras_gralora.merge_gralora(model, ["a"])
+    for v in model.weights:  # the base was not corrupted: merging again gives the same merged kernels
+        if v.path in kernels:
+            np.testing.assert_allclose(to_numpy(v), kernels[v.path], rtol=1e-6, atol=1e-6)
+    keras_gralora.unmerge_gralora(model)
+    swapping = keras.callbacks.LambdaCallback(
+        on_predict_batch_end=lambda *_, **__: keras_gralora.hotswap_adapter(model, path)
+    )
+    with pytest.raises(ValueError, match="inside a forward pass, predict or generate of this thread"):
+        model.predict(random_input((2, 5, 16)), verbose=0, callbacks=[swapping])
+    with pytest.raises(FileNotFoundError, match="'missing-dir/' does not exist; the source is a `.weights.h5`"):
+        keras_gralora.hotswap_adapter(model, "missing-dir/", "a")

@@ -205,3 +205,32 @@ def test_a_task_with_a_preprocessor_routes_raw_strings_in_predict():
     want = alone(backbone, names, np.array(texts), lambda t: classifier.predict(list(t), verbose=0))
     with keras_gralora.adapter_routing(backbone, names):
         np.testing.assert_allclose(classifier.predict(texts, batch_size=2, verbose=0), want, rtol=1e-5, atol=1e-5)
+
+
+def test_nested_routings_over_two_models_each_route_their_own_model():
+    outer, inner = layouts_model(), layouts_model()
+    x = random_input((3, 5, 16))
+    names = {id(outer): ["a", "b", BASE], id(inner): ["c", BASE, "a"]}
+    want = {id(m): alone(m, names[id(m)], x, m) for m in (outer, inner)}
+    with keras_gralora.adapter_routing(outer, names[id(outer)]):
+        with keras_gralora.adapter_routing(inner, names[id(inner)]):
+            for model in (outer, inner):
+                np.testing.assert_allclose(to_numpy(model(x)), want[id(model)], rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(model.predict(x, verbose=0), want[id(model)], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(outer(x)), want[id(outer)], rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="is inside adapter_routing"):  # the same model twice: refused
+            keras_gralora.adapter_routing(outer, ["b", "b", "b"]).__enter__()
+
+
+def test_an_empty_batch_routes_and_base_is_no_adapter_name():
+    model = layouts_model()
+    empty = random_input((0, 5, 16))
+    with keras_gralora.adapter_routing(model, []) as routing:
+        assert routing.names == [] and tuple(model(empty).shape) == (0, 5, 8)
+    for make in (
+        lambda: keras_gralora.enable_gralora(model, r=2, k=2, adapter_name=BASE),
+        lambda: model.get_layer("dense").add_adapter(BASE, keras_gralora.GraLoRAConfig(r=2, k=2)),
+    ):
+        with pytest.raises(ValueError, match="adapter_name='__base__' is reserved: `adapter_routing` reads it"):
+            make()
+    assert keras_gralora.adapter_names(model) == ["a", "b", "c"]
