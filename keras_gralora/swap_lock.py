@@ -112,7 +112,7 @@ def reading(method):
         with _Reading(SWAP_LOCK):
             return method(self, *args, **kwargs)
 
-    method_reading._gralora_guard = True
+    method_reading._gralora_guard = method_reading._gralora_swap_lock = True
     method_reading.__wrapped__ = method
     method_reading.__name__, method_reading.__doc__ = method.__name__, method.__doc__
     return method_reading
