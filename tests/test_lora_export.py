@@ -129,8 +129,11 @@ def test_every_runtime_rule_is_refused_before_anything_is_written(checkpoints, t
         with pytest.raises(ValueError, match=message):
             keras_gralora.save_lora_adapter(model, tmp_path / "out", **kwargs)
         assert listing(tmp_path / "out") == before
-    rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "out", rank=512, runtime="vllm")  # the fix
-    assert {row.rank for row in rows} == {512} and max(row.error for row in rows) < 1e-6  # its true rank is 16
+    with pytest.raises(ValueError, match=r"rank=512 is above the rank any update of .* can have \(16 -> 16"):
+        keras_gralora.save_lora_adapter(backbone, tmp_path / "out", rank=512, runtime="vllm")
+    assert listing(tmp_path / "out") == before
+    rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "out", rank=16, runtime="vllm")  # the fix
+    assert {row.rank for row in rows} == {16} and max(row.error for row in rows) < 1e-6  # its true rank is 16
     plain = backbone_of("llama", checkpoints["llama"])
     with pytest.raises(ValueError, match="no GraLoRA adapter and no layer with Keras' LoRA"):
         keras_gralora.save_lora_adapter(plain, tmp_path / "plain")
@@ -171,7 +174,7 @@ def test_the_command_line_converts_a_directory_peft_wrote(checkpoints, tmp_path)
     done = convert(tmp_path / "lora", tmp_path / "small")  # a LoRA directory is no GraLoRA one
     assert done.returncode == 2 and "is a 'LORA' adapter; convert reads PEFT GraLoRA" in done.stderr
     done = convert(tmp_path / "gralora", tmp_path / "small", "--rank", "600", "--runtime", "vllm")
-    assert done.returncode == 2 and "vLLM serves ranks up to 512" in done.stderr
+    assert done.returncode == 2 and "rank=600 is above the rank any update of" in done.stderr
     assert listing(tmp_path / "small") == before
 
 
