@@ -26,11 +26,17 @@ def parser():
     rank.add_argument("--rank", type=int, help="truncate every module to this rank (the best approximation)")
     rank.add_argument("--energy", type=float, help="keep the smallest rank reaching this fraction of the energy")
     command.add_argument("--runtime", choices=sorted(runtimes.RUNTIMES), help="check and pad for this runtime")
+    command.add_argument(
+        "--base",
+        metavar="HF_DIR",
+        help="the base model's transformers directory (its config.json): with --runtime llama.cpp, "
+        "OUT_DIR/adapter.gguf is written for it",
+    )
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs `python -m keras_gralora convert IN_DIR OUT_DIR [--rank R | --energy F] [--runtime NAME]`.
+    """Runs `python -m keras_gralora convert IN_DIR OUT_DIR [--rank R | --energy F] [--runtime NAME] [--base DIR]`.
 
     Args:
         argv: The arguments after `python -m keras_gralora` (default:
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             rank=args.rank if args.energy is None else args.energy,
             runtime=args.runtime,
             progress=_progress(),
+            base=args.base,
         )
     except (ValueError, OSError, RecursionError, MemoryError) as error:  # a refusal, the disk, the input's depth
         print(f"error: {_one_line(error)}", file=sys.stderr)

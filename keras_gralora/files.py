@@ -122,7 +122,8 @@ def write_bytes(target, data, where):
 def replacing_directory(target, where, owned):
     """Yields a temporary directory holding the old `target`'s files except `owned`; swaps it in on success.
 
-    The caller writes its files (`owned` names) into the yielded directory.
+    The caller writes its files (`owned` names) into the yielded directory; an owned name it does not write
+    (a file an earlier save wrote, such as `adapter.gguf`) is gone from the new directory.
     """
     target = check_directory_target(target, where)
     folder = _existing_folder(target, where)
@@ -134,8 +135,9 @@ def replacing_directory(target, where, owned):
             keep_mode(target, tmp, where)
         yield tmp
         with naming_errors(target, where):
-            for name in owned:
-                _fsync_path(os.path.join(tmp, name))
+            for name in owned:  # the caller's files; an owned name it did not write is absent from the new one
+                if os.path.exists(os.path.join(tmp, name)):
+                    _fsync_path(os.path.join(tmp, name))
             _fsync_path(tmp)
             if os.path.isdir(target):
                 _swap_or_replace_files(tmp, target, owned)
@@ -164,7 +166,10 @@ def _swap_or_replace_files(tmp, target, owned):
     if _exchange(tmp, target):
         return
     for name in owned:  # not atomic as a whole: readers detect a mix (the weights record the config's hash)
-        os.replace(os.path.join(tmp, name), os.path.join(target, name))
+        if os.path.exists(os.path.join(tmp, name)):
+            os.replace(os.path.join(tmp, name), os.path.join(target, name))
+        else:
+            _remove(os.path.join(target, name))
 
 
 def _exchange(a, b):

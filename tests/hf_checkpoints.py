@@ -18,12 +18,18 @@ ARCHITECTURES = {  # name: (config class and its settings, class written, module
     "mistral": (("MistralConfig", dict(num_key_value_heads=2)), "MistralForCausalLM", DECODER_TARGETS),
     "qwen2": (("Qwen2Config", dict(num_key_value_heads=2)), "Qwen2ForCausalLM", DECODER_TARGETS),
     "gemma": (("GemmaConfig", dict(num_key_value_heads=1, head_dim=8)), "GemmaForCausalLM", DECODER_TARGETS),
+    "gemma3": (
+        ("Gemma3TextConfig", dict(num_key_value_heads=1, head_dim=8, query_pre_attn_scalar=8, sliding_window=4)),
+        "Gemma3ForCausalLM",
+        DECODER_TARGETS,
+    ),
     "bert": (
         ("BertConfig", dict(max_position_embeddings=32, num_labels=3, hidden_act="gelu_pytorch_tanh")),
         "BertForSequenceClassification",
         ["query", "key", "value", "dense"],
     ),
-}  # BERT with the tanh GELU: KerasHub's BertBackbone always uses it (the real MiniLM has the exact one)
+}  # Gemma 3 with query_pre_attn_scalar = head_dim, as the real ones (KerasHub's converter scales queries by head_dim)
+# BERT with the tanh GELU: KerasHub's BertBackbone always uses it (the real MiniLM has the exact one)
 CONV1D = {  # transformers' Conv1D modules (fan_in_fan_out), and a fused c_attn that KerasHub splits
     "gpt2": (
         ("GPT2Config", dict(n_positions=32, activation_function="gelu_new")),

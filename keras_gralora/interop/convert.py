@@ -6,11 +6,12 @@ data is read; trained biases and `modules_to_save` weights are carried over
 under the same keys (`bias="gralora_only"` becomes LoRA's `"lora_only"`).
 """
 
+import json
 import math
 import os
 
 from keras_gralora import files
-from keras_gralora.interop import factors, lora_files, peft_files, runtimes
+from keras_gralora.interop import factors, gguf_adapter, lora_files, peft_files, runtimes
 
 MAX_BYTES_PER_INPUT_BYTE = 64  # the exact LoRA of gralora_k=k is about k times the GraLoRA file, plus padding
 MIN_BYTES = 2**30
@@ -26,7 +27,7 @@ CARRIED_FIELDS = (
 )
 
 
-def convert_directory(source, target, rank=None, runtime=None, progress=iter):
+def convert_directory(source, target, rank=None, runtime=None, progress=iter, base=None):
     """Converts GraLoRA directory `source` into LoRA directory `target`; returns the `ConvertedModule` rows.
 
     `rank` and `runtime` as for `save_lora_adapter`; `progress` wraps the
@@ -35,11 +36,14 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
     layout or the GraLoRA authors'), `target` may not be, hold or lie in
     `source`, ranks are bounded by each module's `min(in, out)`, and the
     memory the conversion needs by `MAX_BYTES_PER_INPUT_BYTE` times the
-    weights file's size (at least `MIN_BYTES`).
+    weights file's size (at least `MIN_BYTES`). With `runtime="llama.cpp"`,
+    `base` (the base model's transformers directory) gives the architecture
+    of `adapter.gguf`, llama.cpp's own adapter file, written beside them.
     """
     where = "convert"
     lora_files.check_rank(rank, where)
     profile = runtimes.runtime(runtime, where)
+    llama_cpp = _llama_cpp_base(base, where) if profile is runtimes.RUNTIMES["llama.cpp"] else None
     directory = peft_files.Directory(source, where)
     files.check_apart(directory.directory, target, where)
     files.check_directory_target(target, where)
@@ -64,8 +68,32 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter):
     )
     described += [f"modules_to_save {config['modules_to_save']}"] if config.get("modules_to_save") else []
     rows, lora_arrays = lora_files.convert(factored, rank, profile, described, where)
-    base = {field: config.get(field) for field in CARRIED_FIELDS}
-    return lora_files.write(target, rows, lora_arrays, {key: arrays[key] for key in extras}, base, where)
+    extra_files = lora_files.gguf_files(lora_arrays, *llama_cpp, where) if llama_cpp else None
+    fields = {field: config.get(field) for field in CARRIED_FIELDS}
+    return lora_files.write(target, rows, lora_arrays, {key: arrays[key] for key in extras}, fields, where, extra_files)
+
+
+def _llama_cpp_base(base, where):
+    """`(transformers class, Heads)` from the base model's `config.json`, which llama.cpp's adapter needs."""
+    if base is None:
+        raise ValueError(
+            f"{where}: --runtime llama.cpp writes adapter.gguf, llama.cpp's adapter file, which names the base "
+            "model's architecture: pass --base HF_DIR, the base model's transformers directory (its config.json)."
+        )
+    path = os.path.join(base, "config.json")
+    try:
+        with open(path, "rb") as f:
+            config = json.loads(f.read(peft_files.MAX_CONFIG_BYTES + 1))
+    except (OSError, ValueError, RecursionError) as error:
+        raise ValueError(f"{where}: cannot read the base model's config '{path}': {error}.") from None
+    config = config.get("text_config", config) if isinstance(config, dict) else {}
+    classes = config.get("architectures") or [None]
+    heads = config.get("num_attention_heads")
+    if not isinstance(classes[0], str) or not isinstance(heads, int):
+        raise ValueError(
+            f"{where}: '{path}' has no architectures / num_attention_heads: not a transformers model's config."
+        )
+    return classes[0], gguf_adapter.Heads(heads, config.get("num_key_value_heads") or heads)
 
 
 def _matrix_shape(directory, found):

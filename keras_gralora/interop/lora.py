@@ -18,7 +18,7 @@ import numpy as np
 from keras_gralora import adapters, inject, saving
 from keras_gralora.backend import to_numpy
 from keras_gralora.config import DEFAULT_ADAPTER
-from keras_gralora.interop import factors, lora_files, names, peft, runtimes
+from keras_gralora.interop import factors, gguf_adapter, lora_files, names, peft, runtimes
 from keras_gralora.interop.lora_files import ConvertedModule
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.einsum_dense import ProjectionLayout
@@ -128,6 +128,9 @@ def save_lora_adapter(
         runtime: `None` (any PEFT reader), `"vllm"`, `"sglang"`, `"tgi"` or
             `"llama.cpp"`: that runtime's rules (`interop/runtimes.py`) are
             checked first and ranks padded with zeros to what it serves.
+            `"llama.cpp"` also writes `adapter.gguf`, llama.cpp's own
+            adapter file (`llama-server --lora DIR/adapter.gguf`; needs the
+            `gguf` package), for Llama, Mistral, Qwen2 and Gemma.
         base_model_name_or_path: Written into `adapter_config.json`.
         verbose: Print the per-module table.
 
@@ -185,10 +188,20 @@ def save_lora_adapter(
         base_model_name_or_path=base_model_name_or_path and os.fspath(base_model_name_or_path),
         fan_in_fan_out=architecture.fan_in_fan_out,
     )
-    lora_files.write(directory, rows, arrays, extra_arrays, base, where)
+    extra_files = None
+    if profile is runtimes.RUNTIMES["llama.cpp"]:  # its own adapter file beside PEFT's two
+        extra_files = lora_files.gguf_files(arrays, class_name, _heads(model), where)
+    lora_files.write(directory, rows, arrays, extra_arrays, base, where, extra_files)
     if verbose:
         print(lora_files.report(rows, profile))
     return rows
+
+
+def _heads(model):
+    """The query and key/value head counts of a KerasHub decoder (llama.cpp permutes Llama's q/k rows by them)."""
+    backbone = getattr(model, "backbone", model)
+    query = getattr(backbone, "num_query_heads", None)
+    return gguf_adapter.Heads(query, getattr(backbone, "num_key_value_heads", query)) if query else None
 
 
 def _fused(group, layers_by_path):

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_gralora.interop import factors, peft_files, runtimes
+from keras_gralora.interop import factors, gguf_adapter, peft_files, runtimes
 
 PREFIX = peft_files.PREFIX
 LORA_BIAS = {"none": "none", "all": "all", "gralora_only": "lora_only", "lora_only": "lora_only"}
@@ -131,10 +131,22 @@ def document(rows, base):
     }
 
 
-def write(directory, rows, arrays, extra_arrays, base, where):
-    """Writes the LoRA directory (atomic, as `save_peft_adapter`); returns `rows`."""
-    peft_files.write(directory, document(rows, base), {**arrays, **extra_arrays}, where)
+def write(directory, rows, arrays, extra_arrays, base, where, extra_files=None):
+    """Writes the LoRA directory (atomic, as `save_peft_adapter`; `extra_files` as `peft_files.write`)."""
+    peft_files.write(directory, document(rows, base), {**arrays, **extra_arrays}, where, extra_files)
     return rows
+
+
+def gguf_files(arrays, class_name, heads, where):
+    """`{"adapter.gguf": write(path)}`: llama.cpp's adapter of the LoRA `arrays`, planned and checked now."""
+    suffix_a, suffix_b = ".lora_A.weight", ".lora_B.weight"
+    modules = {
+        key[len(PREFIX) : -len(suffix_a)]: (array.T, arrays[key[: -len(suffix_a)] + suffix_b].T)
+        for key, array in arrays.items()
+        if key.endswith(suffix_a)
+    }
+    arch_name, tensors = gguf_adapter.plan(class_name, modules, heads, where)
+    return {gguf_adapter.FILE: lambda path: gguf_adapter.write(path, arch_name, tensors)}
 
 
 def report(rows, profile):

@@ -36,6 +36,15 @@ GEMMA_BLOCK = {  # convert_gemma.py
     "input_layernorm": "pre_attention_norm",
     "post_attention_layernorm": "pre_ffw_norm",
 }
+GEMMA3_BLOCK = {  # convert_gemma3.py: Gemma's projections, its own norms (post_attention_layernorm differs)
+    **{hf: keras for hf, keras in GEMMA_BLOCK.items() if "layernorm" not in hf},
+    "self_attn.q_norm": "attention/query_norm",
+    "self_attn.k_norm": "attention/key_norm",
+    "input_layernorm": "pre_attention_norm",
+    "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "pre_ffw_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+}
 BERT_BLOCK = {  # convert_bert.py
     "attention.self.query": "self_attention_layer/query",
     "attention.self.key": "self_attention_layer/key",
@@ -112,6 +121,18 @@ ARCHITECTURES = (
         },
         {"GemmaForCausalLM": ("model.", {}), "GemmaModel": ("", {})},
         {"Backbone": "GemmaForCausalLM", "CausalLM": "GemmaForCausalLM"},
+        {"lm_head": LM_HEAD},
+    ),
+    Architecture(  # text-only Gemma 3 (Gemma3ForCausalLM, config model_type "gemma3_text")
+        "gemma3",
+        ("Gemma3Backbone",),
+        {
+            **_blocks("layers.{}.", "decoder_block_{}/", GEMMA3_BLOCK),
+            "embed_tokens": "token_embedding",
+            "norm": "final_normalization",
+        },
+        {"Gemma3ForCausalLM": ("model.", {}), "Gemma3TextModel": ("", {})},
+        {"Backbone": "Gemma3ForCausalLM", "CausalLM": "Gemma3ForCausalLM"},
         {"lm_head": LM_HEAD},
     ),
     Architecture(

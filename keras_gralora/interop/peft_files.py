@@ -18,6 +18,7 @@ from keras_gralora import files
 from keras_gralora.interop import authors
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+OWNED = (WEIGHTS_FILE, CONFIG_FILE, "adapter.gguf")  # what a save writes; `adapter.gguf`: llama.cpp's adapter
 PREFIX = "base_model.model."  # every tensor key starts so: `base_model.model.<module>.<tensor>`
 CONFIG_HASH = "keras_gralora.adapter_config_sha256"
 MAX_CONFIG_BYTES = 16 * 2**20
@@ -124,8 +125,12 @@ class Directory:
         return arrays
 
 
-def write(directory, document, arrays, where):
-    """Writes `adapter_config.json` (`document`) and the safetensors `arrays` as one directory swap."""
+def write(directory, document, arrays, where, extra_files=None):
+    """Writes `adapter_config.json` (`document`) and the safetensors `arrays` as one directory swap.
+
+    `extra_files`: `{name: write(path)}` of files written beside them (`adapter.gguf`, of `OWNED`); an owned
+    file an earlier save wrote and this one does not is gone from the new directory (no stale companion).
+    """
     from safetensors.numpy import save
 
     text = json.dumps(document, indent=2, sort_keys=True).encode()
@@ -133,11 +138,16 @@ def write(directory, document, arrays, where):
         {key: np.ascontiguousarray(array) for key, array in arrays.items()},
         metadata={"format": "pt", CONFIG_HASH: hashlib.sha256(text).hexdigest()},
     )
-    with (
-        files.replacing_directory(directory, where, owned=(WEIGHTS_FILE, CONFIG_FILE)) as tmp,
-        files.naming_errors(directory, where),
-    ):
-        for name, content in ((WEIGHTS_FILE, data), (CONFIG_FILE, text)):
-            with open(os.path.join(tmp, name), "wb") as f:
-                f.write(content)
+    writers = {name: _bytes_writer(content) for name, content in ((WEIGHTS_FILE, data), (CONFIG_FILE, text))}
+    with files.replacing_directory(directory, where, owned=OWNED) as tmp, files.naming_errors(directory, where):
+        for name, write_file in {**writers, **(extra_files or {})}.items():
+            write_file(os.path.join(tmp, name))
             files.keep_mode(os.path.join(directory, name), os.path.join(tmp, name), where)
+
+
+def _bytes_writer(content):
+    def write_file(path):
+        with open(path, "wb") as f:
+            f.write(content)
+
+    return write_file

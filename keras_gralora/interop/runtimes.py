@@ -50,9 +50,7 @@ RUNTIMES = {
     "tgi": Runtime(
         "TGI", multiple=16, max_rank=128, launch="text-generation-launcher --model-id BASE --lora-adapters NAME=DIR"
     ),
-    "llama.cpp": Runtime(
-        "llama.cpp", launch="python convert_lora_to_gguf.py DIR --base BASE; llama-server -m BASE.gguf --lora DIR.gguf"
-    ),
+    "llama.cpp": Runtime("llama.cpp", launch="llama-server -m BASE.gguf --lora DIR/adapter.gguf"),
 }
 
 
