@@ -22,6 +22,7 @@ prints the table: the median over processes with its min-max.
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -108,6 +109,7 @@ def measure(rounds):
             with without_swap_lock():
                 routed()
 
+        swap_lock_wrappers()  # found before the timing
         configs = {"one adapter": call, "routed": routed, "routed, no swap lock": routed_unlocked}
         times = {name: [] for name in configs}
         for fn in configs.values():
@@ -131,19 +133,25 @@ def measure(rounds):
     return rows
 
 
-@contextlib.contextmanager
-def without_swap_lock():
-    """The passes as Keras and KerasHub define them: the swap lock's wrappers (`swap_lock.reading`) taken off."""
+@functools.cache
+def swap_lock_wrappers():
+    """`[(class, name, wrapper)]`: the swap lock's wrappers (`swap_lock.reading`) on Keras' and KerasHub's passes."""
     import keras
     import keras_hub
 
     classes = [keras.Model] + [c for c in vars(keras_hub.models).values() if isinstance(c, type)]
-    wrapped = [
+    return [
         (cls, name, method)
         for cls in classes
         for name, method in list(vars(cls).items())
         if getattr(method, "_gralora_swap_lock", False)
     ]
+
+
+@contextlib.contextmanager
+def without_swap_lock():
+    """The passes as Keras and KerasHub define them: the wrappers taken off (found once, outside the timing)."""
+    wrapped = swap_lock_wrappers()
     for cls, name, method in wrapped:
         setattr(cls, name, method.__wrapped__)
     try:
