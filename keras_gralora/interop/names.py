@@ -107,34 +107,28 @@ def _decoder(name, backbone, prefix):
     )
 
 
+def _gemma(name, backbone, block, causal_lm, model):
+    return Architecture(
+        name,
+        (backbone,),
+        {
+            **_blocks("layers.{}.", "decoder_block_{}/", block),
+            "embed_tokens": "token_embedding",
+            "norm": "final_normalization",
+        },
+        {causal_lm: ("model.", {}), model: ("", {})},
+        {"Backbone": causal_lm, "CausalLM": causal_lm},
+        {"lm_head": LM_HEAD},
+    )
+
+
 ARCHITECTURES = (
     _decoder("llama", "LlamaBackbone", "Llama"),
     _decoder("mistral", "MistralBackbone", "Mistral"),
     _decoder("qwen2", "QwenBackbone", "Qwen2"),
-    Architecture(
-        "gemma",
-        ("GemmaBackbone",),
-        {
-            **_blocks("layers.{}.", "decoder_block_{}/", GEMMA_BLOCK),
-            "embed_tokens": "token_embedding",
-            "norm": "final_normalization",
-        },
-        {"GemmaForCausalLM": ("model.", {}), "GemmaModel": ("", {})},
-        {"Backbone": "GemmaForCausalLM", "CausalLM": "GemmaForCausalLM"},
-        {"lm_head": LM_HEAD},
-    ),
-    Architecture(  # text-only Gemma 3 (Gemma3ForCausalLM, config model_type "gemma3_text")
-        "gemma3",
-        ("Gemma3Backbone",),
-        {
-            **_blocks("layers.{}.", "decoder_block_{}/", GEMMA3_BLOCK),
-            "embed_tokens": "token_embedding",
-            "norm": "final_normalization",
-        },
-        {"Gemma3ForCausalLM": ("model.", {}), "Gemma3TextModel": ("", {})},
-        {"Backbone": "Gemma3ForCausalLM", "CausalLM": "Gemma3ForCausalLM"},
-        {"lm_head": LM_HEAD},
-    ),
+    _gemma("gemma", "GemmaBackbone", GEMMA_BLOCK, "GemmaForCausalLM", "GemmaModel"),
+    # text-only Gemma 3 (config model_type "gemma3_text")
+    _gemma("gemma3", "Gemma3Backbone", GEMMA3_BLOCK, "Gemma3ForCausalLM", "Gemma3TextModel"),
     Architecture(
         "bert",
         ("BertBackbone",),
