@@ -101,7 +101,7 @@ def replacing_file(target, where, suffix=""):
     try:
         with naming_errors(target, where):
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
-            keep_mode(target, tmp, where)
+            keep_mode_and_owner(target, tmp, where)
         yield tmp
         with naming_errors(target, where):
             _fsync_path(tmp)
@@ -132,7 +132,7 @@ def replacing_directory(target, where, owned):
     try:
         with naming_errors(target, where):
             _copy_others(target, tmp, owned)
-            keep_mode(target, tmp, where)
+            keep_mode_and_owner(target, tmp, where)
         yield tmp
         with naming_errors(target, where):
             for name in owned:  # the caller's files; an owned name it did not write is absent from the new one
@@ -194,7 +194,7 @@ def _existing_folder(target, where):
     return folder
 
 
-def keep_mode(target, tmp, where):
+def keep_mode_and_owner(target, tmp, where):
     """Gives `tmp` the mode and owner of `target`, where `target` exists; `PermissionError` if the owner cannot be."""
     try:
         status = os.stat(target)

@@ -84,7 +84,9 @@ def test_what_llama_cpp_cannot_take_is_refused_before_writing_and_a_stale_gguf_g
     with pytest.raises(ValueError, match=r"llama.cpp's adapter file is written for .*; OPTForCausalLM is not among"):
         gguf_adapter.plan("OPTForCausalLM", {"model.decoder.layers.0.q_proj": factors}, None, "test")
     with pytest.raises(ValueError, match=r"module 'model.layers.0.no_such' has no tensor name in gguf's table"):
-        gguf_adapter.plan("LlamaForCausalLM", {"model.layers.0.no_such": factors}, None, "test")
+        gguf_adapter.plan("LlamaForCausalLM", {"model.layers.0.no_such": factors}, gguf_adapter.Heads(4, 2), "test")
+    with pytest.raises(ValueError, match=r"LlamaForCausalLM's q/k rows are permuted by head, and no head counts"):
+        gguf_adapter.plan("LlamaForCausalLM", {"model.layers.0.self_attn.q_proj": factors}, None, "test")
     assert gguf_adapter.ARCHS["MistralForCausalLM"].permutes_qk
 
 

@@ -9,9 +9,10 @@ per slice of the other axes on that side, e.g. `heads * r`).
 
 `truncate` gives the best rank-`t` approximation of `a @ b` (Eckart-Young)
 from a QR of each factor and an SVD of the small `R x R` core, never of
-the `[in, out]` matrix; `relative_error` measures it the same way. Factors are `a` `[in, R]` and `b` `[R, out]` with
-the adapter's scale in `b`, so `a @ b` is the update (PEFT's `lora_A` is
-`a.T`, `lora_B` is `b.T`, with `lora_alpha = R`).
+the `[in, out]` matrix; `relative_error` measures it the same way.
+Factors are `a` `[in, R]` and `b` `[R, out]` with the adapter's scale in
+`b`, so `a @ b` is the update (PEFT's `lora_A` is `a.T`, `lora_B` is
+`b.T`, with `lora_alpha = R`).
 
 Only numpy: the command line (`keras_gralora.cli`) converts PEFT
 directories without Keras.

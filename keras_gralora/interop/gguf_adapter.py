@@ -65,6 +65,8 @@ def plan(class_name, modules, heads, where):
             "convert_lora_to_gguf.py, if llama.cpp supports the architecture."
         )
     arch = ARCHS[class_name]
+    if arch.permutes_qk and heads is None:
+        raise ValueError(f"{where}: {class_name}'s q/k rows are permuted by head, and no head counts were given.")
     if len({right.shape[0] for _, right in modules.values()}) != 1:
         raise ValueError(f"{where}: llama.cpp's adapter file takes one rank for every module (adapter.lora.alpha).")
     model_arch = getattr(gguf.MODEL_ARCH, arch.gguf_arch)

@@ -80,8 +80,7 @@ def _check_has_lora(layer, where):
 
 
 def _exact(layer, adapter_name, where):
-    """`(left, right)`: the exact factors of the layer's update, from its adapter's own blocks."""
-    _check_has_lora(layer, where)
+    """`(left, right)`: the exact factors of the layer's update (a layer `_check_has_lora` passes)."""
     if isinstance(layer, GraLoRAAdapter):
         adapter = layer.adapter(adapter_name)
         a, b, scale, *hybrid = (to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
@@ -130,7 +129,8 @@ def save_lora_adapter(
             checked first and ranks padded with zeros to what it serves.
             `"llama.cpp"` also writes `adapter.gguf`, llama.cpp's own
             adapter file (`llama-server --lora DIR/adapter.gguf`; needs the
-            `gguf` package), for Llama, Mistral, Qwen2 and Gemma.
+            `gguf` package), for Llama, Mistral, Qwen2, Gemma, Gemma 3,
+            BERT and GPT-2.
         base_model_name_or_path: Written into `adapter_config.json`.
         verbose: Print the per-module table.
 

@@ -142,7 +142,7 @@ def write(directory, document, arrays, where, extra_files=None):
     with files.replacing_directory(directory, where, owned=OWNED) as tmp, files.naming_errors(directory, where):
         for name, write_file in {**writers, **(extra_files or {})}.items():
             write_file(os.path.join(tmp, name))
-            files.keep_mode(os.path.join(directory, name), os.path.join(tmp, name), where)
+            files.keep_mode_and_owner(os.path.join(directory, name), os.path.join(tmp, name), where)
 
 
 def _bytes_writer(content):
