@@ -8,7 +8,7 @@ next-token choice among the three label tokens (chance: 1/3).
 2. GraLoRA on every attention and MLP projection (`target_layer_names="all"`),
    `--quantize int8` for a frozen int8 base (QLoRA-style); `model.fit`, with
    the loss on the label token (the next token after the prompt).
-3. Held-out score and a few greedy answers before and after.
+3. Held-out score, a few label choices and free greedy generations before and after.
 4. The adapter file reloads onto a fresh backbone (equal logits); merging
    gives the same logits (float32 rounding); `save_lora_adapter(...,
    runtime="llama.cpp")` writes the exact LoRA and `adapter.gguf`.
@@ -97,8 +97,17 @@ def answers(model, task, label_ids, count=4):
     return [f"{str(w)!r} -> {LABELS[i].strip()}" for w, i in zip(task.words, np.argmax(logits[:, label_ids], axis=1))]
 
 
-def llama_cpp_score(gguf, adapter, task, label_ids):
-    """llama.cpp's held-out score: the base GGUF (Q4_K_M) plus `adapter` (a path or None)."""
+def generations(backbone, tokenizer, words, tokens=3):
+    """Free greedy text after a few prompts (KerasHub's `generate`), not restricted to the label words."""
+    preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(tokenizer, sequence_length=16)
+    lm = keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
+    lm.compile(sampler="greedy")
+    texts = lm.generate([prompt(w) for w in words], max_length=16, strip_prompt=True)
+    return [f"{prompt(w)}{text[: tokens * 12]!r}" for w, text in zip(words, texts)]
+
+
+def llama_cpp_run(gguf, adapter, task, label_ids, words):
+    """llama.cpp's held-out score and free greedy text: the base GGUF (Q4_K_M) plus `adapter` (a path or None)."""
     import llama_cpp
 
     kwargs = {"lora_path": adapter} if adapter else {}
@@ -108,7 +117,12 @@ def llama_cpp_score(gguf, adapter, task, label_ids):
         llm.reset()
         llm.eval(ids.tolist())
         picks.append(int(np.argmax(np.asarray(llm.scores[len(ids) - 1])[label_ids])))
-    return float(np.mean(np.array(picks) == task.labels))
+    texts = []
+    for word in words:
+        llm.reset()
+        out = llm.create_completion(prompt(word), max_tokens=3, temperature=0.0)
+        texts.append(f"{prompt(word)}{out['choices'][0]['text']!r}")
+    return float(np.mean(np.array(picks) == task.labels)), texts
 
 
 def main(argv=None):
@@ -134,6 +148,8 @@ def main(argv=None):
     model = next_token_model(backbone)
     result = {"keras_before": score(model.predict(test.x, verbose=0), label_ids, test.labels)}
     print(f"held-out score before: {result['keras_before']:.3f}; {answers(model, test, label_ids)}")
+    shown = test.words[:3]
+    print("generations before:", generations(backbone, tokenizer, shown))
     backbone.enable_gralora(r=args.r, k=args.k, target_layer_names="all")
     keras_gralora.gralora_summary(backbone)
     model.compile(
@@ -146,6 +162,7 @@ def main(argv=None):
     logits = np.asarray(model.predict(test.x, verbose=0))
     result["keras_after"] = score(logits, label_ids, test.labels)
     print(f"held-out score after: {result['keras_after']:.3f}; {answers(model, test, label_ids)}")
+    print("generations after:", generations(backbone, tokenizer, shown))
     os.makedirs(args.out, exist_ok=True)
     weights = os.path.join(args.out, "sentiment.gralora.weights.h5")
     backbone.save_gralora_weights(weights)
@@ -161,8 +178,11 @@ def main(argv=None):
     rows = keras_gralora.save_lora_adapter(backbone, lora, runtime="llama.cpp")
     result["lora_max_error"] = max(row.error for row in rows)
     if not args.no_serve:
-        result["llama_cpp_before"] = llama_cpp_score(gguf, None, test, label_ids)
-        result["llama_cpp_after"] = llama_cpp_score(gguf, os.path.join(lora, "adapter.gguf"), test, label_ids)
+        result["llama_cpp_before"], texts = llama_cpp_run(gguf, None, test, label_ids, shown)
+        print("llama.cpp generations before:", texts)
+        adapter = os.path.join(lora, "adapter.gguf")
+        result["llama_cpp_after"], texts = llama_cpp_run(gguf, adapter, test, label_ids, shown)
+        print("llama.cpp generations after:", texts)
         result["gap"] = result["keras_after"] - result["llama_cpp_after"]
     for key, value in result.items():
         print(f"{key}: {value:.4g}")

@@ -106,3 +106,19 @@ def test_the_command_line_writes_the_gguf_adapter_from_a_peft_gralora_directory(
     assert done.returncode == 0, done.stderr
     got = llama_cpp_logits(base, str(tmp_path / "lora" / "adapter.gguf"))
     np.testing.assert_allclose(got, keras_logits(lm), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("class_name", sorted(gguf_adapter.ARCHS))
+def test_every_llama_cpp_architecture_has_a_name_table_whose_projections_gguf_names(class_name):
+    """Each class llama.cpp's adapter file is written for: our table saves it, and gguf names its projections."""
+    from keras_gralora.interop import names
+
+    architecture = next(a for a in names.ARCHITECTURES if class_name in a.saves_as.values())
+    prefix = architecture.classes[class_name][0]
+    leaves = {"q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "c_proj", "c_fc"}
+    modules = [prefix + names._fill(m, [0]) for m in architecture.modules if m.rsplit(".", 1)[-1] in leaves]
+    assert modules, class_name
+    pair = (np.ones((16, 2), "float32"), np.ones((2, 16), "float32"))
+    heads = gguf_adapter.Heads(4, 2) if gguf_adapter.ARCHS[class_name].permutes_qk else None
+    _, tensors = gguf_adapter.plan(class_name, dict.fromkeys(modules, pair), heads, "test")
+    assert len(tensors) == len(modules) and all(name.startswith("blk.0.") for name, _, _ in tensors)

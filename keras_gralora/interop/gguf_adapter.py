@@ -34,6 +34,9 @@ ARCHS = {  # transformers class -> what llama.cpp's convert_hf_to_gguf.py makes 
     "MistralForCausalLM": Arch("LLAMA", permutes_qk=True),
     "Qwen2ForCausalLM": Arch("QWEN2"),
     "GemmaForCausalLM": Arch("GEMMA"),
+    "Gemma2ForCausalLM": Arch("GEMMA2"),
+    "Qwen3ForCausalLM": Arch("QWEN3"),
+    "Qwen2MoeForCausalLM": Arch("QWEN2MOE"),  # attention projections: the experts are not Dense layers here
     "Gemma3ForCausalLM": Arch("GEMMA3"),
     "BertModel": Arch("BERT"),
     "GPT2LMHeadModel": Arch("GPT2"),  # its converter transposes Conv1D weights to [out, in], as lora_b is

@@ -1,72 +1,33 @@
-"""Which KerasHub layer each Hugging Face module became: one table per architecture.
+"""Which KerasHub layer each Hugging Face module became: one table per architecture KerasHub converts.
 
-Each table is read off KerasHub's converter for that architecture
-(`keras_hub/src/utils/transformers/convert_*.py`: the `hf_weight_key` it
-reads into each layer's kernel; `tests/test_peft_interop.py` checks every
-entry against the converter's own calls). Module names are those of the
+The tables are read off KerasHub's own converters
+(`keras_hub/src/utils/transformers/convert_*.py`), not typed here:
+`scripts/name_tables.py` runs each converter on a tiny random checkpoint
+with a loader that records which weight fills which Keras variable and how
+(`converter_records.py`), and writes `name_tables.json`, which
+`tests/test_name_tables.py` derives again. Module names are those of the
 transformers class's backbone (`LlamaModel`, `BertModel`); `classes` gives
-the prefix each transformers class puts in front of them and the task heads
-it adds. `{}` stands for the block index. In every mapped projection the
-transformers `[out, in]` weight, transposed, is the kernel read as GraLoRA's
-`[in, out]` matrix (also checked by the tests), so adapters convert 1:1.
+the prefix each transformers class puts in front of them. `{}` stands for
+the block index (`{+1}`: KerasHub counts blocks from 1). In every mapped
+projection the transformers weight, transposed unless `fan_in_fan_out`, is
+the kernel read as GraLoRA's `[in, out]` matrix (the recording checks it),
+so adapters convert 1:1. Task heads, which KerasHub's converters leave to
+the task, are in `HEADS`.
 """
 
 import dataclasses
+import json
+import os
 import re
 
-DECODER_BLOCK = {  # convert_llama3.py, convert_mistral.py, convert_qwen.py
-    "self_attn.q_proj": "self_attention/query",
-    "self_attn.k_proj": "self_attention/key",
-    "self_attn.v_proj": "self_attention/value",
-    "self_attn.o_proj": "self_attention/attention_output",
-    "mlp.gate_proj": "feedforward_gate_dense",
-    "mlp.up_proj": "feedforward_intermediate_dense",
-    "mlp.down_proj": "feedforward_output_dense",
-    "input_layernorm": "self_attention_layernorm",
-    "post_attention_layernorm": "feedforward_layernorm",
+TABLES = os.path.join(os.path.dirname(__file__), "name_tables.json")
+HEADS = {  # model_type: {transformers class: (prefix, {head module: task layer path})}, {KerasHub task: that class}
+    "bert": (
+        {"BertForSequenceClassification": ("bert.", {"classifier": "logits"})},
+        {"BertTextClassifier": "BertForSequenceClassification"},
+    )
 }
-GEMMA_BLOCK = {  # convert_gemma.py
-    "self_attn.q_proj": "attention/query",
-    "self_attn.k_proj": "attention/key",
-    "self_attn.v_proj": "attention/value",
-    "self_attn.o_proj": "attention/attention_output",
-    "mlp.gate_proj": "ffw_gating",
-    "mlp.up_proj": "ffw_gating_2",
-    "mlp.down_proj": "ffw_linear",
-    "input_layernorm": "pre_attention_norm",
-    "post_attention_layernorm": "pre_ffw_norm",
-}
-GEMMA3_BLOCK = {  # convert_gemma3.py: Gemma's projections, its own norms (post_attention_layernorm differs)
-    **{hf: keras for hf, keras in GEMMA_BLOCK.items() if "layernorm" not in hf},
-    "self_attn.q_norm": "attention/query_norm",
-    "self_attn.k_norm": "attention/key_norm",
-    "input_layernorm": "pre_attention_norm",
-    "post_attention_layernorm": "post_attention_norm",
-    "pre_feedforward_layernorm": "pre_ffw_norm",
-    "post_feedforward_layernorm": "post_ffw_norm",
-}
-BERT_BLOCK = {  # convert_bert.py
-    "attention.self.query": "self_attention_layer/query",
-    "attention.self.key": "self_attention_layer/key",
-    "attention.self.value": "self_attention_layer/value",
-    "attention.output.dense": "self_attention_layer/attention_output",
-    "attention.output.LayerNorm": "self_attention_layer_norm",
-    "intermediate.dense": "feedforward_intermediate_dense",
-    "output.dense": "feedforward_output_dense",
-    "output.LayerNorm": "feedforward_layer_norm",
-}
-GPT2_BLOCK = {  # convert_gpt2.py (c_attn: `Architecture.splits`)
-    "attn.c_proj": "self_attention/attention_output",
-    "mlp.c_fc": "feedforward_intermediate_dense",
-    "mlp.c_proj": "feedforward_output_dense",
-    "ln_1": "self_attention_layer_norm",
-    "ln_2": "feedforward_layer_norm",
-}
-LM_HEAD = "KerasHub keeps the output projection as token_embedding's `reverse_embeddings`, not a Dense layer"
-
-
-def _blocks(hf_block, keras_block, modules):
-    return {hf_block + hf: keras_block + keras for hf, keras in modules.items()}
+PLACEHOLDER = re.compile(r"\{(?:\+(\d+))?\}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +35,14 @@ class Architecture:
     """How one architecture's transformers modules map to its KerasHub layers.
 
     Args:
-        name: A short name for messages.
-        backbones: KerasHub backbone class names (subclasses match too).
+        name: The transformers `model_type`, for messages.
+        backbones: KerasHub backbone class names (subclasses match too); the first is the converter's.
         modules: transformers module (in the backbone class) -> KerasHub layer path.
         classes: transformers class -> `(prefix of the backbone's modules, {head module: task layer path})`.
         saves_as: KerasHub class name (a task's, or "Backbone") -> the transformers class written.
         refused: transformers module (after the prefix) -> why it has no counterpart.
+        fan_in_fan_out: transformers' Conv1D: weights stored `[in, out]` (GPT-2).
+        splits: fused module -> the layers of its equal column parts (GPT-2's c_attn).
     """
 
     name: str
@@ -88,106 +51,78 @@ class Architecture:
     classes: dict
     saves_as: dict
     refused: dict = dataclasses.field(default_factory=dict)
-    fan_in_fan_out: bool = False  # transformers' Conv1D: weights stored [in, out] (GPT-2)
-    splits: dict = dataclasses.field(default_factory=dict)  # fused module -> the layers of its equal column parts
+    fan_in_fan_out: bool = False
+    splits: dict = dataclasses.field(default_factory=dict)
 
 
-def _decoder(name, backbone, prefix):
+def _architecture(name, entry):
+    classes = {key: (prefix, dict(heads)) for key, (prefix, heads) in entry["classes"].items()}
+    saves_as = dict(entry["saves_as"])
+    if name in HEADS:
+        classes.update(HEADS[name][0])
+        saves_as.update(HEADS[name][1])
     return Architecture(
         name,
-        (backbone,),
-        {
-            **_blocks("layers.{}.", "transformer_layer_{}/", DECODER_BLOCK),
-            "embed_tokens": "token_embedding",
-            "norm": "sequence_output_layernorm",
-        },
-        {f"{prefix}ForCausalLM": ("model.", {}), f"{prefix}Model": ("", {})},
-        {"Backbone": f"{prefix}ForCausalLM", "CausalLM": f"{prefix}ForCausalLM"},
-        {"lm_head": LM_HEAD},
+        tuple(entry["backbones"]),
+        entry["modules"],
+        classes,
+        saves_as,
+        entry["refused"],
+        entry["fan_in_fan_out"],
+        {module: tuple(parts) for module, parts in entry["splits"].items()},
     )
 
 
-def _gemma(name, backbone, block, causal_lm, model):
-    return Architecture(
-        name,
-        (backbone,),
-        {
-            **_blocks("layers.{}.", "decoder_block_{}/", block),
-            "embed_tokens": "token_embedding",
-            "norm": "final_normalization",
-        },
-        {causal_lm: ("model.", {}), model: ("", {})},
-        {"Backbone": causal_lm, "CausalLM": causal_lm},
-        {"lm_head": LM_HEAD},
-    )
+with open(TABLES) as _file:
+    ARCHITECTURES = tuple(_architecture(name, entry) for name, entry in json.load(_file).items())
 
 
-ARCHITECTURES = (
-    _decoder("llama", "LlamaBackbone", "Llama"),
-    _decoder("mistral", "MistralBackbone", "Mistral"),
-    _decoder("qwen2", "QwenBackbone", "Qwen2"),
-    _gemma("gemma", "GemmaBackbone", GEMMA_BLOCK, "GemmaForCausalLM", "GemmaModel"),
-    # text-only Gemma 3 (config model_type "gemma3_text")
-    _gemma("gemma3", "Gemma3Backbone", GEMMA3_BLOCK, "Gemma3ForCausalLM", "Gemma3TextModel"),
-    Architecture(
-        "bert",
-        ("BertBackbone",),
-        {
-            **_blocks("encoder.layer.{}.", "transformer_layer_{}/", BERT_BLOCK),
-            "pooler.dense": "pooled_dense",
-            "embeddings.LayerNorm": "embeddings_layer_norm",
-            "embeddings.word_embeddings": "token_embedding",
-            "embeddings.position_embeddings": "position_embedding",
-            "embeddings.token_type_embeddings": "segment_embedding",
-        },
-        {"BertForSequenceClassification": ("bert.", {"classifier": "logits"}), "BertModel": ("", {})},
-        {"Backbone": "BertModel", "BertTextClassifier": "BertForSequenceClassification"},
-    ),
-    Architecture(  # convert_gpt2.py; c_attn's [q|k|v] columns become three layers
-        "gpt2",
-        ("GPT2Backbone",),
-        {
-            **_blocks("h.{}.", "transformer_layer_{}/", GPT2_BLOCK),
-            "wte": "token_embedding",
-            "wpe": "position_embedding",
-            "ln_f": "layer_norm",
-        },
-        {"GPT2LMHeadModel": ("transformer.", {}), "GPT2Model": ("", {})},
-        {"Backbone": "GPT2LMHeadModel", "CausalLM": "GPT2LMHeadModel"},
-        {"lm_head": LM_HEAD},
-        fan_in_fan_out=True,
-        splits={
-            "h.{}.attn.c_attn": tuple(
-                f"transformer_layer_{{}}/self_attention/{part}" for part in ("query", "key", "value")
-            )
-        },
-    ),
-)
+def _fill(template, index):
+    """`template` with its placeholders filled by the block indices `index`."""
+    numbers = iter(index)
+    return PLACEHOLDER.sub(lambda match: str(int(next(numbers)) + int(match.group(1) or 0)), template)
+
+
+def _present(architecture, layer_paths):
+    """How many of the table's modules have their layer (block 0) in `layer_paths`; `None` when one is missing."""
+    paths = [_fill(path, [0] * path.count("{")) for path in architecture.modules.values()]
+    return None if any(path not in layer_paths for path in paths) else len(paths)
 
 
 def architecture_of(model, where):
-    """The table for `model` (a KerasHub backbone or task), or `ValueError` naming what is supported."""
+    """The table for `model` (a KerasHub backbone or task), or `ValueError` naming what is supported.
+
+    Of the tables for the backbone's class (Gemma and Gemma 2 share one), the
+    one whose layers the model has, the converter's own class first, then the
+    most modules.
+    """
     backbone = getattr(model, "backbone", model)
     classes = [cls.__name__ for cls in type(backbone).__mro__]
+    layer_paths = {layer.path for layer in backbone._flatten_layers(include_self=False)}
+    candidates = []
     for architecture in ARCHITECTURES:
-        if any(name in classes for name in architecture.backbones):
-            return architecture
-    supported = [name for architecture in ARCHITECTURES if architecture.saves_as for name in architecture.backbones]
+        ranks = [
+            classes.index(name) + (0.5 if i else 0) for i, name in enumerate(architecture.backbones) if name in classes
+        ]
+        if ranks and (present := _present(architecture, layer_paths)) is not None:
+            candidates.append((min(ranks), -present, architecture.name, architecture))
+    if candidates:
+        return min(candidates, key=lambda candidate: candidate[:3])[3]
+    supported = sorted({architecture.backbones[0] for architecture in ARCHITECTURES})
     raise ValueError(
         f"{where}: model '{model.name}' ({type(model).__name__}, backbone {type(backbone).__name__}) has no "
         f"transformers name table; supported KerasHub backbones: {supported}."
     )
 
 
-def _pattern(template):
-    return re.compile(re.escape(template).replace(r"\{\}", r"(\d+)"))
-
-
 def _lookup(table, name):
-    """`(template, index)` of the entry of `table` that `name` matches, else `None`."""
+    """`(template, block indices)` of the entry of `table` that `name` matches, else `None`."""
     for template in table:
-        if match := _pattern(template).fullmatch(name):
-            return template, match.groups()
+        pieces = PLACEHOLDER.split(template)  # text, offset, text, ...
+        pattern = "(\\d+)".join(re.escape(text) for text in pieces[::2])
+        if match := re.fullmatch(pattern, name):
+            offsets = [int(offset or 0) for offset in pieces[1::2]]
+            return template, [int(number) - offset for number, offset in zip(match.groups(), offsets)]
     return None
 
 
@@ -210,7 +145,7 @@ def keras_layer_path(architecture, model, module, where):
                 raise ValueError(f"{where}: module '{module}' is fused; its layers are `split_paths`.")
             if found := _lookup(architecture.modules, rest):
                 template, index = found
-                return architecture.modules[template].format(*index)
+                return _fill(architecture.modules[template], index)
             if found := _lookup(architecture.refused, rest):
                 raise ValueError(f"{where}: module '{module}' cannot load: {architecture.refused[found[0]]}.")
     raise ValueError(
@@ -225,7 +160,7 @@ def split_paths(architecture, module):
     for prefix, _ in architecture.classes.values():
         if module.startswith(prefix) and (found := _lookup(architecture.splits, module[len(prefix) :])):
             template, index = found
-            return [path.format(*index) for path in architecture.splits[template]]
+            return [_fill(path, index) for path in architecture.splits[template]]
     return None
 
 
@@ -234,8 +169,8 @@ def fused_part(architecture, class_name, layer_path):
     prefix, _ = architecture.classes[class_name]
     for template, parts in architecture.splits.items():
         for index, part in enumerate(parts):
-            if match := _pattern(part).fullmatch(layer_path):
-                return prefix + template.format(*match.groups()), index, [p.format(*match.groups()) for p in parts]
+            if found := _lookup([part], layer_path):
+                return prefix + _fill(template, found[1]), index, [_fill(p, found[1]) for p in parts]
     return None
 
 
@@ -257,7 +192,7 @@ def transformers_module(architecture, class_name, layer_path, where):
     inverse = {keras: hf for hf, keras in architecture.modules.items()}
     if found := _lookup(inverse, layer_path):
         template, index = found
-        return prefix + inverse[template].format(*index)
+        return prefix + _fill(inverse[template], index)
     if part := fused_part(architecture, class_name, layer_path):
         raise ValueError(
             f"{where}: layer '{layer_path}' is one column part of transformers' fused module '{part[0]}' (with "
