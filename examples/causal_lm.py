@@ -19,6 +19,7 @@ next-token choice among the three label tokens (chance: 1/3).
 """
 
 import argparse
+import ctypes
 import os
 import sys
 import time
@@ -106,10 +107,21 @@ def generations(backbone, tokenizer, words, tokens=3):
     return [f"{prompt(w)}{text[: tokens * 12]!r}" for w, text in zip(words, texts)]
 
 
+_QUIET = []
+
+
+def _quiet(llama_cpp):
+    """A llama.cpp log callback that drops every line (kept alive here: llama.cpp holds a C pointer to it)."""
+    if not _QUIET:
+        _QUIET.append(llama_cpp.llama_log_callback(lambda level, text, user_data: None))
+    return _QUIET[0]
+
+
 def llama_cpp_run(gguf, adapter, task, label_ids, words):
     """llama.cpp's held-out score and free greedy text: the base GGUF (Q4_K_M) plus `adapter` (a path or None)."""
     import llama_cpp
 
+    llama_cpp.llama_log_set(_quiet(llama_cpp), ctypes.c_void_p(0))  # its info lines go to stderr otherwise
     kwargs = {"lora_path": adapter} if adapter else {}
     llm = llama_cpp.Llama(model_path=gguf, n_ctx=64, logits_all=True, verbose=False, n_threads=2, **kwargs)
     picks = []

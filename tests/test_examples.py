@@ -59,3 +59,19 @@ def test_finetune_example_end_to_end(examples_on_path, tmp_path):
     assert result["keras_adapter_vs_keras_max_logit_diff"] < 1e-3
     assert result["tanh_gelu_keras_adapter_vs_keras_max_logit_diff"] < 1e-5
     assert result["tanh_gelu_peft_adapter_vs_keras_max_logit_diff"] < 1e-5
+
+
+@pytest.mark.skipif(
+    not os.environ.get("GRALORA_REAL_GEMMA"),
+    reason="the real Gemma 3 270M job (minutes, needs its packages): GRALORA_REAL_GEMMA=1 runs it",
+)
+@pytest.mark.parametrize("quantize", [[], ["--quantize", "int8"]])
+def test_the_real_gemma_job_serves_its_adapter_in_llama_cpp(examples_on_path, tmp_path, quantize):
+    """causal_lm.py on the real model, small: reload exact, merge to rounding, llama.cpp scores beside Keras."""
+    import causal_lm
+
+    result = causal_lm.main(["--train", "256", "--test", "64", "--out", str(tmp_path), *quantize])
+    assert result["reload_max_diff"] < 1e-5 and result["lora_max_error"] < 1e-5
+    assert quantize or result["merge_max_diff"] < 1e-3
+    assert abs(result["gap"]) <= 0.1  # llama.cpp serves a Q4_K_M base: a few answers may differ
+    assert os.path.exists(tmp_path / "sentiment-lora" / "adapter.gguf")
