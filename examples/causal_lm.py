@@ -137,6 +137,14 @@ def llama_cpp_run(gguf, adapter, task, label_ids, words):
     return float(np.mean(np.array(picks) == task.labels)), texts
 
 
+class Results(dict):
+    """The run's figures, each printed as it is measured (a run cut short still shows what it reached)."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        print(f"{key}: {value:.4g}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--r", type=int, default=16)
@@ -158,7 +166,8 @@ def main(argv=None):
     train, test = Task(tokenizer, train_words, train_labels), Task(tokenizer, test_words, test_labels)
     backbone = backbone_of(preset, args.quantize)
     model = next_token_model(backbone)
-    result = {"keras_before": score(model.predict(test.x, verbose=0), label_ids, test.labels)}
+    result = Results()
+    result["keras_before"] = score(model.predict(test.x, verbose=0), label_ids, test.labels)
     print(f"held-out score before: {result['keras_before']:.3f}; {answers(model, test, label_ids)}")
     shown = test.words[:3]
     print("generations before:", generations(backbone, tokenizer, shown))
@@ -196,8 +205,6 @@ def main(argv=None):
         result["llama_cpp_after"], texts = llama_cpp_run(gguf, adapter, test, label_ids, shown)
         print("llama.cpp generations after:", texts)
         result["gap"] = result["keras_after"] - result["llama_cpp_after"]
-    for key, value in result.items():
-        print(f"{key}: {value:.4g}")
     return result
 
 
