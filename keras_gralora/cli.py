@@ -10,6 +10,8 @@ import sys
 
 from keras_gralora.interop import convert, lora_files, runtimes
 
+EXTRAS = {"safetensors": "hub", "gguf": "llama-cpp"}  # package -> the extra that installs it
+
 
 def parser():
     top = argparse.ArgumentParser(prog="python -m keras_gralora", description=__doc__.split("\n\n")[0])
@@ -66,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             progress=_progress(),
             base=args.base,
         )
+    except ImportError as error:  # an extra not installed: say which
+        extra = EXTRAS.get((error.name or "").split(".")[0], "hub")
+        print(
+            f"error: convert needs the '{error.name}' package, which is not installed: "
+            f"pip install 'keras_gralora[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, OSError, RecursionError, MemoryError) as error:  # a refusal, the disk, the input's depth
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2

@@ -122,7 +122,7 @@ def save_gralora_weights(self, filepath, adapter_names=None):
     saving.save_gralora_weights(self, filepath, adapter_names)
 
 
-def load_gralora_weights(self, filepath, adapter_names=None):
+def load_gralora_weights(self, filepath, adapter_names=None, check_paths=True):
     """`backbone.load_gralora_weights(path)`: `keras_gralora.load_gralora_weights(backbone, path)`.
 
     Mirrors KerasHub's `load_lora_weights`, except that the backbone needs no
@@ -143,7 +143,7 @@ def load_gralora_weights(self, filepath, adapter_names=None):
         >>> sorted(fresh.load_gralora_weights(path))
         ['transformer_layer_0/self_attention_layer/query', 'transformer_layer_0/self_attention_layer/value']
     """
-    return saving.load_gralora_weights(self, filepath, adapter_names)
+    return saving.load_gralora_weights(self, filepath, adapter_names, check_paths)
 
 
 def _settings(backbone):

@@ -13,7 +13,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_gralora import adapters, inject, structure
+from keras_gralora import adapters, inject, saved_paths, structure
 from keras_gralora.adapter_file import FileAdapter
 from keras_gralora.backend import to_numpy
 from keras_gralora.config import check_adapter_name
@@ -47,6 +47,7 @@ class Source:
 
     where: str
     path: str
+    check_paths: bool = True  # a keyed file's stored layer paths must be those its keys land on
 
 
 def load_adapters(model, saved, renames, source):
@@ -187,6 +188,8 @@ def _layers(model, saved, source, places):
             f"architecture or configuration. Model '{model.name}' has Dense/EinsumDense layers at "
             f"{sorted(layer.path for layer in by_name.values())} ({theirs}: {sorted(by_name)})."
         )
+    if saved.keyed and source.check_paths:
+        saved_paths.check(model, saved, source, by_name)
     return [(by_name[key], entry) for key, entry in saved.layers.items()]
 
 

@@ -115,7 +115,10 @@ def _array(variable):
 
 
 def load_gralora_weights(
-    model: keras.Layer, filepath: str | os.PathLike, adapter_names: str | list[str] | dict[str, str] | None = None
+    model: keras.Layer,
+    filepath: str | os.PathLike,
+    adapter_names: str | list[str] | dict[str, str] | None = None,
+    check_paths: bool = True,
 ) -> list[str]:
     """Loads adapters saved by `save_gralora_weights` onto `model`.
 
@@ -132,6 +135,10 @@ def load_gralora_weights(
         filepath: A `.weights.h5` adapter file (format version 1 or 2).
         adapter_names: `None` loads every adapter of the file; a name or a
             list loads those; a dict `{name in file: name in model}` renames.
+        check_paths: Layers are found by the model's structure (as Keras'
+            own files find them); each must also carry the name it was saved
+            from (auto-generated numbering aside), so a file never lands on
+            another layer. `False` loads onto renamed layers.
 
     Returns:
         The paths of the layers that received adapters.
@@ -158,7 +165,8 @@ def load_gralora_weights(
     where = "load_gralora_weights"
     filepath = adapter_file.check_filename(filepath)
     with adapter_file.reading(filepath, where) as saved:
-        return load_adapters(model, saved, _renames(saved, adapter_names, filepath), Source(where, filepath))
+        renames = _renames(saved, adapter_names, filepath)
+        return load_adapters(model, saved, renames, Source(where, filepath, check_paths))
 
 
 def _renames(saved, adapter_names, filepath):

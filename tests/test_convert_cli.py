@@ -150,3 +150,21 @@ def test_a_wide_module_converts_in_memory_proportional_to_its_file(tmp_path):
     huge_k = gralora_directory(tmp_path / "huge-k", n_in=8192, n_out=8192, r=128, k=128)  # 8 MiB of weights
     refused(convert(huge_k, tmp_path / "out2"), "GiB to convert (gralora_k=128, r=128")
     assert not (tmp_path / "out2").exists()
+
+
+def test_without_safetensors_the_command_says_which_extra_to_install(tmp_path):
+    """Only a backend extra installed: one line naming the package and the extra, no traceback."""
+    source = gralora_directory(tmp_path / "in")
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['safetensors'] = None\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_gralora", "convert", str(source), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "no-such-backend", "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"},
+        cwd=ROOT,
+        timeout=300,
+    )
+    refused(done, "convert needs the 'safetensors' package, which is not installed: pip install 'keras_gralora[hub]'")
+    assert not (tmp_path / "out").exists()

@@ -158,6 +158,34 @@ def test_layers_the_file_lacks_are_refused(tmp_path):
     assert_unchanged(model, before)
 
 
+def _stack(*names):
+    inputs = keras.Input((8,))
+    x = inputs
+    for name in names:
+        x = keras.layers.Dense(8, name=name)(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+
+def test_a_file_never_lands_on_a_layer_it_was_not_saved_from(tmp_path):
+    """A Dense put before the saved one takes its structure position: refused, naming both; check_paths=False loads."""
+    path = tmp_path / "hidden.gralora.weights.h5"
+    saved = _stack("hidden")
+    keras_gralora.enable_gralora(saved, r=2, k=2, target_layer_names=["hidden"])
+    save_gralora_weights(saved, path)
+    model = _stack("new_first", "hidden")
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"'hidden' -> 'new_first' .*check_paths=False"):
+        load_gralora_weights(model, path)
+    assert_unchanged(model, before)
+    served = _stack("new_first", "hidden")  # a hot-swap source is checked the same way
+    keras_gralora.enable_gralora(served, r=2, k=2, target_layer_names=["new_first"])
+    with pytest.raises(ValueError, match=r"'hidden' -> 'new_first'"):
+        keras_gralora.hotswap_adapter(served, path, "default")
+    renamed = _stack("renamed")  # the same layers under another name: the explicit way
+    assert load_gralora_weights(renamed, path, check_paths=False) == ["renamed"]
+    assert load_gralora_weights(_stack("hidden"), path) == ["hidden"]  # a second build (numbered names) loads
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
