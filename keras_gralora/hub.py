@@ -41,7 +41,7 @@ def enable_gralora(
     alpha=None,
     dropout=0.0,
     target_layer_names=None,
-    adapter_name=DEFAULT_ADAPTER,
+    adapter_name="default",
     bias="none",
     modules_to_save=None,
     layers_to_transform=None,

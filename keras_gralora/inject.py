@@ -15,7 +15,7 @@ from typing import Literal
 import keras
 from keras.src.utils.io_utils import print_msg  # Keras' own console output (honours its logging settings)
 
-from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
+from keras_gralora.config import GraLoRAConfig, check_adapter_name
 from keras_gralora.distribution import check_placement
 from keras_gralora.layers import routed
 from keras_gralora.layers.adapter import GraLoRAAdapter
@@ -42,7 +42,7 @@ def enable_gralora(
     alpha: float | None = None,
     dropout: float = 0.0,
     target_layer_names: str | list[str] | None = None,
-    adapter_name: str = DEFAULT_ADAPTER,
+    adapter_name: str = "default",
     bias: Literal["none", "all", "gralora_only"] = "none",
     modules_to_save: str | list[str] | None = None,
     layers_to_transform: int | list[int] | None = None,

@@ -61,3 +61,12 @@ def test_public_class_docstrings(name):
 def test_backbone_methods_have_examples(name):
     doc = inspect.getdoc(getattr(hub, name)) or ""
     assert "Examples:" in doc and ">>>" in doc, f"Backbone.{name}: no runnable example"
+
+
+def test_signatures_show_the_default_adapter_name_as_its_value():
+    """The reference shows `adapter_name="default"`, the value, and it is `config.DEFAULT_ADAPTER`."""
+    from keras_gralora.config import DEFAULT_ADAPTER
+
+    functions = [keras_gralora.enable_gralora, keras_gralora.GraLoRADense, keras_gralora.GraLoRAEinsumDense]
+    for function in [*functions, hub.enable_gralora]:
+        assert inspect.signature(function).parameters["adapter_name"].default == DEFAULT_ADAPTER, function

@@ -5,7 +5,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
+from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.quantized import logical_kernel_shape
 
@@ -62,7 +62,7 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         alpha: float | None = None,
         dropout: float = 0.0,
         init_weights: bool = True,
-        adapter_name: str = DEFAULT_ADAPTER,
+        adapter_name: str = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(units, **kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
+from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter, describe
 from keras_gralora.layers.quantized import logical_kernel_shape
 
@@ -64,7 +64,7 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
         alpha: float | None = None,
         dropout: float = 0.0,
         init_weights: bool = True,
-        adapter_name: str = DEFAULT_ADAPTER,
+        adapter_name: str = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(equation, output_shape, **kwargs)

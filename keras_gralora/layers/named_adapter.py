@@ -67,7 +67,9 @@ class NamedAdapter:
         variables: In PEFT's order: A `(k, in/k, r)`, B `(k, r, out/k)`,
             then hybrid A `(in, hybrid_r)` and hybrid B `(hybrid_r, out)`
             when `config.hybrid_r > 0`. Their names end in `_<adapter name>`.
-        created: A process-wide creation counter (orders adapters).
+
+    Attributes:
+        created: A process-wide creation counter (orders adapters), set when made.
 
     Examples:
         >>> import keras
@@ -82,7 +84,7 @@ class NamedAdapter:
     name: str
     config: GraLoRAConfig
     variables: tuple = ()
-    created: int = dataclasses.field(default_factory=lambda: next(_CREATION))
+    created: int = dataclasses.field(init=False, default_factory=lambda: next(_CREATION))
 
     def factors(self):
         """`(a, b, scale[, hybrid_a, hybrid_b])`, the arguments of `keras_gralora.ops`."""
