@@ -41,6 +41,6 @@ open(sys.argv[2], "w").write(re.search(r"```python\n(.*?)```", text, re.S).group
 PY
 mkdir "$work/run"
 (cd "$work/run" && env -u KERAS_BACKEND "$work/venv/bin/python" -W error::DeprecationWarning:keras_gralora "$work/quickstart.py")
-(cd "$work/run" && "$work/venv/bin/python" -c "import keras_gralora, os; assert '$PWD' not in keras_gralora.__file__, keras_gralora.__file__; print('installed:', keras_gralora.__version__, keras_gralora.__file__)")
+(cd "$work/run" && KERAS_BACKEND=jax "$work/venv/bin/python" -c "import keras_gralora, os; assert '$PWD' not in keras_gralora.__file__, keras_gralora.__file__; print('installed:', keras_gralora.__version__, keras_gralora.__file__)")
 test -f "$work/run/task.gralora.weights.h5" && test -f "$work/run/merged.keras"
 echo "checks passed"
