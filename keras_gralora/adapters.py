@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import keras
 
 from keras_gralora import inject
+from keras_gralora.config import DEFAULT_ADAPTER
 from keras_gralora.inject import check_enabled
 
 
@@ -113,6 +114,20 @@ def check_names(model, names, where, allow_empty=False):
     if unknown := [n for n in names if n not in known]:
         raise ValueError(f"{where}: model '{model.name}' has no adapter named {unknown}; its adapters are {known}.")
     return list(dict.fromkeys(names))  # each once: a name twice would add its adapter twice
+
+
+def one_adapter(model, adapter_name, where):
+    """`adapter_name`, checked; `None`: "default" if the model has it, else its only adapter, else `ValueError`."""
+    if adapter_name is None:
+        known = adapter_names(model)
+        if DEFAULT_ADAPTER in known:
+            return DEFAULT_ADAPTER
+        if len(known) != 1:
+            raise ValueError(
+                f"{where}: model '{model.name}' has adapters {known}; pass adapter_name= to say which one to write."
+            )
+        return known[0]
+    return check_names(model, [adapter_name], where)[0]
 
 
 @contextlib.contextmanager

@@ -208,3 +208,30 @@ def test_the_command_line_refuses_a_crafted_config_by_field(checkpoints, tmp_pat
         done = convert(tmp_path / "gralora", tmp_path / "out")
         assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_without_adapter_name_the_default_or_the_only_adapter_is_written(tmp_path):
+    """As the README writes it: one adapter named "math" saves with no adapter_name; two without "default" refuse."""
+    import keras_hub
+
+    def tiny():
+        return keras_hub.models.GemmaBackbone(
+            vocabulary_size=32,
+            num_layers=1,
+            num_query_heads=2,
+            num_key_value_heads=1,
+            hidden_dim=8,
+            intermediate_dim=16,
+            head_dim=4,
+        )
+
+    backbone = tiny()
+    backbone.enable_gralora(r=2, k=2, adapter_name="math")
+    rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "lora")
+    keras_gralora.save_peft_adapter(backbone, tmp_path / "peft")
+    assert rows and os.path.exists(tmp_path / "peft" / "adapter_config.json")
+    backbone.enable_gralora(r=2, k=2, adapter_name="code")
+    for save in (keras_gralora.save_lora_adapter, keras_gralora.save_peft_adapter):
+        with pytest.raises(ValueError, match=r"has adapters \['math', 'code'\]; pass adapter_name="):
+            save(backbone, tmp_path / "other")
+    assert not os.path.exists(tmp_path / "other")

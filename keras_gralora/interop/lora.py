@@ -105,7 +105,7 @@ def _kernel_axes(layer, where):
 def save_lora_adapter(
     model: keras.Layer,
     directory: str | os.PathLike,
-    adapter_name: str = DEFAULT_ADAPTER,
+    adapter_name: str | None = None,
     rank: int | float | None = None,
     runtime: Literal["vllm", "sglang", "tgi", "llama.cpp"] | None = None,
     base_model_name_or_path: str | os.PathLike | None = None,
@@ -122,7 +122,7 @@ def save_lora_adapter(
             Keras' own LoRA (`backbone.enable_lora(r)`) and no GraLoRA.
         directory: Created if needed; its two files are replaced only once
             both new ones are complete. Nothing is written when a check fails.
-        adapter_name: Which GraLoRA adapter.
+        adapter_name: Which GraLoRA adapter; `None`: "default", or the model's only one.
         rank: `None`, an int or an energy fraction, as for `lora_factors`.
         runtime: `None` (any PEFT reader), `"vllm"`, `"sglang"`, `"tgi"` or
             `"llama.cpp"`: that runtime's rules (`interop/runtimes.py`) are
@@ -171,6 +171,8 @@ def save_lora_adapter(
     class_name = names.transformers_class(architecture, model)
     if class_name is None:
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
+    if adapters.adapter_names(model):  # else Keras' own LoRA, if any
+        adapter_name = adapters.one_adapter(model, adapter_name, where)
     layers, base, extra_arrays, extras = _source(model, adapter_name, architecture, class_name, where)
     lora_files.check_rank_fits(rank, {layer.path: inject.matrix_shape(layer) for layer in layers}, where)
     modules, fused = {}, {}
@@ -245,7 +247,7 @@ def _source(model, adapter_name, architecture, class_name, where):
             f"{[layer.path for layer in keras_lora][:3]}...; one LoRA directory holds one adapter. "
             "Save from a model with only one of them."
         )
-    name = adapters.check_names(model, [adapter_name], where)[0]
+    name = adapter_name
     adapter = saving.collect_adapter(model, name, where)
     layers = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
     extra_arrays = peft.transformers_extras(model, adapter, architecture, class_name, where)

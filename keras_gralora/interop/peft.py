@@ -83,7 +83,7 @@ def read_peft_adapter(model, directory, name, where):
 def save_peft_adapter(
     model: keras.Layer,
     directory: str | os.PathLike,
-    adapter_name: str = DEFAULT_ADAPTER,
+    adapter_name: str | None = None,
     base_model_name_or_path: str | os.PathLike | None = None,
 ) -> str:
     """Writes adapter `adapter_name` of a KerasHub model as a PEFT GraLoRA directory.
@@ -99,7 +99,7 @@ def save_peft_adapter(
         model: A KerasHub backbone or task with GraLoRA adapters.
         directory: Where `adapter_config.json` and
             `adapter_model.safetensors` go.
-        adapter_name: Which adapter to write.
+        adapter_name: Which adapter to write; `None`: "default", or the model's only one.
         base_model_name_or_path: Written into `adapter_config.json` (the
             Hugging Face checkpoint PEFT should load under it).
 
@@ -133,7 +133,7 @@ def save_peft_adapter(
     where = "save_peft_adapter"
     directory = check_directory(directory, base_model_name_or_path, where)
     base_model_name_or_path = base_model_name_or_path and os.fspath(base_model_name_or_path)
-    chosen = adapters.check_names(model, [adapter_name], where)
+    chosen = [adapters.one_adapter(model, adapter_name, where)]
     architecture = names.architecture_of(model, where)
     class_name = names.transformers_class(architecture, model)
     if class_name is None:
