@@ -20,6 +20,7 @@ next-token choice among the three label tokens (chance: 1/3).
 
 import argparse
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -107,14 +108,10 @@ def generations(backbone, tokenizer, words, tokens=3):
     return [f"{prompt(w)}{text[: tokens * 12]!r}" for w, text in zip(words, texts)]
 
 
-_QUIET = []
-
-
+@functools.cache
 def _quiet(llama_cpp):
-    """A llama.cpp log callback that drops every line (kept alive here: llama.cpp holds a C pointer to it)."""
-    if not _QUIET:
-        _QUIET.append(llama_cpp.llama_log_callback(lambda level, text, user_data: None))
-    return _QUIET[0]
+    """A llama.cpp log callback that drops every line (cached: llama.cpp holds a C pointer to it)."""
+    return llama_cpp.llama_log_callback(lambda level, text, user_data: None)
 
 
 def llama_cpp_run(gguf, adapter, task, label_ids, words):

@@ -25,7 +25,7 @@ TARGET = os.path.join(os.path.dirname(__file__), "..", "keras_gralora", "interop
 def derive(model_type, root):
     directory = os.path.join(root, model_type)
     classes = tiny_transformers.write(model_type, directory)
-    backbone, _, found = converter_records.records(directory)
+    backbone, found = converter_records.records(directory)
     return converter_records.table(model_type, classes, backbone, found)
 
 

@@ -90,7 +90,7 @@ def _as_kernel(layer, variable, array, fan_in_fan_out):
 
 
 def records(directory):
-    """`(backbone, config, [Record])`: what KerasHub's converter does with the checkpoint in `directory`."""
+    """`(backbone, [Record])`: what KerasHub's converter does with the checkpoint in `directory`."""
     from keras_hub.models import Backbone
 
     with open(os.path.join(directory, "config.json")) as file:
@@ -100,7 +100,7 @@ def records(directory):
     layers = {layer.path: layer for layer in backbone._flatten_layers(include_self=False)}
     with RecordingLoader(directory, layers) as loader:
         converter.convert_weights(backbone, loader, config)
-    return backbone, config, loader.records
+    return backbone, loader.records
 
 
 INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)")  # a block index in a transformers module name
@@ -195,6 +195,7 @@ def table(name, classes, backbone, found):
     saves_as = {"Backbone": causal or base}
     if causal:
         saves_as["CausalLM"] = causal
+        refused.setdefault("lm_head", LM_HEAD)  # tied: the converter reads no lm_head, the logits still come so
     if written.endswith("ForConditionalGeneration"):
         saves_as["Seq2SeqLM"] = written
     return {

@@ -247,9 +247,8 @@ def _source(model, adapter_name, architecture, class_name, where):
             f"{[layer.path for layer in keras_lora][:3]}...; one LoRA directory holds one adapter. "
             "Save from a model with only one of them."
         )
-    name = adapter_name
-    adapter = saving.collect_adapter(model, name, where)
-    layers = [layer for layer in inject.adapted_layers(model) if name in layer.adapter_names]
+    adapter = saving.collect_adapter(model, adapter_name, where)
+    layers = [layer for layer in inject.adapted_layers(model) if adapter_name in layer.adapter_names]
     extra_arrays = peft.transformers_extras(model, adapter, architecture, class_name, where)
     extras = [f"{len(adapter.biases)} trained biases"] if adapter.biases else []
     extras += [f"modules_to_save {list(adapter.config.modules_to_save)}"] if adapter.modules else []
