@@ -9,6 +9,8 @@ trains with each adapter (biases, `modules_to_save` weights).
 Layout, format version 3:
 
     attrs: format="keras_gralora.adapters", format_version=3
+    model_layers             dataset of strings: the saved model's layer keys
+                             (optional: files before it was written lack it)
     adapters/<name>/ attrs: active (bool), index (creation order),
                             modules_to_save (JSON: the modules' keys)
         layers/<i>/  attrs: key, path, in_features, out_features, config (JSON)
@@ -31,13 +33,14 @@ import os
 import h5py
 import numpy as np
 
-from keras_gralora import files
+from keras_gralora import files, hdf5_contents
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
 
 FORMAT = "keras_gralora.adapters"
 FORMAT_VERSION = 3
 READS = (1, 2, 3)
 SUFFIX = ".weights.h5"
+MAX_MODEL_LAYERS = 1_000_000
 
 
 @dataclasses.dataclass
@@ -63,6 +66,8 @@ class FileAdapter:
     keyed: bool = False
     paths: dict = dataclasses.field(default_factory=dict)  # key -> path, for messages and PEFT's names
     module_keys: tuple = ()  # the keys of the config's `modules_to_save` layers
+    model_keys: list | None = None  # the saved model's layer keys (`saved_structure.py`); None: not recorded
+    missing_targets: tuple = ()  # paths of the model's layers its own targets name but it lacks (PEFT's)
 
     def path(self, name):
         """The path of the layer or variable `name` (a key, or already a path)."""
@@ -84,6 +89,8 @@ def write(filepath, adapters, where):
     with h5py.File(buffer, "w", libver="latest") as f:  # compact groups
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
+        if (keys := adapters[0].model_keys) is not None:
+            f.create_dataset("model_layers", data=np.array(keys, dtype=h5py.string_dtype()))
         for index, adapter in enumerate(adapters):
             group = f.create_group(f"adapters/{adapter.name}")
             group.attrs.update(
@@ -130,7 +137,7 @@ def reading(filepath, where):
         ) from error
     with f:
         reader = _Reader(filepath, where)
-        reader.check_self_contained(f)
+        hdf5_contents.check_self_contained(f, f"{where}: '{filepath}' refused")
         yield reader.adapters(f)
 
 
@@ -145,25 +152,6 @@ class _Reader:
             f"{self.where}: '{self.filepath}' is not a valid keras_gralora adapter file: {obj} {problem}. "
             "Adapter files come from `save_gralora_weights`; save it again (or ask its author to)."
         )
-
-    def check_self_contained(self, group):
-        for name in group:
-            link = group.get(name, getlink=True)
-            path = f"{group.name.rstrip('/')}/{name}"
-            if not isinstance(link, h5py.HardLink):
-                raise ValueError(
-                    f"{self.where}: '{self.filepath}' refused: '{path}' is a {type(link).__name__}; an adapter "
-                    "file holds its own data only (links could read other files of this machine)."
-                )
-            obj = group[name]
-            if isinstance(obj, h5py.Group):
-                self.check_self_contained(obj)
-            elif obj.is_virtual or obj.id.get_create_plist().get_external_count():
-                kind = "a virtual dataset" if obj.is_virtual else "stored in external files"
-                raise ValueError(
-                    f"{self.where}: '{self.filepath}' refused: dataset '{path}' is {kind}; an adapter file "
-                    "holds its own data only (this could read other files of this machine)."
-                )
 
     def adapters(self, f):
         version = self.header(f)
@@ -185,7 +173,17 @@ class _Reader:
             )
         if not adapters:
             self.fail("group 'adapters'", "holds no adapter")
+        if self.keyed and "model_layers" in f:
+            keys = self.model_layers(f["model_layers"])
+            adapters = {name: dataclasses.replace(a, model_keys=keys) for name, a in adapters.items()}
         return adapters
+
+    def model_layers(self, dataset):
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 1 or dataset.dtype.kind != "O":
+            self.fail("'model_layers'", "is no list of strings")
+        if dataset.shape[0] > MAX_MODEL_LAYERS:
+            self.fail("'model_layers'", f"lists {dataset.shape[0]} layers, over {MAX_MODEL_LAYERS}")
+        return [key.decode("utf-8", "replace") for key in dataset[()]]
 
     def header(self, f):
         if f.attrs.get("format") != FORMAT:

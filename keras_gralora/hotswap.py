@@ -93,7 +93,11 @@ def prepare_model_for_compiled_hotswap(
 
 
 def hotswap_adapter(
-    model: keras.Layer, source: str | os.PathLike, adapter_name: str = "default", source_adapter_name: str | None = None
+    model: keras.Layer,
+    source: str | os.PathLike,
+    adapter_name: str = "default",
+    source_adapter_name: str | None = None,
+    allow_partial: bool = False,
 ) -> list[str]:
     """Replaces adapter `adapter_name`'s weights with those of `source`, in place: no recompile.
 
@@ -103,6 +107,10 @@ def hotswap_adapter(
             PEFT GraLoRA directory (`save_pretrained`).
         adapter_name: The model's adapter to overwrite.
         source_adapter_name: Which adapter of a file holding several.
+        allow_partial: A source saved from a model without some of
+            `model`'s layers (fewer blocks) is refused; `True` swaps it in
+            (the slot's other layers get zeros, as for any source that
+            adapts fewer layers than the slot).
 
     Returns:
         The paths of the layers whose adapter changed.
@@ -140,7 +148,7 @@ def hotswap_adapter(
         raise ValueError(f"{where}: adapter {adapter_name!r} is merged into {merged[:3]}; unmerge first.")
     if os.path.isdir(source):
         path, saved = read_peft_adapter(model, source, adapter_name, where)
-        return _swap(model, saved, adapter_name, Source(where, path))
+        return _swap(model, saved, adapter_name, Source(where, path, allow_partial=allow_partial))
     if not os.path.lexists(source):
         raise FileNotFoundError(
             f"{where}: '{os.fspath(source)}' does not exist; the source is a `.weights.h5` adapter file "
@@ -148,7 +156,8 @@ def hotswap_adapter(
         )
     filepath = adapter_file.check_filename(source)
     with adapter_file.reading(filepath, where) as stored:
-        return _swap(model, _pick(stored, source_adapter_name, filepath, where), adapter_name, Source(where, filepath))
+        picked = _pick(stored, source_adapter_name, filepath, where)
+        return _swap(model, picked, adapter_name, Source(where, filepath, allow_partial=allow_partial))
 
 
 def _swap(model, saved, name, source):

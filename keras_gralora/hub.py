@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from keras_gralora import adapters, feeds, guards, inject, merge, saving, structure, swap_lock
+from keras_gralora import adapters, feeds, guards, inject, merge, saved_structure, saving, structure, swap_lock
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
 from keras_gralora.layers.serialization import exporting
 
@@ -122,7 +122,7 @@ def save_gralora_weights(self, filepath, adapter_names=None):
     saving.save_gralora_weights(self, filepath, adapter_names)
 
 
-def load_gralora_weights(self, filepath, adapter_names=None, check_paths=True):
+def load_gralora_weights(self, filepath, adapter_names=None, check_paths=True, allow_partial=False):
     """`backbone.load_gralora_weights(path)`: `keras_gralora.load_gralora_weights(backbone, path)`.
 
     Mirrors KerasHub's `load_lora_weights`, except that the backbone needs no
@@ -143,7 +143,7 @@ def load_gralora_weights(self, filepath, adapter_names=None, check_paths=True):
         >>> sorted(fresh.load_gralora_weights(path))
         ['transformer_layer_0/self_attention_layer/query', 'transformer_layer_0/self_attention_layer/value']
     """
-    return saving.load_gralora_weights(self, filepath, adapter_names, check_paths)
+    return saving.load_gralora_weights(self, filepath, adapter_names, check_paths, allow_partial)
 
 
 def _settings(backbone):
@@ -164,6 +164,8 @@ def _settings(backbone):
         "layers": layers,
         "adapters": adapters.adapter_names(backbone),
         "active": adapters.active_adapters(backbone),
+        "paths": {structure.key_of(keys, layer): layer.path for layer in inject.adapted_layers(backbone)},
+        "model_layers": saved_structure.model_keys(keys),
     }
 
 
@@ -181,6 +183,17 @@ def _enable_from_settings(backbone, settings):
         raise ValueError(
             f"Backbone '{backbone.name}': the weights file has GraLoRA adapters for {missing}, which this "
             f"backbone lacks (another architecture or configuration). Its Dense/EinsumDense layers are {adaptable}."
+        )
+    adaptable = {name: by_name[name] for name in adaptable}
+    moved = saved_structure.moved(settings.get("paths", {}), adaptable)
+    unsaved = saved_structure.unsaved(settings.get("model_layers", adaptable), adaptable)
+    if moved or unsaved:
+        found = f"would land on other layers: {moved[:5]} (saved -> here)" if moved else f"lacked layers {unsaved[:5]}"
+        raise ValueError(
+            f"Backbone '{backbone.name}': the weights file was saved from another model, which {found}. A "
+            "whole-model file loads into the model it was saved from. To move its adapters, save them with "
+            "`save_gralora_weights` and load them with `load_gralora_weights(..., check_paths=False)` (renamed "
+            "layers) or `allow_partial=True` (a larger model)."
         )
     plan = [
         (by_name[name], entry["name"], _config(entry, by_name, version))

@@ -13,7 +13,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_gralora import adapters, inject, saved_paths, structure
+from keras_gralora import adapters, inject, saved_structure, structure
 from keras_gralora.adapter_file import FileAdapter
 from keras_gralora.backend import to_numpy
 from keras_gralora.config import check_adapter_name
@@ -48,6 +48,7 @@ class Source:
     where: str
     path: str
     check_paths: bool = True  # a keyed file's stored layer paths must be those its keys land on
+    allow_partial: bool = False  # a keyed file may come from a model without some of this model's layers
 
 
 def load_adapters(model, saved, renames, source):
@@ -188,8 +189,7 @@ def _layers(model, saved, source, places):
             f"architecture or configuration. Model '{model.name}' has Dense/EinsumDense layers at "
             f"{sorted(layer.path for layer in by_name.values())} ({theirs}: {sorted(by_name)})."
         )
-    if saved.keyed and source.check_paths:
-        saved_paths.check(model, saved, source, by_name)
+    saved_structure.check(model, saved, source, by_name)
     return [(by_name[key], entry) for key, entry in saved.layers.items()]
 
 

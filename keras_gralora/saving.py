@@ -14,7 +14,7 @@ import os
 import keras
 import numpy as np
 
-from keras_gralora import adapter_file, adapters, inject, structure
+from keras_gralora import adapter_file, adapters, inject, saved_structure, structure
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.backend import to_numpy
 from keras_gralora.layers.named_adapter import ROLES
@@ -107,6 +107,7 @@ def collect_adapter(model, name, where):
         keyed=True,
         paths=paths,
         module_keys=module_keys,
+        model_keys=saved_structure.model_keys(keys),
     )
 
 
@@ -119,6 +120,7 @@ def load_gralora_weights(
     filepath: str | os.PathLike,
     adapter_names: str | list[str] | dict[str, str] | None = None,
     check_paths: bool = True,
+    allow_partial: bool = False,
 ) -> list[str]:
     """Loads adapters saved by `save_gralora_weights` onto `model`.
 
@@ -132,13 +134,17 @@ def load_gralora_weights(
             with others (the file's are added beside them, inactive unless
             the model had none), or with the same adapters on the same
             layers and settings (their weights are replaced).
-        filepath: A `.weights.h5` adapter file (format version 1 or 2).
+        filepath: A `.weights.h5` adapter file (any format version, 1 to 3).
         adapter_names: `None` loads every adapter of the file; a name or a
             list loads those; a dict `{name in file: name in model}` renames.
         check_paths: Layers are found by the model's structure (as Keras'
             own files find them); each must also carry the name it was saved
             from (auto-generated numbering aside), so a file never lands on
             another layer. `False` loads onto renamed layers.
+        allow_partial: A file saved from a model without some of `model`'s
+            layers (a smaller configuration: fewer blocks) is refused, as it
+            would adapt part of the model only; `True` loads it onto the
+            layers it names.
 
     Returns:
         The paths of the layers that received adapters.
@@ -166,7 +172,7 @@ def load_gralora_weights(
     filepath = adapter_file.check_filename(filepath)
     with adapter_file.reading(filepath, where) as saved:
         renames = _renames(saved, adapter_names, filepath)
-        return load_adapters(model, saved, renames, Source(where, filepath, check_paths))
+        return load_adapters(model, saved, renames, Source(where, filepath, check_paths, allow_partial))
 
 
 def _renames(saved, adapter_names, filepath):

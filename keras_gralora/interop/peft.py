@@ -25,7 +25,9 @@ PREFIX = peft_files.PREFIX
 TASK_TYPES = {"ForCausalLM": "CAUSAL_LM", "ForSequenceClassification": "SEQ_CLS"}  # PEFT's, by class name
 
 
-def load_peft_adapter(model: keras.Layer, directory: str | os.PathLike, adapter_name: str | None = None) -> list[str]:
+def load_peft_adapter(
+    model: keras.Layer, directory: str | os.PathLike, adapter_name: str | None = None, allow_partial: bool = False
+) -> list[str]:
     """Loads a PEFT GraLoRA (or plain LoRA) adapter directory onto a KerasHub model.
 
     Args:
@@ -36,6 +38,10 @@ def load_peft_adapter(model: keras.Layer, directory: str | os.PathLike, adapter_
         directory: What PEFT's `save_pretrained` wrote.
         adapter_name: The adapter's name in `model` (default "default"); it
             must not exist yet.
+        allow_partial: A directory whose listed `target_modules` name layers
+            of `model` it holds no adapter for (saved from a smaller
+            configuration: fewer blocks) is refused; `True` loads it onto
+            the layers it has.
 
     Returns:
         The paths of the adapted layers.
@@ -71,7 +77,7 @@ def load_peft_adapter(model: keras.Layer, directory: str | os.PathLike, adapter_
             f"or `delete_adapter(model, {name!r})` first."
         )
     path, saved = read_peft_adapter(model, directory, name, where)
-    return load_adapters(model, {name: saved}, {name: name}, Source(where, path))
+    return load_adapters(model, {name: saved}, {name: name}, Source(where, path, allow_partial=allow_partial))
 
 
 def read_peft_adapter(model, directory, name, where):

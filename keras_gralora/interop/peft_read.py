@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from keras_gralora import inject
 from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.config import GraLoRAConfig
 from keras_gralora.interop import checks, fused, names, peft_files, tensors
@@ -95,7 +96,34 @@ def file_adapter(model, architecture, source, name, where):
                 )
     if not layers:
         raise ValueError(f"{where}: the adapter holds no {peft_type} tensors (found {sorted(source.declared)[:5]}...).")
-    return FileAdapter(name, True, layers, biases, modules)
+    missing = _missing_targets(model, architecture, config, set(layers), layers_by_path, where)
+    return FileAdapter(name, True, layers, biases, modules, missing_targets=missing)
+
+
+def _missing_targets(model, architecture, config, adapted, layers_by_path, where):
+    """Paths of `model`'s layers whose modules PEFT's listed `target_modules` name, without adapters here.
+
+    PEFT adapts every module a listed target names (exactly, or as a name's
+    last parts), so such a layer means the directory was saved from a
+    smaller configuration (`saved_structure.py`). Regex targets, block
+    indices and exclusions are not followed: nothing is reported then.
+    """
+    targets, class_name = config.get("target_modules"), names.transformers_class(architecture, model)
+    if not isinstance(targets, list) or class_name is None:
+        return ()
+    if any(config.get(field) for field in ("layers_to_transform", "layers_pattern", "exclude_modules")):
+        return ()
+    missing = []
+    for path, layer in layers_by_path.items():
+        if path in adapted or not inject.adapted_class(layer):
+            continue
+        try:
+            module = names.transformers_module(architecture, class_name, path, where)
+        except ValueError:  # no module of its own (a fused part, or no counterpart)
+            continue
+        if any(module == target or module.endswith("." + target) for target in targets):
+            missing.append(path)
+    return tuple(missing)
 
 
 def _parts(layers_by_path, paths, module, model, where):
