@@ -90,7 +90,7 @@ def lora_directory(path, alpha_pattern):
         "peft_type": "LORA",
         "r": 4,
         "lora_alpha": 8,
-        "target_modules": ["q_proj"],
+        "target_modules": ["layers.0.self_attn.q_proj"],  # the one module it holds
         "alpha_pattern": alpha_pattern,
     }
     (path / "adapter_config.json").write_text(json.dumps(config))

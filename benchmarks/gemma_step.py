@@ -1,0 +1,267 @@
+"""Train step, memory and decoding of the real Gemma 3 270M: GraLoRA vs Keras' own LoRA (and PEFT on torch).
+
+Every configuration adapts the same layers (the backbone's default targets,
+query and value of each of the 18 blocks, as KerasHub's `enable_lora`) at
+the same r=32, from the same pretrained weights, on the same token batch,
+with the same optimizer (AdamW) and the causal-LM loss over every position
+(so the 262,144-token output head runs at full size, as in real
+fine-tuning):
+
+- `keras-lora`: KerasHub's `backbone.enable_lora(32)`;
+- `gralora k=K h=H`: `backbone.enable_gralora(r=32, k=K, hybrid_r=H)`;
+- `head`: the output head alone (a trainable input projection, the frozen
+  tied embedding as the head, the same loss): the share of a step that no
+  adapter method can save;
+- on torch with `--peft`: PEFT's GraLoRA and LoRA on transformers'
+  `Gemma3ForCausalLM` from the same checkpoint (q_proj, v_proj), stepped by
+  hand (forward, loss, backward, AdamW).
+
+`--mode time` builds them all in one process and times them round robin
+after warm-up: `--repeat` blocks of `--rounds` rounds, each block's median
+kept, the median and range of those reported. `--mode memory --config C`
+measures one configuration in a fresh process (peak RSS of steady-state
+steps above the RSS before the model existed; on jax also XLA's count of
+the compiled step's temporaries). `--mode decode` times `generate` (batch
+1 and 8, 32 new tokens) with the adapters unmerged and merged, beside
+Keras LoRA (unmerged: KerasHub's LoRA has no merge).
+
+    KERAS_BACKEND=torch python benchmarks/gemma_step.py --mode time --peft
+    KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode memory --config "gralora k=2 h=0"
+    KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode decode
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras
+import keras_hub
+import numpy as np
+from stack import reset_peak_rss, rss_mib
+
+import keras_gralora
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+import gemma_model
+
+R = 32
+CONFIGS = ["keras-lora", "gralora k=2 h=0", "gralora k=2 h=8", "gralora k=4 h=0", "gralora k=4 h=8", "head"]
+
+
+def batch(size, length, vocabulary, seed=0):
+    """Token ids (the prompt) and next-token targets, from real-vocabulary ids."""
+    ids = np.random.default_rng(seed).integers(2, vocabulary, (size, length + 1)).astype("int32")
+    return {"token_ids": ids[:, :-1], "padding_mask": np.ones((size, length), bool)}, ids[:, 1:]
+
+
+def backbones(count):
+    """`count` copies of the pretrained backbone (one load, then the weights copied)."""
+    first = keras_hub.models.Gemma3Backbone.from_preset(gemma_model.preset_dir(verbose=False))
+    weights = first.get_weights()
+    copies = [first]
+    for _ in range(count - 1):
+        copy = keras_hub.models.Gemma3Backbone.from_config(first.get_config())
+        copy.set_weights(weights)
+        copies.append(copy)
+    return copies
+
+
+def adapted_lm(backbone, config):
+    """A `Gemma3CausalLM` on `backbone` with configuration `config`'s adapters, compiled."""
+    if config == "keras-lora":
+        backbone.enable_lora(R)
+    else:
+        k, h = (int(part.split("=")[1]) for part in config.split()[1:])
+        backbone.enable_gralora(r=R, k=k, hybrid_r=h)
+    lm = keras_hub.models.Gemma3CausalLM(preprocessor=None, backbone=backbone)
+    lm.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    return lm
+
+
+def head_model(backbone, length):
+    """The output head's share: a trainable projection, then the frozen tied embedding as logits, same loss."""
+    inputs = keras.Input((length, backbone.hidden_dim))
+    hidden = keras.layers.Dense(backbone.hidden_dim)(inputs)
+    head = keras.layers.Dense(backbone.vocabulary_size, use_bias=False, trainable=False)
+    model = keras.Model(inputs, head(hidden))
+    head.kernel.assign(keras.ops.transpose(backbone.token_embedding.embeddings))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    return model
+
+
+def keras_steps(configs, x, y):
+    steps, models = {}, backbones(len(configs))
+    for config, backbone in zip(configs, models):
+        if config == "head":
+            hidden = np.random.default_rng(1).standard_normal((*y.shape, backbone.hidden_dim)).astype("float32")
+            model = head_model(backbone, y.shape[1])
+            steps[config] = lambda m=model, h=hidden: m.train_on_batch(h, y)
+        else:
+            lm = adapted_lm(backbone, config)
+            steps[config] = lambda m=lm: m.train_on_batch(x, y)
+    return steps
+
+
+def peft_steps(x, y):
+    """PEFT's GraLoRA (k=2) and LoRA at r=32 on transformers' Gemma 3, stepped by hand (torch)."""
+    import peft
+    import torch
+    import transformers
+
+    directory = gemma_model.preset_dir(verbose=False)
+    ids, labels = torch.as_tensor(x["token_ids"], dtype=torch.long), torch.as_tensor(y, dtype=torch.long)
+    steps = {}
+    for name, config in {
+        "peft gralora k=2": peft.GraloraConfig(r=R, gralora_k=2, alpha=2 * R, target_modules=["q_proj", "v_proj"]),
+        "peft lora": peft.LoraConfig(r=R, lora_alpha=2 * R, target_modules=["q_proj", "v_proj"]),
+    }.items():
+        model = transformers.AutoModelForCausalLM.from_pretrained(directory, torch_dtype=torch.float32)
+        model = peft.get_peft_model(model, config).train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+        def step(model=model, optimizer=optimizer):
+            logits = model(input_ids=ids).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return float(loss)
+
+        steps[name] = step
+    return steps
+
+
+def time_blocks(steps, rounds, repeat, warmup=2):
+    """`{name: [median seconds of each block]}`: round-robin steps, `repeat` blocks of `rounds` rounds."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    blocks = {name: [] for name in steps}
+    for _ in range(repeat):
+        times = {name: [] for name in steps}
+        for _ in range(rounds):
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - start)
+        for name, values in times.items():
+            blocks[name].append(statistics.median(values))
+    return blocks
+
+
+def report(**fields):
+    print(json.dumps({"bench": "gemma_step", "backend": keras.backend.backend(), **fields}), flush=True)
+
+
+def time_mode(args, x, y):
+    steps = keras_steps(CONFIGS, x, y)
+    if args.peft:
+        steps.update(peft_steps(x, y))
+    blocks = time_blocks(steps, args.rounds, args.repeat)
+    lora = statistics.median(blocks["keras-lora"])
+    tokens = y.size
+    for name, values in blocks.items():
+        median = statistics.median(values)
+        report(
+            mode="time",
+            config=name,
+            ms=round(1000 * median, 1),
+            ms_range=[round(1000 * min(values), 1), round(1000 * max(values), 1)],
+            tokens_per_s=round(tokens / median, 1),
+            vs_keras_lora=round(median / lora, 3),
+            vs_keras_lora_range=[round(min(values) / lora, 3), round(max(values) / lora, 3)],
+        )
+
+
+def memory_mode(args, x, y):
+    keras.ops.convert_to_numpy(keras.ops.add(np.ones(4, "float32"), 1.0))  # the backend started before the baseline
+    baseline = rss_mib("VmRSS")
+    (backbone,) = backbones(1)
+    lm = adapted_lm(backbone, args.config)
+    for _ in range(2):
+        lm.train_on_batch(x, y)
+    settled = rss_mib("VmRSS")
+    reset_peak_rss()
+    for _ in range(args.rounds):
+        lm.train_on_batch(x, y)
+    peak = rss_mib("VmHWM")
+    temp = None
+    if keras.backend.backend() == "jax":
+        temp = round(xla_temp_mib(lm, x, y), 1)
+    report(
+        mode="memory",
+        config=args.config,
+        peak_mib=round(peak - baseline, 1),
+        step_mib=round(peak - settled, 1),
+        xla_temp_mib=temp,
+    )
+
+
+def xla_temp_mib(lm, x, y):
+    """XLA's count of the temporaries of the compiled loss-and-gradients step (jax)."""
+    import jax
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(True)
+
+    def loss(trainable, non_trainable, x, y):
+        logits, _ = lm.stateless_call(trainable, non_trainable, x, training=True)
+        return loss_fn(y, logits)
+
+    arguments = ([v.value for v in lm.trainable_variables], [v.value for v in lm.non_trainable_variables], x, y)
+    return jax.jit(jax.value_and_grad(loss)).lower(*arguments).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def decode_mode(args):
+    configs = ["keras-lora", "gralora k=2 h=0", "gralora k=2 h=0 merged"]
+    models = backbones(len(configs))
+    lms = {}
+    for config, backbone in zip(configs, models):
+        lms[config] = adapted_lm(backbone, config.replace(" merged", ""))
+        if config.endswith("merged"):
+            keras_gralora.merge_gralora(backbone)
+    for size in (1, 8):
+        prompt_length, new = 16, 32
+        ids = np.zeros((size, prompt_length + new), "int32")
+        ids[:, :prompt_length] = batch(size, prompt_length, 262144)[0]["token_ids"]
+        prompts = {"token_ids": ids, "padding_mask": ids > 0}
+        steps = {name: (lambda lm=lm: lm.generate(prompts, stop_token_ids=None)) for name, lm in lms.items()}
+        blocks = time_blocks(steps, args.rounds, args.repeat, warmup=1)
+        lora = statistics.median(blocks["keras-lora"])
+        for name, values in blocks.items():
+            median = statistics.median(values)
+            report(
+                mode="decode",
+                batch=size,
+                config=name,
+                ms_per_token=round(1000 * median / new, 2),
+                ms_per_token_range=[round(1000 * min(values) / new, 2), round(1000 * max(values) / new, 2)],
+                vs_keras_lora=round(median / lora, 3),
+            )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["time", "memory", "decode"], default="time")
+    parser.add_argument("--config", choices=CONFIGS[:-1], default="gralora k=2 h=0")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peft", action="store_true", help="torch: PEFT GraLoRA and LoRA beside, same process")
+    args = parser.parse_args()
+    x, y = batch(args.batch, args.length, 262144)
+    if args.mode == "time":
+        time_mode(args, x, y)
+    elif args.mode == "memory":
+        memory_mode(args, x, y)
+    else:
+        decode_mode(args)
+
+
+if __name__ == "__main__":
+    main()
