@@ -13,16 +13,14 @@ the three label tokens). Every projection of every block is adapted
 First a learning-rate sweep on seed 0 (`--lrs`, per method and rank), then
 `--seeds` more seeds at each method's best rate. One JSON line per run
 (appended to `--out`, so an interrupted sweep resumes where it stopped);
-`--plot` draws held-out score vs rank from that file.
+`gemma_figures.py` draws held-out score vs rank from that file.
 
     KERAS_BACKEND=jax python benchmarks/gemma_quality.py --ranks 8 32 64 --out runs/gemma_quality.jsonl
-    python benchmarks/gemma_quality.py --plot runs/gemma_quality.jsonl --figure docs/gemma-quality.png
 """
 
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -137,39 +135,6 @@ def summary(path):
     return table
 
 
-def plot(path, figure):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = summary(path)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method in ("lora", "gralora k=2", "gralora k=4"):
-        points = sorted((r, scores) for (m, r), (_, scores) in table.items() if m == method)
-        if not points:
-            continue
-        ranks = [r for r, _ in points]
-        medians = [statistics.median(s) for _, s in points]
-        low = [m - min(s) for m, (_, s) in zip(medians, points)]
-        high = [max(s) - m for m, (_, s) in zip(medians, points)]
-        ax.errorbar(ranks, medians, yerr=[low, high], marker="o", capsize=4, label=method)
-    if ("full", 0) in table:
-        scores = table[("full", 0)][1]
-        ax.axhline(statistics.median(scores), color="black", ls="--", label="full fine-tuning")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("r (the same trainable parameters for every method at one r)")
-    ax.set_ylabel("held-out score (median, range over seeds)")
-    ax.set_title("Gemma 3 270M, lexicon sentiment as the next token")
-    ax.legend()
-    fig.savefig(figure, dpi=110, bbox_inches="tight")
-    for (method, r), (lr, scores) in table.items():
-        print(
-            f"{method:12s} r={r:3d} lr={lr:g}: median {statistics.median(scores):.3f} "
-            f"({min(scores):.3f}-{max(scores):.3f}, {len(scores)} seeds)"
-        )
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ranks", type=int, nargs="+", default=[8, 32, 64])
@@ -182,12 +147,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", default="runs/gemma_quality.jsonl")
-    parser.add_argument("--plot", metavar="JSONL", help="draw the figure from a sweep's file instead")
-    parser.add_argument("--figure", default="docs/gemma-quality.png")
     args = parser.parse_args()
-    if args.plot:
-        plot(args.plot, args.figure)
-        return
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     sweep(args)
