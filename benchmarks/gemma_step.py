@@ -226,12 +226,18 @@ def decode_mode(args):
         lms[config] = adapted_lm(backbone, config.replace(" merged", ""))
         if config.endswith("merged"):
             keras_gralora.merge_gralora(backbone)
+    preset = gemma_model.preset_dir(verbose=False)
+    tokenizer = keras_hub.models.Gemma3Tokenizer.from_preset(preset)
+    prompt_length, new = 16, 32
+    for lm in lms.values():
+        lm.preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(tokenizer, sequence_length=prompt_length + new)
+        lm.compile(sampler="greedy")
     for size in (1, 8):
-        prompt_length, new = 16, 32
-        ids = np.zeros((size, prompt_length + new), "int32")
-        ids[:, :prompt_length] = batch(size, prompt_length, 262144)[0]["token_ids"]
-        prompts = {"token_ids": ids, "padding_mask": ids > 0}
-        steps = {name: (lambda lm=lm: lm.generate(prompts, stop_token_ids=None)) for name, lm in lms.items()}
+        prompts = ["The capital of France is"] * size
+        steps = {
+            name: (lambda lm=lm: lm.generate(prompts, max_length=prompt_length + new, stop_token_ids=None))
+            for name, lm in lms.items()
+        }
         blocks = time_blocks(steps, args.rounds, args.repeat, warmup=1)
         for name, values in blocks.items():
             median = statistics.median(values)
