@@ -37,14 +37,13 @@ import json
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import keras_hub
 import numpy as np
-from stack import reset_peak_rss, rss_mib
+from stack import interleaved_medians, reset_peak_rss, rss_mib
 
 import keras_gralora
 
@@ -140,19 +139,10 @@ def peft_steps(x, y):
 
 def time_blocks(steps, rounds, repeat, warmup=2):
     """`{name: [median seconds of each block]}`: round-robin steps, `repeat` blocks of `rounds` rounds."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
     blocks = {name: [] for name in steps}
-    for _ in range(repeat):
-        times = {name: [] for name in steps}
-        for _ in range(rounds):
-            for name, step in steps.items():
-                start = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - start)
-        for name, values in times.items():
-            blocks[name].append(statistics.median(values))
+    for block in range(repeat):
+        for name, median in interleaved_medians(steps, rounds, warmup if block == 0 else 0).items():
+            blocks[name].append(median)
     return blocks
 
 
