@@ -50,6 +50,11 @@ class Source:
     check_paths: bool = True  # a keyed file's stored layer paths must be those its keys land on
     allow_partial: bool = False  # a keyed file may come from a model without some of this model's layers
 
+    def __post_init__(self):
+        for name in ("check_paths", "allow_partial"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{self.where}: {name}={getattr(self, name)!r} must be True or False.")
+
 
 def load_adapters(model, saved, renames, source):
     """Loads `saved` (`{name: FileAdapter}`) onto `model` as `renames` (`{saved name: model name}`) says.

@@ -127,3 +127,13 @@ def test_a_peft_directory_whose_targets_reach_layers_it_lacks_is_refused(tmp_pat
     config["layers_to_transform"] = [0, 1]  # blocks named: not followed, nothing refused
     as_peft_wrote(directory, config)
     assert len(keras_gralora.load_peft_adapter(bert(4), directory)) == 4
+
+
+@pytest.mark.parametrize("argument", [{"allow_partial": "no"}, {"check_paths": 0}])
+def test_the_flags_take_booleans_only(tmp_path, argument):
+    path = str(tmp_path / "two.gralora.weights.h5")
+    trained(2, path)
+    larger = bert(4)
+    with pytest.raises(ValueError, match=f"{next(iter(argument))}=.* must be True or False"):
+        larger.load_gralora_weights(path, **argument)
+    assert not inject.adapted_layers(larger)
