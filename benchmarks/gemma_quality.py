@@ -10,7 +10,9 @@ the three label tokens). Every projection of every block is adapted
 - `gralora k=2`, `gralora k=4`: the same `r * (in + out)` parameters;
 - `full`: every weight trains (the ceiling), at the learning rates `--full-lrs`.
 
-First a learning-rate sweep on seed 0 (`--lrs`, per method and rank), then
+First a learning-rate sweep on seed 0 (`--lrs`, per method and rank; when
+the best rate is an end of the sweep, up to `--extend` more rates past it on
+the 1-3-10 ladder, so the best is never just the sweep's edge), then
 `--seeds` more seeds at each method's best rate. One JSON line per run
 (appended to `--out`, so an interrupted sweep resumes where it stopped);
 `gemma_figures.py` draws held-out score vs rank from that file.
@@ -20,6 +22,7 @@ First a learning-rate sweep on seed 0 (`--lrs`, per method and rank), then
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -106,22 +109,40 @@ def sweep(args):
     plan = [(method, r) for r in args.ranks for method in ("lora", "gralora k=2", "gralora k=4")]
     if args.full:
         plan.append(("full", 0))
-    for stage in ("lrs", "seeds"):
-        for method, r in plan:
-            lrs = args.full_lrs if method == "full" else args.lrs
-            if stage == "lrs":
-                todo = [(lr, 0) for lr in lrs]
-            else:
-                todo = [(best_lr(runs(args.out), method, r), seed) for seed in range(1, args.seeds + 1)]
-            for lr, seed in todo:
-                if (method, r, lr, seed) in seen:
-                    continue
-                job = job or Job(args.train, args.test)
-                run = job.run(method, r, lr, seed, args.batch_size, args.epochs)
-                print(json.dumps(run), flush=True)
-                with open(args.out, "a") as file:
-                    file.write(json.dumps(run) + "\n")
-                seen.add(key(run))
+
+    def train(method, r, lr, seed):
+        nonlocal job
+        if (method, r, lr, seed) in seen:
+            return
+        job = job or Job(args.train, args.test)
+        run = job.run(method, r, lr, seed, args.batch_size, args.epochs)
+        print(json.dumps(run), flush=True)
+        with open(args.out, "a") as file:
+            file.write(json.dumps(run) + "\n")
+        seen.add(key(run))
+
+    for method, r in plan:  # the learning-rate sweep on seed 0, extended past an edge that wins
+        lrs = sorted(args.full_lrs if method == "full" else args.lrs)
+        for lr in lrs:
+            train(method, r, lr, 0)
+        for _ in range(args.extend):
+            best = best_lr(runs(args.out), method, r)
+            if best not in (lrs[0], lrs[-1]):
+                break
+            lr = next_rate(best, down=best == lrs[0])
+            lrs = sorted(lrs + [lr])
+            train(method, r, lr, 0)
+    for method, r in plan:
+        for seed in range(1, args.seeds + 1):
+            train(method, r, best_lr(runs(args.out), method, r), seed)
+
+
+def next_rate(lr, down):
+    """The next rate past `lr` on the 1-3-10 ladder (`1e-4` -> `3e-5` down, `3e-4` up)."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    ladder = [m * 10.0**e for e in range(exponent - 1, exponent + 2) for m in (1, 3)]
+    step = min(range(len(ladder)), key=lambda i: abs(math.log(ladder[i] / lr)))
+    return float(f"{ladder[step - 1 if down else step + 1]:.0e}")
 
 
 def summary(path):
@@ -142,6 +163,7 @@ def main():
     parser.add_argument("--full-lrs", type=float, nargs="+", default=[1e-5, 3e-5, 1e-4])
     parser.add_argument("--full", action="store_true", help="also full fine-tuning")
     parser.add_argument("--seeds", type=int, default=2, help="seeds after seed 0, at the best rate")
+    parser.add_argument("--extend", type=int, default=2, help="rates added past a winning edge of the sweep")
     parser.add_argument("--train", type=int, default=512)
     parser.add_argument("--test", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)

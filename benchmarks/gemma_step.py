@@ -18,24 +18,27 @@ fine-tuning):
 
 `--mode time` builds them all in one process and times them round robin
 after warm-up: `--repeat` blocks of `--rounds` rounds, each block's median
-kept, the median and range of those reported. `--mode memory --config C`
-measures one configuration in a fresh process (peak RSS of steady-state
-steps above the RSS before the model existed; on jax also XLA's count of
-the compiled step's temporaries). `--mode decode` times `generate` (batch
+kept, the median and range of those reported. `--mode memory` measures
+each configuration in fresh processes, round robin, `--repeat` times (peak
+RSS of steady-state steps above the RSS before the model existed; on jax
+also XLA's count of the compiled step's temporaries), and reports the
+median and range; `--config C` is one such process. `--mode decode` times `generate` (batch
 1 and 8, 32 new tokens) with the adapters unmerged and merged, beside
 Keras LoRA (unmerged: KerasHub's LoRA has no merge).
 
     KERAS_BACKEND=torch python benchmarks/gemma_step.py --mode time --peft
-    KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode memory --config "gralora k=2 h=0"
+    KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode memory --repeat 3
     KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode decode
 
 Its lines, collected in `docs/gemma-step.jsonl`, are drawn by `gemma_figures.py`.
 """
 
 import argparse
+import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -171,27 +174,49 @@ def time_mode(args, x, y):
 
 
 def memory_mode(args, x, y):
+    """One configuration in this process. Garbage is collected before each reading: a step's
+    outputs caught in reference cycles (a 256 MiB logits tensor here) otherwise stay resident
+    until Python's collector happens to run, which differs from one model to the next."""
     keras.ops.convert_to_numpy(keras.ops.add(np.ones(4, "float32"), 1.0))  # the backend started before the baseline
+    gc.collect()
     baseline = rss_mib("VmRSS")
     (backbone,) = backbones(1)
     lm = adapted_lm(backbone, args.config)
     for _ in range(2):
         lm.train_on_batch(x, y)
+    gc.collect()
     settled = rss_mib("VmRSS")
     reset_peak_rss()
     for _ in range(args.rounds):
         lm.train_on_batch(x, y)
+        gc.collect()
     peak = rss_mib("VmHWM")
     temp = None
     if keras.backend.backend() == "jax":
         temp = round(xla_temp_mib(lm, x, y), 1)
-    report(
-        mode="memory",
-        config=args.config,
-        peak_mib=round(peak - baseline, 1),
-        step_mib=round(peak - settled, 1),
-        xla_temp_mib=temp,
-    )
+    return dict(peak_mib=round(peak - baseline, 1), step_mib=round(peak - settled, 1), xla_temp_mib=temp)
+
+
+def memory_processes(args):
+    """Every configuration in `--repeat` fresh processes each, round robin; median and range per field."""
+    results = {config: [] for config in CONFIGS[:-1]}
+    for _ in range(args.repeat):
+        for config in results:
+            command = [sys.executable, os.path.abspath(__file__), "--mode", "memory", "--config", config]
+            command += ["--batch", str(args.batch), "--length", str(args.length), "--rounds", str(args.rounds)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[config].append(json.loads(out.strip().splitlines()[-1]))
+    lora = statistics.median(run["peak_mib"] for run in results["keras-lora"])
+    for config, runs in results.items():
+        fields = {}
+        for field in ("peak_mib", "step_mib", "xla_temp_mib"):
+            values = [run[field] for run in runs if run[field] is not None]
+            if values:
+                fields[field] = statistics.median(values)
+                fields[field + "_range"] = [min(values), max(values)]
+        report(
+            mode="memory", config=config, repeats=len(runs), vs_keras_lora=round(fields["peak_mib"] / lora, 3), **fields
+        )
 
 
 def xla_temp_mib(lm, x, y):
@@ -246,7 +271,7 @@ def decode_mode(args):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=["time", "memory", "decode"], default="time")
-    parser.add_argument("--config", choices=CONFIGS[:-1], default="gralora k=2 h=0")
+    parser.add_argument("--config", choices=CONFIGS[:-1], help="memory: this configuration only, in this process")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -256,8 +281,10 @@ def main():
     x, y = batch(args.batch, args.length, 262144)
     if args.mode == "time":
         time_mode(args, x, y)
+    elif args.mode == "memory" and args.config:
+        print(json.dumps(memory_mode(args, x, y)), flush=True)
     elif args.mode == "memory":
-        memory_mode(args, x, y)
+        memory_processes(args)
     else:
         decode_mode(args)
 

@@ -8,10 +8,16 @@ trainable count, `r * (in + out)` per layer:
 - GraLoRA k=2 + hybrid: block rank 3r/4 plus a plain LoRA of rank r/4.
 
 Same data, seeds, steps and learning rate for all; several seeds per point.
+`--full` adds the ceiling: full fine-tuning (every backbone weight trains,
+the head stays as drawn, as for the adapters), at each of `--full-lrs` on
+the first seed, then on every seed at the best of them.
 Writes `compare.csv` and `compare.png` (held-out accuracy vs r, one line per
-method, mean and min-max over seeds) to `--out` and prints the table.
+method, mean and min-max over seeds; full fine-tuning as a band) to `--out`
+and prints the table. `--resume` keeps the runs already in `compare.csv`
+and runs only the missing ones.
 
     KERAS_BACKEND=torch python examples/compare.py --ranks 8 16 32 64 --seeds 0 1 2
+    KERAS_BACKEND=torch python examples/compare.py --out docs --resume --full   # add the ceiling to docs/
 """
 
 import argparse
@@ -32,6 +38,7 @@ METHODS = {  # name: r -> (block rank, k, hybrid rank)
     "GraLoRA k=4": lambda r: (r, 4, 0),
     "GraLoRA k=2 + hybrid": lambda r: (r - r // 4, 2, r // 4),
 }
+FULL = "Full fine-tuning"
 
 
 def parse_args(argv=None):
@@ -44,38 +51,86 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--full", action="store_true", help="also full fine-tuning (the ceiling)")
+    parser.add_argument("--full-lrs", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4, 1e-3])
+    parser.add_argument("--resume", action="store_true", help="keep the runs in OUT/compare.csv")
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--preset", default=None, help="local KerasHub BERT preset directory (default: MiniLM)")
     return parser.parse_args(argv)
 
 
-def run_one(args, method, r, seed):
-    block_r, k, hybrid_r = METHODS[method](r)
-    # The data split stays fixed (seed 0); `seed` draws the head, adapters and batch order.
+def run_one(args, method, r, seed, learning_rate):
+    # The data split and its order stay fixed (seed 0); `seed` draws the head and the adapters.
     train, test = sentiment_task.load_lexicon(args.examples, args.test_examples, seed=0)
-    model = sentiment_task.gralora_classifier(
-        args.preset,
-        seed,
-        block_r,
-        k,
-        hybrid_r,
-        args.learning_rate,
-        train_head=False,  # as docs/compare.csv was run
-    )
-    model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
+    if method == FULL:
+        model = sentiment_task.classifier(args.preset, seed)
+        model.get_layer("logits").trainable = False  # the head stays as drawn, as for the adapters
+        sentiment_task.compile_for_training(model, learning_rate)
+    else:
+        block_r, k, hybrid_r = METHODS[method](r)
+        model = sentiment_task.gralora_classifier(
+            args.preset, seed, block_r, k, hybrid_r, learning_rate, train_head=False  # as docs/compare.csv was run
+        )
+    # A task with a preprocessor feeds arrays in their order (Keras ignores `shuffle=True` there): the
+    # split's order, the same for every run, as docs/compare.csv was run.
+    model.fit(*train, batch_size=args.batch_size, epochs=args.epochs, shuffle=False, verbose=0)
     result = model.evaluate(*test, batch_size=64, verbose=0, return_dict=True)
     trainable = sum(int(keras.ops.size(v)) for v in model.trainable_weights)
     keras.backend.clear_session()
-    return {"method": method, "r": r, "seed": seed, "trainable": trainable, "accuracy": result["accuracy"]}
+    return {
+        "method": method,
+        "r": r,
+        "seed": seed,
+        "trainable": trainable,
+        "accuracy": result["accuracy"],
+        "learning_rate": learning_rate,
+    }
+
+
+def read_rows(path, learning_rate):
+    """The runs in an earlier `compare.csv` (rows without a learning rate ran at `learning_rate`)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row.update(r=int(row["r"]), seed=int(row["seed"]), trainable=int(row["trainable"]))
+        row.update(accuracy=float(row["accuracy"]), learning_rate=float(row.get("learning_rate") or learning_rate))
+    return rows
+
+
+def best_full_lr(rows, seed):
+    """Full fine-tuning's learning rate with the best accuracy on `seed`."""
+    sweep = [row for row in rows if row["method"] == FULL and row["seed"] == seed]
+    return max(sweep, key=lambda row: row["accuracy"])["learning_rate"]
+
+
+def plan(args, rows):
+    """Yields `(method, r, seed, learning_rate)` to run, after what `rows` holds (it grows as runs finish)."""
+    for r in args.ranks:
+        for method in args.methods:
+            for seed in args.seeds:
+                yield method, r, seed, args.learning_rate
+    if args.full:
+        for lr in args.full_lrs:
+            yield FULL, 0, args.seeds[0], lr
+        for seed in args.seeds[1:]:
+            yield FULL, 0, seed, best_full_lr(rows, args.seeds[0])
 
 
 def summarize(rows, methods, ranks):
-    """Mean accuracy per (method, r): `{method: {r: (mean, min, max)}}`."""
+    """Mean accuracy per (method, r): `{method: {r: (mean, min, max)}}`; full fine-tuning (at its best
+    rate) has the same figures at every r."""
     summary = {}
     for method in methods:
         for r in ranks:
             values = [row["accuracy"] for row in rows if row["method"] == method and row["r"] == r]
             summary.setdefault(method, {})[r] = (statistics.mean(values), min(values), max(values))
+    full = [row for row in rows if row["method"] == FULL]
+    if full:
+        lr = best_full_lr(rows, min(row["seed"] for row in full))
+        values = [row["accuracy"] for row in full if row["learning_rate"] == lr]
+        summary[f"{FULL} (lr {lr:g})"] = {r: (statistics.mean(values), min(values), max(values)) for r in ranks}
     return summary
 
 
@@ -96,6 +151,11 @@ def plot(summary, ranks, path):
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for method, by_r in summary.items():
+        if method.startswith(FULL):
+            mean, low, high = by_r[ranks[0]]
+            axes.axhspan(low, high, color="0.85", label=f"{method}, min-max")
+            axes.axhline(mean, color="0.4", linestyle="--")
+            continue
         means = [by_r[r][0] for r in ranks]
         low = [by_r[r][0] - by_r[r][1] for r in ranks]
         high = [by_r[r][2] - by_r[r][0] for r in ranks]
@@ -114,18 +174,19 @@ def main(argv=None):
     args = parse_args(argv)
     args.preset = args.preset or sentiment_task.minilm_preset()
     os.makedirs(args.out, exist_ok=True)
-    rows = []
-    for r in args.ranks:
-        for method in args.methods:
-            for seed in args.seeds:
-                rows.append(run_one(args, method, r, seed))
-                print(
-                    f"{method:<22} r={r:<3} seed={seed}  trainable={rows[-1]['trainable']:,}  "
-                    f"accuracy={rows[-1]['accuracy']:.4f}",
-                    flush=True,
-                )
-    with open(os.path.join(args.out, "compare.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    path = os.path.join(args.out, "compare.csv")
+    rows = read_rows(path, args.learning_rate) if args.resume else []
+    for method, r, seed, lr in plan(args, rows):
+        if any((row["method"], row["r"], row["seed"], row["learning_rate"]) == (method, r, seed, lr) for row in rows):
+            continue
+        rows.append(run_one(args, method, r, seed, lr))
+        print(
+            f"{method:<22} r={r:<3} seed={seed} lr={lr:g}  trainable={rows[-1]['trainable']:,}  "
+            f"accuracy={rows[-1]['accuracy']:.4f}",
+            flush=True,
+        )
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows, args.methods, args.ranks)

@@ -75,3 +75,24 @@ def test_the_real_gemma_job_serves_its_adapter_in_llama_cpp(examples_on_path, tm
     assert quantize or result["merge_max_diff"] < 1e-3
     assert abs(result["gap"]) <= 0.1  # llama.cpp serves a Q4_K_M base: a few answers may differ
     assert os.path.exists(tmp_path / "sentiment-lora" / "adapter.gguf")
+
+
+def test_compare_runs_full_fine_tuning_as_the_ceiling_and_resumes(examples_on_path, tmp_path):
+    import compare
+
+    argv = ["--ranks", "8", "--methods", "LoRA", "--seeds", "0", "1", "--examples", "16", "--test-examples", "16"]
+    argv += ["--full", "--full-lrs", "1e-4", "3e-4", "--out", str(tmp_path)]
+    rows = compare.main(argv)
+    full = [row for row in rows if row["method"] == compare.FULL]
+    assert [(row["seed"], row["learning_rate"]) for row in full][:2] == [(0, 1e-4), (0, 3e-4)]
+    best = compare.best_full_lr(rows, 0)
+    assert [(row["seed"], row["learning_rate"]) for row in full][2:] == [(1, best)]
+    lora = [row for row in rows if row["method"] == "LoRA"]
+    assert all(row["trainable"] < full[0]["trainable"] for row in lora)
+    assert full[0]["trainable"] > 20_000_000  # every backbone weight of MiniLM (22.7 M), the head frozen
+    assert sorted(os.listdir(tmp_path)) == ["compare.csv", "compare.png"]
+
+    again = compare.main(argv + ["--resume"])  # nothing left to run: the same rows, read back
+    assert [(row["method"], row["seed"], row["accuracy"]) for row in again] == [
+        (row["method"], row["seed"], row["accuracy"]) for row in rows
+    ]
