@@ -18,27 +18,25 @@ fine-tuning):
 
 `--mode time` builds them all in one process and times them round robin
 after warm-up: `--repeat` blocks of `--rounds` rounds, each block's median
-kept, the median and range of those reported. `--mode memory` measures
-each configuration in fresh processes, round robin, `--repeat` times (peak
-RSS of steady-state steps above the RSS before the model existed; on jax
-also XLA's count of the compiled step's temporaries), and reports the
-median and range; `--config C` is one such process. `--mode decode` times `generate` (batch
+kept, the median and range of those reported (peak memory:
+`gemma_memory.py`). `--mode decode` times `generate` (batch
 1 and 8, 32 new tokens) with the adapters unmerged and merged, beside
-Keras LoRA (unmerged: KerasHub's LoRA has no merge).
+Keras LoRA (unmerged: KerasHub's LoRA has no merge). `--mode profile`
+(torch) profiles one step of Keras LoRA, GraLoRA and PEFT's two and sums
+the self CPU time by kind of op: matmuls, copies, softmax and loss, the
+accuracy metric's argmax, other.
 
     KERAS_BACKEND=torch python benchmarks/gemma_step.py --mode time --peft
-    KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode memory --repeat 3
     KERAS_BACKEND=jax python benchmarks/gemma_step.py --mode decode
+    KERAS_BACKEND=torch python benchmarks/gemma_step.py --mode profile
 
 Its lines, collected in `docs/gemma-step.jsonl`, are drawn by `gemma_figures.py`.
 """
 
 import argparse
-import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -46,7 +44,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras
 import keras_hub
 import numpy as np
-from stack import interleaved_medians, reset_peak_rss, rss_mib
+from stack import interleaved_medians
 
 import keras_gralora
 
@@ -83,6 +81,7 @@ def adapted_lm(backbone, config):
         k, h = (int(part.split("=")[1]) for part in config.split()[1:])
         backbone.enable_gralora(r=R, k=k, hybrid_r=h)
     lm = keras_hub.models.Gemma3CausalLM(preprocessor=None, backbone=backbone)
+    # KerasHub's default compile: the loss and its token accuracy (PEFT's loop computes the loss only)
     lm.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(True))
     return lm
 
@@ -173,64 +172,30 @@ def time_mode(args, x, y):
         )
 
 
-def memory_mode(args, x, y):
-    """One configuration in this process. Garbage is collected before each reading: a step's
-    outputs caught in reference cycles (a 256 MiB logits tensor here) otherwise stay resident
-    until Python's collector happens to run, which differs from one model to the next."""
-    keras.ops.convert_to_numpy(keras.ops.add(np.ones(4, "float32"), 1.0))  # the backend started before the baseline
-    gc.collect()
-    baseline = rss_mib("VmRSS")
-    (backbone,) = backbones(1)
-    lm = adapted_lm(backbone, args.config)
-    for _ in range(2):
-        lm.train_on_batch(x, y)
-    gc.collect()
-    settled = rss_mib("VmRSS")
-    reset_peak_rss()
-    for _ in range(args.rounds):
-        lm.train_on_batch(x, y)
-        gc.collect()
-    peak = rss_mib("VmHWM")
-    temp = None
-    if keras.backend.backend() == "jax":
-        temp = round(xla_temp_mib(lm, x, y), 1)
-    return dict(peak_mib=round(peak - baseline, 1), step_mib=round(peak - settled, 1), xla_temp_mib=temp)
+OP_KINDS = {  # torch profiler op -> what it is, for `--mode profile`
+    "matmul": ("aten::mm", "aten::bmm", "aten::addmm", "aten::matmul", "aten::linear", "aten::einsum"),
+    "copies": ("aten::copy_", "aten::contiguous", "aten::clone", "aten::cat", "aten::fill_", "aten::zero_"),
+    "softmax and loss": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::nll_loss"),
+    "accuracy metric": ("aten::argmax",),
+}
 
 
-def memory_processes(args):
-    """Every configuration in `--repeat` fresh processes each, round robin; median and range per field."""
-    results = {config: [] for config in CONFIGS[:-1]}
-    for _ in range(args.repeat):
-        for config in results:
-            command = [sys.executable, os.path.abspath(__file__), "--mode", "memory", "--config", config]
-            command += ["--batch", str(args.batch), "--length", str(args.length), "--rounds", str(args.rounds)]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            results[config].append(json.loads(out.strip().splitlines()[-1]))
-    lora = statistics.median(run["peak_mib"] for run in results["keras-lora"])
-    for config, runs in results.items():
-        fields = {}
-        for field in ("peak_mib", "step_mib", "xla_temp_mib"):
-            values = [run[field] for run in runs if run[field] is not None]
-            if values:
-                fields[field] = statistics.median(values)
-                fields[field + "_range"] = [min(values), max(values)]
-        report(
-            mode="memory", config=config, repeats=len(runs), vs_keras_lora=round(fields["peak_mib"] / lora, 3), **fields
-        )
+def profile_mode(args, x, y):
+    """torch: one profiled step per configuration; self CPU time by kind of op (where a step's time goes)."""
+    from torch.profiler import ProfilerActivity, profile
 
-
-def xla_temp_mib(lm, x, y):
-    """XLA's count of the temporaries of the compiled loss-and-gradients step (jax)."""
-    import jax
-
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(True)
-
-    def loss(trainable, non_trainable, x, y):
-        logits, _ = lm.stateless_call(trainable, non_trainable, x, training=True)
-        return loss_fn(y, logits)
-
-    arguments = ([v.value for v in lm.trainable_variables], [v.value for v in lm.non_trainable_variables], x, y)
-    return jax.jit(jax.value_and_grad(loss)).lower(*arguments).compile().memory_analysis().temp_size_in_bytes / 2**20
+    steps = keras_steps(["keras-lora", "gralora k=2 h=0"], x, y)
+    steps.update(peft_steps(x, y))
+    for name, step in steps.items():
+        for _ in range(2):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            step()
+        ms = {kind: 0.0 for kind in (*OP_KINDS, "other")}
+        for event in profiler.key_averages():
+            kind = next((kind for kind, ops in OP_KINDS.items() if event.key in ops), "other")
+            ms[kind] += event.self_cpu_time_total / 1000
+        report(mode="profile", config=name, total_ms=round(sum(ms.values())), **{k: round(v) for k, v in ms.items()})
 
 
 def decode_mode(args):
@@ -270,8 +235,7 @@ def decode_mode(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["time", "memory", "decode"], default="time")
-    parser.add_argument("--config", choices=CONFIGS[:-1], help="memory: this configuration only, in this process")
+    parser.add_argument("--mode", choices=["time", "decode", "profile"], default="time")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -281,10 +245,8 @@ def main():
     x, y = batch(args.batch, args.length, 262144)
     if args.mode == "time":
         time_mode(args, x, y)
-    elif args.mode == "memory" and args.config:
-        print(json.dumps(memory_mode(args, x, y)), flush=True)
-    elif args.mode == "memory":
-        memory_processes(args)
+    elif args.mode == "profile":
+        profile_mode(args, x, y)
     else:
         decode_mode(args)
 
