@@ -63,29 +63,46 @@ def _ratio(row, rows, mode):
 def quality(path, figure):
     table = summary(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method in ("lora", "gralora k=2", "gralora k=4"):
+    for shift, method in zip((0.93, 1.0, 1.07), ("lora", "gralora k=2", "gralora k=4")):
         points = sorted((r, scores) for (m, r), (_, scores) in table.items() if m == method)
         if not points:
             continue
-        ranks = [r for r, _ in points]
+        ranks = [r * shift for r, _ in points]  # side by side, so the seeds' ranges stay apart
         medians = [statistics.median(s) for _, s in points]
         low = [m - min(s) for m, (_, s) in zip(medians, points)]
         high = [max(s) - m for m, (_, s) in zip(medians, points)]
         ax.errorbar(ranks, medians, yerr=[low, high], marker="o", capsize=4, label=method)
     if ("full", 0) in table:
         scores = table[("full", 0)][1]
-        ax.axhline(statistics.median(scores), color="black", ls="--", label="full fine-tuning")
+        ax.axhspan(min(scores), max(scores), color="0.9", label="full fine-tuning, range")
+        ax.axhline(statistics.median(scores), color="black", ls="--", label="full fine-tuning, median")
     ax.set_xscale("log", base=2)
+    ranks = sorted({r for (m, r) in table if m != "full"})
+    ax.set_xticks(ranks, [str(r) for r in ranks])
     ax.set_xlabel("r (the same trainable parameters for every method at one r)")
     ax.set_ylabel("held-out score (median, range over seeds)")
     ax.set_title("Gemma 3 270M, lexicon sentiment as the next token")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.savefig(figure, dpi=110, bbox_inches="tight")
     for (method, r), (lr, scores) in table.items():
         print(
             f"{method:12s} r={r:3d} lr={lr:g}: median {statistics.median(scores):.3f} "
             f"({min(scores):.3f}-{max(scores):.3f}, {len(scores)} seeds)"
         )
+
+
+def memory_table(path):
+    """The performance guide's peak-memory table (markdown), from `gemma_memory.py`'s lines."""
+    with open(path) as file:
+        rows = [json.loads(line) for line in file if line.strip()]
+    print("| backend | configuration | peak MiB (range) | / Keras LoRA | step MiB (range) | XLA temporaries MiB |")
+    print("|---|---|---|---:|---|---:|")
+    for row in (row for row in rows if row["mode"] == "memory"):
+        peak, step_mib = (
+            f"{row[f]:.0f} ({row[f + '_range'][0]:.0f}-{row[f + '_range'][1]:.0f})" for f in ("peak_mib", "step_mib")
+        )
+        temp = f"{row['xla_temp_mib']:.0f}" if row.get("xla_temp_mib") is not None else "-"
+        print(f"| {row['backend']} | {row['config']} | {peak} | {row['vs_keras_lora']:.2f} | {step_mib} | {temp} |")
 
 
 def main():
@@ -95,6 +112,7 @@ def main():
     args = parser.parse_args()
     step(args.step, args.step.replace(".jsonl", ".png"))
     quality(args.quality, args.quality.replace(".jsonl", ".png"))
+    memory_table(args.step)
 
 
 if __name__ == "__main__":
