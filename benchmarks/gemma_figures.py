@@ -17,7 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from gemma_quality import summary
+from gemma_quality import key, runs, summary
 
 
 def step(path, figure):
@@ -105,6 +105,20 @@ def memory_table(path):
         print(f"| {row['backend']} | {row['config']} | {peak} | {row['vs_keras_lora']:.2f} | {step_mib} | {temp} |")
 
 
+def quality_tables(path):
+    """The guide's quality tables (markdown): the seed-0 rate sweep, then each method's best rate over seeds."""
+    done = runs(path)
+    methods = ("lora", "gralora k=2", "gralora k=4")
+    print("| r | learning rate | LoRA | GraLoRA k=2 | GraLoRA k=4 |\n|---|---|---:|---:|---:|")
+    for r, lr in sorted({(run["r"], run["lr"]) for run in done if run["method"] != "full"}):
+        cells = [next((f"{x['score']:.3f}" for x in done if key(x) == (m, r, lr, 0)), "-") for m in methods]
+        print(f"| {r} | {lr:g} | " + " | ".join(cells) + " |")
+    print("\n| method | r | best rate (seed 0) | median (range) over 3 seeds |\n|---|---:|---|---|")
+    for (method, r), (lr, scores) in sorted(summary(path).items(), key=lambda item: (item[0][1], item[0][0])):
+        spread = f"{statistics.median(scores):.3f} ({min(scores):.3f}-{max(scores):.3f})"
+        print(f"| {method} | {r or '-'} | {lr:g} | {spread} |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--step", default="docs/gemma-step.jsonl")
@@ -113,6 +127,7 @@ def main():
     step(args.step, args.step.replace(".jsonl", ".png"))
     quality(args.quality, args.quality.replace(".jsonl", ".png"))
     memory_table(args.step)
+    quality_tables(args.quality)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,13 @@ def run_one(args, method, r, seed, learning_rate):
     else:
         block_r, k, hybrid_r = METHODS[method](r)
         model = sentiment_task.gralora_classifier(
-            args.preset, seed, block_r, k, hybrid_r, learning_rate, train_head=False  # as docs/compare.csv was run
+            args.preset,
+            seed,
+            block_r,
+            k,
+            hybrid_r,
+            learning_rate,
+            train_head=False,  # as docs/compare.csv was run
         )
     # A task with a preprocessor feeds arrays in their order (Keras ignores `shuffle=True` there): the
     # split's order, the same for every run, as docs/compare.csv was run.
