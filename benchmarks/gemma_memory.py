@@ -5,9 +5,11 @@ and optimizer), each in a fresh process, round robin, `--repeat` times: the
 peak RSS of steady-state steps above the RSS before the model existed
 ("peak"), that peak above the RSS just before those steps ("step"), and on
 jax XLA's count of the compiled step's temporaries; the median and range
-over the processes. `--config C` is one such process.
+over the processes. `--config C` is one such process. On torch, `--peft`
+adds PEFT's GraLoRA and LoRA on transformers' `Gemma3ForCausalLM`.
 
     KERAS_BACKEND=jax python benchmarks/gemma_memory.py --repeat 3
+    KERAS_BACKEND=torch python benchmarks/gemma_memory.py --repeat 3 --peft
 """
 
 import argparse
@@ -21,7 +23,7 @@ import sys
 import gemma_step
 import keras
 import numpy as np
-from gemma_step import CONFIGS, adapted_lm, backbones, report
+from gemma_step import CONFIGS, PEFT_CONFIGS, adapted_lm, backbones, peft_steps, report
 from stack import reset_peak_rss, rss_mib
 
 
@@ -32,15 +34,19 @@ def memory_mode(args, x, y):
     keras.ops.convert_to_numpy(keras.ops.add(np.ones(4, "float32"), 1.0))  # the backend started before the baseline
     gc.collect()
     baseline = rss_mib("VmRSS")
-    (backbone,) = backbones(1)
-    lm = adapted_lm(backbone, args.config)
+    if args.config in PEFT_CONFIGS:
+        lm, step = None, peft_steps(x, y, names=(args.config,))[args.config]
+    else:
+        (backbone,) = backbones(1)
+        lm = adapted_lm(backbone, args.config)
+        step = lambda: lm.train_on_batch(x, y)  # noqa: E731
     for _ in range(2):
-        lm.train_on_batch(x, y)
+        step()
     gc.collect()
     settled = rss_mib("VmRSS")
     reset_peak_rss()
     for _ in range(args.rounds):
-        lm.train_on_batch(x, y)
+        step()
         gc.collect()
     peak = rss_mib("VmHWM")
     temp = None
@@ -51,7 +57,7 @@ def memory_mode(args, x, y):
 
 def memory_processes(args):
     """Every configuration in `--repeat` fresh processes each, round robin; median and range per field."""
-    results = {config: [] for config in CONFIGS[:-1]}
+    results = {config: [] for config in CONFIGS[:-1] + list(PEFT_CONFIGS if args.peft else ())}
     for _ in range(args.repeat):
         for config in results:
             command = [sys.executable, os.path.abspath(__file__), "--config", config]
@@ -87,7 +93,8 @@ def xla_temp_mib(lm, x, y):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", choices=CONFIGS[:-1], help="this configuration only, in this process")
+    parser.add_argument("--config", choices=CONFIGS[:-1] + list(PEFT_CONFIGS), help="this configuration only")
+    parser.add_argument("--peft", action="store_true", help="torch: PEFT GraLoRA and LoRA on transformers' model too")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)

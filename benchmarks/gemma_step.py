@@ -53,6 +53,7 @@ import gemma_model
 
 R = 32
 CONFIGS = ["keras-lora", "gralora k=2 h=0", "gralora k=2 h=8", "gralora k=4 h=0", "gralora k=4 h=8", "head"]
+PEFT_CONFIGS = ("peft gralora k=2", "peft lora")
 
 
 def batch(size, length, vocabulary, seed=0):
@@ -110,8 +111,8 @@ def keras_steps(configs, x, y):
     return steps
 
 
-def peft_steps(x, y):
-    """PEFT's GraLoRA (k=2) and LoRA at r=32 on transformers' Gemma 3, stepped by hand (torch)."""
+def peft_steps(x, y, names=PEFT_CONFIGS):
+    """PEFT's GraLoRA (k=2) and LoRA at r=32 on transformers' Gemma 3, stepped by hand (torch); `names`: which."""
     import peft
     import torch
     import transformers
@@ -123,6 +124,8 @@ def peft_steps(x, y):
         "peft gralora k=2": peft.GraloraConfig(r=R, gralora_k=2, alpha=2 * R, target_modules=["q_proj", "v_proj"]),
         "peft lora": peft.LoraConfig(r=R, lora_alpha=2 * R, target_modules=["q_proj", "v_proj"]),
     }.items():
+        if name not in names:
+            continue
         model = transformers.AutoModelForCausalLM.from_pretrained(directory, torch_dtype=torch.float32)
         model = peft.get_peft_model(model, config).train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
