@@ -19,6 +19,7 @@ import keras
 from keras_gralora import inject
 from keras_gralora.config import DEFAULT_ADAPTER
 from keras_gralora.inject import check_enabled
+from keras_gralora.rollback import Snapshot
 
 
 def set_active_adapters(model: keras.Layer, adapter_names: str | list[str]) -> None:
@@ -170,15 +171,14 @@ def disable_gralora(model: keras.Layer) -> Iterator[keras.Layer]:
             "so the output differs from the base model's wherever those biases were trained.",
             stacklevel=3,
         )
-    merged = [(layer, layer.merge_state()) for layer in layers if layer.merged]
+    merged = Snapshot(model, kernels=[layer for layer in layers if layer.merged])
     try:
         for layer in layers:
             layer.unmerge()
             layer.enable_adapters(False)
         yield model
     finally:
-        for layer, state in merged:
-            layer.restore_merge_state(state)
+        merged.restore()
         for layer in layers:
             layer.enable_adapters(True)
 

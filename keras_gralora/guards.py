@@ -17,10 +17,12 @@
   another thread is all or nothing to them (`swap_lock.py`).
 - Compiled functions (jax's and tensorflow's `predict`, `evaluate`, `fit`
   and KerasHub's `generate`) trace the layers as they are. Every change of
-  what a GraLoRA layer computes bumps a state version
-  (`named_adapter.bump_state_version`); each `make_*_function` compares
-  the version it was built at and rebuilds when it moved, so every model
-  holding the layer (a backbone and its task) sees the change.
+  what a GraLoRA layer computes moves that layer's own version (its
+  `_refresh`), and adapting a layer or fixing a reverse embedding changes
+  its class; each `make_*_function` compares the model's `traced_state`
+  (those versions and classes, over the model's own layers) with the one it
+  was built at and rebuilds when it moved. So every model holding the layer
+  (a backbone and its task) sees the change, and no other model rebuilds.
 """
 
 import keras
@@ -28,8 +30,8 @@ import keras
 from keras_gralora import feeds, routing, swap_lock
 from keras_gralora.inject import check_enabled
 from keras_gralora.layers.adapter import GraLoRAAdapter
-from keras_gralora.layers.named_adapter import state_version
 from keras_gralora.layers.quantized import check_quantization_mode
+from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
 from keras_gralora.quantized_gradients import fix_quantized_gradients
 
 KERAS_FUNCTIONS = ("make_train_function", "make_test_function", "make_predict_function")
@@ -69,11 +71,21 @@ def _gralora_layers(model):
     return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GraLoRAAdapter)]
 
 
+def traced_state(model):
+    """What a compiled function of `model` traced of GraLoRA: each adapter layer's version, each layer's class."""
+    return tuple(
+        (id(layer), type(layer), layer._gralora.version if isinstance(layer, GraLoRAAdapter) else None)
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, (GraLoRAAdapter, KERAS_REVERSIBLE_EMBEDDING))
+    )
+
+
 def is_stale(model, kind):
-    """Whether `model`'s compiled `kind` function predates the last adapter change (and notes it is fresh now)."""
+    """Whether `model`'s compiled `kind` function predates a change of its layers (and notes it is fresh now)."""
     built = model.__dict__.setdefault("_gralora_built_at", {})  # plain dict: no Keras tracking
-    stale = built.get(kind) != state_version()
-    built[kind] = state_version()
+    state = traced_state(model)
+    stale = built.get(kind) != state
+    built[kind] = state
     return stale
 
 

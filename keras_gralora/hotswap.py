@@ -31,6 +31,7 @@ from keras_gralora.backend import to_numpy
 from keras_gralora.interop.peft import read_peft_adapter
 from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.loading import Source
+from keras_gralora.rollback import rolled_back
 from keras_gralora.swap_lock import SWAP_LOCK
 
 
@@ -185,15 +186,9 @@ def _swap(model, saved, name, source):
         for layer in holders
         for i, v in enumerate(layer.adapter(name).variables)
     ]
-    with SWAP_LOCK.writing(source.where):  # no forward pass sees half the swap
-        before = [(v, to_numpy(v)) for v, _ in changes]
-        try:
-            for variable, value in changes:
-                variable.assign(value)
-        except BaseException:
-            for variable, value in before:
-                variable.assign(value)
-            raise
+    with SWAP_LOCK.writing(source.where), rolled_back(model, variables=[v for v, _ in changes]):
+        for variable, value in changes:  # no forward pass sees half the swap, nor a failed one
+            variable.assign(value)
     return [layer.path for layer in holders]
 
 

@@ -19,16 +19,19 @@ from keras_gralora.config import GraLoRAConfig, check_adapter_name
 from keras_gralora.distribution import check_placement
 from keras_gralora.layers import routed
 from keras_gralora.layers.adapter import GraLoRAAdapter
-from keras_gralora.layers.named_adapter import bump_state_version, check_base_layer, describe
-from keras_gralora.layers.quantized import rebind_quantize
+from keras_gralora.layers.in_place import adapt_in_place, unadapt_in_place  # noqa: F401  (re-exported)
+from keras_gralora.layers.named_adapter import check_base_layer, describe
 from keras_gralora.patterns import check_patterns, describe_choices, layer_configs
 from keras_gralora.quantized_gradients import fix_quantized_gradients
+from keras_gralora.rollback import rolled_back
 from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
     ADAPTED_CLASS,
     BASE_CLASS,
+    active_adapters,
     adaptable_layers,
     adapted_class,
     adapted_layers,
+    adapter_configs,
     modules_to_save_paths,
     select_targets,
 )
@@ -174,15 +177,16 @@ def enable_on_layers(model, plan):
         fix_quantized_gradients(model)
     active = active_adapters(model)
     first = not adapted_layers(model)
-    for layer, name, config in plan:
-        if isinstance(layer, GraLoRAAdapter):
-            layer.add_adapter(name, config)
-        else:
-            adapt_in_place(layer, name, config)
-            if not first:  # a newly adapted layer follows the model's active set
-                layer.set_active_adapters(active)
-    freeze(model)
-    sync_trainable(model)
+    with rolled_back(model, structure=True):
+        for layer, name, config in plan:
+            if isinstance(layer, GraLoRAAdapter):
+                layer.add_adapter(name, config)
+            else:
+                adapt_in_place(layer, name, config)
+                if not first:  # a newly adapted layer follows the model's active set
+                    layer.set_active_adapters(active)
+        freeze(model)
+        sync_trainable(model)
     return [layer.path for layer, _, _ in plan]
 
 
@@ -199,44 +203,6 @@ def check_adaptable(layer, name, config):
             )
         check_base_layer(layer, config)
         config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
-
-
-def adapter_configs(model, layers=None):
-    """`{name: config}` of every adapter in `model` (or in its adapted `layers`), in creation order."""
-    found = {}
-    for layer in adapted_layers(model) if layers is None else layers:
-        for name in layer.adapter_names:
-            adapter = layer.adapter(name)
-            if name not in found or adapter.created < found[name].created:
-                found[name] = adapter
-    return {name: adapter.config for name, adapter in sorted(found.items(), key=lambda item: item[1].created)}
-
-
-def active_adapters(model):
-    """The names of the active adapters of `model` (the forward pass sums them), in activation order."""
-    names = adapter_configs(model)
-    active = []
-    for layer in adapted_layers(model):
-        active += [name for name in layer.active_adapters if name in names and name not in active]
-    return active
-
-
-def adapt_in_place(layer, name, config):
-    """Turns a built Dense/EinsumDense into its GraLoRA variant, keeping the object."""
-    layer.__class__ = ADAPTED_CLASS[type(layer)]
-    rebind_quantize(layer)
-    layer._init_gralora(config, name)
-    layer._build_gralora()
-
-
-def unadapt_in_place(layer):
-    """Turns a GraLoRA layer without adapters back into its plain Keras class."""
-    if layer._gralora_seed is not None:
-        layer._tracker.untrack(layer._gralora_seed)
-    del layer._gralora, layer._gralora_seed
-    layer.__class__ = BASE_CLASS[type(layer)]
-    rebind_quantize(layer)
-    bump_state_version()  # compiled functions traced the adapted layer: `guards.py`
 
 
 def freeze(model):

@@ -7,7 +7,6 @@
 the model, and only then enables, assigns and activates.
 """
 
-import contextlib
 import dataclasses
 
 import keras
@@ -15,9 +14,9 @@ import numpy as np
 
 from keras_gralora import adapters, inject, saved_structure, structure
 from keras_gralora.adapter_file import FileAdapter
-from keras_gralora.backend import to_numpy
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers.named_adapter import ROLES
+from keras_gralora.rollback import rolled_back
 
 
 @dataclasses.dataclass
@@ -74,7 +73,7 @@ def load_adapters(model, saved, renames, source):
         active = [plan.name for plan in plans if plan.saved.active]
         if not active and any(adapter.active for adapter in saved.values()):
             active = [plans[0].name]  # the file's active adapter was left out: the first loaded one serves
-    with _restored_on_error(model, plans):
+    with _rolled_back(model, plans):
         if new := [(layer, plan.name, entry.config) for plan in plans if plan.new for layer, entry in plan.layers]:
             inject.enable_on_layers(model, new)
         for plan in plans:
@@ -127,41 +126,16 @@ _KINDS = {
 }
 
 
-@contextlib.contextmanager
-def _restored_on_error(model, plans):
+def _rolled_back(model, plans):
     """On an error inside, puts back the adapters, the values about to change and every trainable flag."""
-    names = {id(layer): layer.adapter_names for layer in inject.adapted_layers(model)}
-    active = adapters.active_adapters(model)
-    flags = [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True)]
-    flags += [(v, v.trainable) for v in model.weights]
     changing = [variable for plan in plans for variable in plan.variables.values()]
     changing += [
         v for plan in plans if not plan.new for layer, _ in plan.layers for v in layer.adapter(plan.name).variables
     ]
-    values = [(v, to_numpy(v)) for v in changing]
     kernels = [
-        (layer, layer.merge_state())
-        for plan in plans
-        for layer, _ in plan.layers
-        if isinstance(layer, inject.GraLoRAAdapter) and layer.merged
+        layer for plan in plans for layer, _ in plan.layers if isinstance(layer, inject.GraLoRAAdapter) and layer.merged
     ]
-    try:
-        yield
-    except BaseException:
-        for layer in inject.adapted_layers(model):
-            for name in [n for n in layer.adapter_names if n not in names.get(id(layer), [])]:
-                layer.delete_adapter(name)
-            if id(layer) not in names and not layer.adapter_names:
-                inject.unadapt_in_place(layer)
-        for layer in inject.adapted_layers(model):
-            layer.set_active_adapters(active)
-        for variable, value in values:
-            variable.assign(value)
-        for layer, state in kernels:
-            layer.restore_merge_state(state)
-        for obj, trainable in flags:
-            obj.trainable = trainable
-        raise
+    return rolled_back(model, variables=changing, kernels=kernels, structure=True)
 
 
 def saved_layers(model, saved, source):

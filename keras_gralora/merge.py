@@ -13,6 +13,7 @@ import keras
 
 from keras_gralora import adapters, inject
 from keras_gralora.inject import check_enabled
+from keras_gralora.rollback import rolled_back
 
 
 def merge_gralora(model: keras.Layer, adapter_names: str | list[str] | None = None, safe: bool = False) -> None:
@@ -52,14 +53,9 @@ def merge_gralora(model: keras.Layer, adapter_names: str | list[str] | None = No
     names = adapters.check_names(model, [names] if isinstance(names, str) else names, "merge_gralora", allow_empty=True)
     check_enabled(model, "merge_gralora")
     layers = inject.adapted_layers(model)
-    states = [(layer, layer.merge_state()) for layer in layers] if safe else []
-    try:
+    with rolled_back(model, kernels=layers if safe else ()):  # `safe`: a refused layer leaves none merged
         for layer in layers:
             layer.merge([name for name in names if name in layer.adapter_names], safe=safe)
-    except ValueError:
-        for layer, state in states:
-            layer.restore_merge_state(state)
-        raise
 
 
 def unmerge_gralora(model: keras.Layer) -> None:

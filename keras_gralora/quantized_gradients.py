@@ -11,7 +11,6 @@ swaps it in, in place, as `inject.py` swaps in GraLoRA layers.
 
 import keras
 
-from keras_gralora.layers.named_adapter import bump_state_version
 from keras_gralora.layers.quantized import rebind_quantize
 from keras_gralora.layers.reversible_embedding import (
     KERAS_REVERSIBLE_EMBEDDING,
@@ -68,11 +67,9 @@ def fix_quantized_gradients(model: keras.Layer) -> list[str]:
         )
     fixed = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and not _overrides_call(layer)]
     for layer in fixed:
-        layer.__class__ = ReversibleEmbedding
+        layer.__class__ = ReversibleEmbedding  # compiled train functions retrace: `guards.traced_state`
         rebind_quantize(layer)  # Keras keeps the old class's `quantize` on the instance
         restore_int4_inputs(layer)
-    if fixed:
-        bump_state_version()  # compiled train functions traced the old gradient: `guards.py` rebuilds them
     return [layer.path for layer in fixed]
 
 

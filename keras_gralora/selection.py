@@ -208,3 +208,23 @@ def _blocks_note(layers_to_transform):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def adapter_configs(model, layers=None):
+    """`{name: config}` of every adapter in `model` (or in its adapted `layers`), in creation order."""
+    found = {}
+    for layer in adapted_layers(model) if layers is None else layers:
+        for name in layer.adapter_names:
+            adapter = layer.adapter(name)
+            if name not in found or adapter.created < found[name].created:
+                found[name] = adapter
+    return {name: adapter.config for name, adapter in sorted(found.items(), key=lambda item: item[1].created)}
+
+
+def active_adapters(model):
+    """The names of the active adapters of `model` (the forward pass sums them), in activation order."""
+    names = adapter_configs(model)
+    active = []
+    for layer in adapted_layers(model):
+        active += [name for name in layer.active_adapters if name in names and name not in active]
+    return active

@@ -121,6 +121,30 @@ def test_a_task_sees_every_adapter_change_of_the_model_inside_it_in_predict():
     np.testing.assert_allclose(predicted(), base, rtol=1e-5, atol=1e-5)
 
 
+def test_an_adapter_change_rebuilds_the_compiled_functions_of_the_models_holding_the_layer_only():
+    """Each layer has its own state version: switching adapters on one model keeps another model's compiled
+    predict (no retrace), while the model holding the layer, and a model wrapping it, rebuild theirs."""
+    first, second = two_adapter_model(), adapted_model(seed=1)
+    inputs = keras.Input((4, 16))
+    outer = keras.Model(inputs, first(inputs))
+    for model in (first, second, outer):
+        model.predict(X, verbose=0)
+    functions = {id(model): model.predict_function for model in (first, second, outer)}
+    keras_gralora.set_active_adapters(first, ["b"])
+    switched = numpy_forward(base_model(), adapter_deltas(first, "b"), X)
+    for model in (first, outer):
+        np.testing.assert_allclose(model.predict(X, verbose=0), switched, rtol=1e-5, atol=1e-5)
+        assert model.predict_function is not functions[id(model)]
+    before = second.predict(X, verbose=0)
+    assert second.predict_function is functions[id(second)]
+    keras_gralora.merge_gralora(second)
+    np.testing.assert_allclose(second.predict(X, verbose=0), before, rtol=1e-5, atol=1e-5)
+    assert second.predict_function is not functions[id(second)]
+    kept = first.predict_function
+    first.predict(X, verbose=0)
+    assert first.predict_function is kept
+
+
 def test_a_causal_lm_generates_with_the_adapter_state_of_its_backbone():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(1)

@@ -23,7 +23,6 @@ from keras_gralora.layers.named_adapter import (
     ADAPTER_DTYPE,
     ROLES,
     NamedAdapter,
-    bump_state_version,
     check_base_layer,
     describe,
     variable_name,
@@ -41,6 +40,7 @@ class _State:
     enabled: bool = True
     forward: tuple = ()  # derived: the adapters `call` adds
     merged_active: tuple = ()  # derived: active adapters already in the kernel
+    version: int = 0  # moves with every change of what the forward pass computes: `guards.traced_state`
 
 
 class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
@@ -211,7 +211,7 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
         self._refresh()
 
     def _refresh(self):
-        """Derives trainability and the forward list from the state."""
+        """Derives trainability and the forward list from the state; moves its version (compiled functions retrace)."""
         state = self._gralora
         for adapter in state.adapters.values():
             for variable in adapter.variables:
@@ -219,7 +219,7 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
         forward = [n for n in state.active if n in state.adapters and n not in state.merged]
         state.forward = tuple(state.adapters[n] for n in forward) if state.enabled else ()
         state.merged_active = tuple(n for n in state.merged if n in state.active)
-        bump_state_version()
+        state.version += 1
 
     # --- Weights ---
 

@@ -7,20 +7,10 @@ from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.quantized import check_quantization_mode
 
 _CREATION = itertools.count()  # orders adapters across layers (`adapter_names(model)`)
-_STATE = [0]  # bumped by every change of what a GraLoRA layer's forward pass computes (see `guards.py`)
 
 # Adapters live in float32 whatever the layer's dtype policy, as in PEFT.
 ADAPTER_DTYPE = "float32"
 ROLES = ("gralora_a", "gralora_b", "gralora_hybrid_a", "gralora_hybrid_b")
-
-
-def bump_state_version():
-    """Marks every compiled function traced before now as stale (adapters added, merged, switched...)."""
-    _STATE[0] += 1
-
-
-def state_version():
-    return _STATE[0]
 
 
 def variable_name(role, adapter_name):
