@@ -6,11 +6,12 @@ only, each GraLoRA layer serializes as its plain `Dense` / `EinsumDense`
 config and saves the variables of a plain twin holding the merged kernel
 (`plain_twin`, one layer at a time). Keras names a layer's slot in the
 weights file after its class (`saving_lib`, "dense", "dense_1"...) and
-writes the class into `config.json`; thin wrappers give it the plain
-classes and skip the optimizer during the export, and are inert everywhere
-else. The export is for serving: it holds no optimizer or compile state (compile again to
-train further), which also keeps Keras from loading optimizer slots of
-adapter variables that the export drops.
+writes the class into `config.json`; thin wrappers of Keras' writer give it
+the plain classes and skip the optimizer during the export, and are inert
+everywhere else (`integration/keras_saving.py`). The export is for
+serving: it holds no optimizer or compile state (compile again to train
+further), which also keeps Keras from loading optimizer slots of adapter
+variables that the export drops.
 """
 
 from __future__ import annotations
@@ -19,20 +20,9 @@ import os
 
 import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
-from keras.src.utils import naming
 
 from keras_gralora import files, inject
-from keras_gralora.layers import GraLoRADense, GraLoRAEinsumDense
-from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
-from keras_gralora.layers.serialization import exporting, exporting_plain_layers
-
-PLAIN = {
-    GraLoRADense: keras.layers.Dense,
-    GraLoRAEinsumDense: keras.layers.EinsumDense,
-    ReversibleEmbedding: keras.layers.ReversibleEmbedding,
-}
-_PLAIN_NAMES = {cls.__name__: plain.__name__ for cls, plain in PLAIN.items()}
-_REGISTERED = {keras.saving.get_registered_name(cls): plain for cls, plain in PLAIN.items()}
+from keras_gralora.layers.serialization import exporting_plain_layers
 
 
 def export_merged(model: keras.Layer, filepath: str | os.PathLike) -> None:
@@ -73,44 +63,6 @@ def export_merged(model: keras.Layer, filepath: str | os.PathLike) -> None:
     if not filepath.endswith(".keras"):
         raise ValueError(f"{where}: the file name must end in '.keras', got '{filepath}'.")
     inject.check_enabled(model, where)
-    install()
     with files.replacing_file(filepath, where, suffix=".keras") as tmp, files.naming_errors(filepath, where):
         with exporting_plain_layers():
             saving_lib.save_model(model, tmp)
-
-
-def _plain_config(config):
-    """Keras' serialized `config` with the GraLoRA layers as their plain classes (and no compile state)."""
-    if isinstance(config, list):
-        return [_plain_config(item) for item in config]
-    if not isinstance(config, dict):
-        return config
-    config = {key: _plain_config(value) for key, value in config.items() if key != "compile_config"}
-    plain = _REGISTERED.get(config.get("registered_name"))
-    if plain is not None:
-        config.update(module="keras.layers", class_name=plain.__name__, registered_name=None)
-    return config
-
-
-def install():
-    """Wraps three names Keras' `.keras` writer looks up (once); inert outside an export."""
-    if getattr(saving_lib.serialize_keras_object, "_gralora", False):
-        return
-    serialize, snake_case, walk = saving_lib.serialize_keras_object, naming.to_snake_case, saving_lib._walk_saveable
-
-    def serialize_keras_object(obj):
-        config = serialize(obj)
-        return _plain_config(config) if exporting() else config
-
-    def to_snake_case(name):
-        return snake_case(_PLAIN_NAMES.get(name, name) if exporting() else name)
-
-    def walk_saveable(saveable):
-        for name, child in walk(saveable):
-            if not (exporting() and isinstance(child, keras.optimizers.Optimizer)):
-                yield name, child
-
-    serialize_keras_object._gralora = True
-    saving_lib.serialize_keras_object = serialize_keras_object
-    naming.to_snake_case = to_snake_case
-    saving_lib._walk_saveable = walk_saveable

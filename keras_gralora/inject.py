@@ -242,12 +242,19 @@ def bias_variables(model, mode):
 
 
 def check_not_routed(model, where, layers=None):
-    """Raises `ValueError` inside this thread's `adapter_routing(model, ...)`: it routes to the adapters as entered."""
+    """Raises `ValueError` inside this thread's `adapter_routing(model, ...)`: it routes to the adapters as entered.
+
+    `where` names what was refused: a state change ("merge_gralora"), "training" or "evaluation".
+    """
+    if not routed.entered(None):  # nothing entered in this thread: the common case, no walk over the layers
+        return
     layers = adapted_layers(model) if layers is None else layers
-    if routed.entered(None) and (routes := routed.entered({id(layer) for layer in layers})):
+    if routes := routed.entered({id(layer) for layer in layers}):
         raise ValueError(
             f"{where}: model '{model.name}' is inside {routes[0].where}, which routes rows to the adapters as they "
-            "were on entry (none merged, none disabled). Leave the `with adapter_routing(...)` block first."
+            "were on entry (none merged, none disabled), for inference (model(x), predict, generate), as PEFT's "
+            "adapter_names. Leave the `with adapter_routing(...)` block first; train or evaluate one adapter at a "
+            "time with `keras_gralora.set_active_adapters`."
         )
 
 

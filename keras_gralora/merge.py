@@ -61,8 +61,9 @@ def merge_gralora(model: keras.Layer, adapter_names: str | list[str] | None = No
 def unmerge_gralora(model: keras.Layer) -> None:
     """Takes every merged adapter inside `model` back out of its kernel.
 
-    A float kernel gets its exact pre-merge value back (kept at merge time);
-    a quantized one is requantized from it.
+    A float kernel gets the merged deltas subtracted (its pre-merge value,
+    float rounding aside); a quantized one gets its pre-merge integer kernel
+    and scale back bit for bit (kept at merge time).
 
     Args:
         model: The model the adapters were enabled on, or one containing it.

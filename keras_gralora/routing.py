@@ -151,16 +151,6 @@ def _route(model, rows, layers, slots):
     return routed.Route(rows, slots, frozenset(id(layer) for layer in layers), f"adapter_routing(model '{model.name}')")
 
 
-def check_not_routed(model, what):
-    """Raises `ValueError` when `model` would run `what` (training, evaluation) inside a routing."""
-    if (route := applying(model)) is not None:
-        raise ValueError(
-            f"{what} of model '{model.name}' inside {route.where}: routing rows to adapters is for inference "
-            "(model(x), predict, generate), as PEFT's adapter_names. Train or evaluate one adapter at a time "
-            "with `keras_gralora.set_active_adapters`, outside the routing block."
-        )
-
-
 def _check_model(model, layers, configs, inside, where):
     if not layers:
         raise ValueError(f"{where}: the model has no GraLoRA adapters to route to. Call enable_gralora first.")

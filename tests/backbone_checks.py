@@ -193,9 +193,7 @@ def _projection(found):
 
 
 def _randomize_adapters(model):
-    rng = np.random.default_rng(7)
-    for v in model.trainable_variables:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+    helpers.randomize(model.trainable_variables, seed=7, scale=0.1)
 
 
 EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}

@@ -7,8 +7,8 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from helpers import to_numpy
-from test_adapters import X, mlp, moved, snapshot
+from helpers import MLP_X as X
+from helpers import mlp, moved, randomize, snapshot, to_numpy
 
 import keras_gralora
 from keras_gralora import enable_gralora, inject, load_gralora_weights, save_gralora_weights
@@ -27,9 +27,7 @@ def trained(seed=0):
         modules_to_save=["head"],
     )
     enable_gralora(model, r=8, k=4, hybrid_r=2, target_layer_names=["down"], adapter_name="b")
-    rng = np.random.default_rng(seed)
-    for v in [*model.trainable_weights, *model.get_layer("down").adapter("b").variables]:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+    randomize([*model.trainable_weights, *model.get_layer("down").adapter("b").variables], seed=seed, scale=0.1)
     return model
 
 

@@ -5,21 +5,13 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from helpers import random_input, to_numpy
+from helpers import MLP_X as X
+from helpers import MLP_Y as Y
+from helpers import mlp, moved, snapshot, to_numpy
 
 import keras_gralora
 from keras_gralora import enable_gralora, inject
 from keras_gralora.layers.named_adapter import ROLES
-
-X, Y = random_input((16, 16)), random_input((16, 4), seed=2)
-
-
-def mlp(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((16,))
-    x = keras.layers.Dense(32, activation="relu", name="up")(inputs)
-    x = keras.layers.Dense(16, name="down")(x)
-    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
 
 
 def two_adapters(**kwargs):
@@ -33,17 +25,9 @@ def two_adapters(**kwargs):
     return model
 
 
-def snapshot(model):
-    return {v.path: to_numpy(v).copy() for v in model.weights}
-
-
 def fit(model, epochs=2):
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     return model.fit(X, Y, epochs=epochs, batch_size=16, verbose=0)
-
-
-def moved(model, before):
-    return {path for path, value in snapshot(model).items() if not np.array_equal(value, before[path], equal_nan=True)}
 
 
 def test_only_active_adapters_train_and_switching_retrains_the_other():

@@ -9,8 +9,7 @@ import collections
 import keras
 import numpy as np
 import pytest
-from helpers import random_input, to_numpy
-from test_peft_parity import array, copy_peft_adapter
+from helpers import array, copy_peft_adapter, random_input, to_numpy
 
 import keras_gralora
 from keras_gralora import inject

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import run_python, to_numpy
 from keras import ops
 
 from keras_gralora.backend import compiled, keep_tokens_sharded, lays_out_variables
-from tests.helpers import to_numpy
 
 COMPILING_BACKENDS = ("jax", "tensorflow")  # eager dispatch costs there; torch runs eagerly
 
@@ -66,8 +66,6 @@ def test_keep_tokens_sharded_is_a_hint_only_inside_a_compiled_step_under_a_distr
 
 def test_imports_and_serves_on_keras_numpy_backend():
     """Keras' numpy backend runs inference only (no `make_train_function`): the import must not need one."""
-    from tests.helpers import run_python
-
     run_python(
         """
         import keras, numpy as np, keras_gralora

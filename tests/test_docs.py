@@ -11,8 +11,8 @@ import keras
 import pytest
 
 import keras_gralora
-from keras_gralora import hub
 from keras_gralora.cli import main as cli_main
+from keras_gralora.integration import hub
 from keras_gralora.routing import AdapterRouting
 
 NEVER_RAISE = {"active_adapters", "adapter_names", "gralora_summary"}  # any model or layer gives an answer

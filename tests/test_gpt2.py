@@ -4,6 +4,7 @@ import hf_checkpoints as hf
 import numpy as np
 import peft
 import pytest
+from helpers import randomize
 
 import keras_gralora
 
@@ -49,9 +50,7 @@ def test_the_gpt2_name_table_is_what_kerashubs_converter_does(checkpoint, monkey
 def gpt2_with_adapter(checkpoint, targets):
     backbone = keras_hub.models.Backbone.from_preset(checkpoint)
     backbone.enable_gralora(r=4, k=2, hybrid_r=2, alpha=6, target_layer_names=targets)
-    rng = np.random.default_rng(0)
-    for variable in backbone.trainable_weights:
-        variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)
+    randomize(backbone.trainable_weights, seed=0, scale=0.3)
     return backbone
 
 

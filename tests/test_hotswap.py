@@ -6,11 +6,10 @@ import threading
 import keras
 import numpy as np
 import pytest
+from helpers import BASE, alone, assert_unchanged, layouts_model, random_input, snapshot, tiny_gemma, to_numpy
 
 import keras_gralora
 from keras_gralora.layers.adapter import GraLoRAAdapter
-from tests.helpers import assert_unchanged, random_input, snapshot, to_numpy
-from tests.test_routing import BASE, alone, layouts_model
 
 COMPILED = keras.backend.backend() != "torch"  # torch runs predict and generate eagerly: no trace to count
 
@@ -104,23 +103,6 @@ def test_what_does_not_fit_is_refused_and_nothing_changes(tmp_path):
         with pytest.raises(ValueError, match=match):
             keras_gralora.hotswap_adapter(model, source, name)
     assert_unchanged(model, before)
-
-
-def tiny_gemma():
-    keras_hub = pytest.importorskip("keras_hub")
-    keras.utils.set_random_seed(1)
-    backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=48,
-        num_layers=2,
-        num_query_heads=4,
-        num_key_value_heads=1,
-        hidden_dim=16,
-        intermediate_dim=32,
-        head_dim=4,
-    )
-    lm = keras_hub.models.GemmaCausalLM(backbone, preprocessor=None)
-    lm.compile(sampler="greedy")
-    return backbone, lm
 
 
 PROMPT = {

@@ -103,9 +103,7 @@ def gpt2_backbone():
 def adapted_gpt2(seed=0):
     backbone = gpt2_backbone()
     backbone.enable_gralora(r=4, k=2, hybrid_r=2)
-    rng = np.random.default_rng(seed)
-    for v in backbone.trainable_weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
+    helpers.randomize(backbone.trainable_weights, seed=seed, scale=0.2)
     return backbone
 
 
@@ -155,7 +153,7 @@ def test_merged_backbone_export_loads_without_keras_gralora(tmp_path):
         x = dict(np.load(sys.argv[1] + "/x.npz"))
         np.save(sys.argv[1] + "/y.npy", keras.ops.convert_to_numpy(model(x)))
         import keras_gralora  # after keras_hub: the methods are added at once
-        assert keras_hub.models.Backbone.enable_gralora is keras_gralora.hub.enable_gralora
+        assert keras_hub.models.Backbone.enable_gralora is keras_gralora.integration.hub.enable_gralora
         """,
         keras.backend.backend(),
         tmp_path,
@@ -163,16 +161,19 @@ def test_merged_backbone_export_loads_without_keras_gralora(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(backbone(x)), atol=1e-4)
 
 
-def test_keras_gralora_does_not_import_keras_hub_and_installs_when_it_is_imported():
+def test_keras_gralora_imports_neither_keras_nor_keras_hub_and_installs_when_they_are_imported():
     helpers.run_python(
         """
         import sys, keras_gralora
-        assert "keras_hub" not in sys.modules
+        assert "keras" not in sys.modules and "keras_hub" not in sys.modules
         import keras_hub
+        assert keras_gralora.enable_gralora.__module__ == "keras_gralora.inject"
+        import keras
+        assert getattr(keras.Model.make_train_function, "_gralora_guard", False)  # `integration/guards.py`
         backbone_class = keras_hub.models.Backbone
-        assert backbone_class.enable_gralora is keras_gralora.hub.enable_gralora
+        assert backbone_class.enable_gralora is keras_gralora.integration.hub.enable_gralora
         assert backbone_class.save_own_variables.__name__ == "save_own_variables" and backbone_class._gralora_installed
-        assert not any(type(finder).__name__ == "_AfterKerasHub" for finder in sys.meta_path)  # hook removed
+        assert not any(type(finder).__name__ == "_AfterImport" for finder in sys.meta_path)  # hooks removed
         """,
         keras.backend.backend(),
     )
@@ -209,9 +210,7 @@ def two_adapter_gpt2():
     backbone = adapted_gpt2()
     backbone.enable_gralora(r=8, k=4, target_layer_names=["query", "key"], adapter_name="second", bias="gralora_only")
     keras_gralora.set_active_adapters(backbone, ["second", "default"])
-    rng = np.random.default_rng(4)
-    for v in backbone.trainable_weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.2)
+    helpers.randomize(backbone.trainable_weights, seed=4, scale=0.2)
     return backbone
 
 

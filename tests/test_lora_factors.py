@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import reference
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +11,6 @@ from peft.tuners.lora.conversion import _find_cutoff_index
 
 import keras_gralora
 from keras_gralora.interop import factors
-from tests import reference
 
 LAYOUTS = {  # KerasHub's projections: (equation, input shape without batch, output shape without batch)
     "dense": (None, (12,), (8,)),

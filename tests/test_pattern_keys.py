@@ -5,13 +5,12 @@ import re
 
 import numpy as np
 import pytest
+from helpers import assert_unchanged, layouts_model, snapshot, to_numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_gralora
 from keras_gralora.pattern_keys import key_matcher
-from tests.helpers import assert_unchanged, snapshot, to_numpy
-from tests.test_routing import layouts_model
 
 ATOMS = ["a", "b", "q", ".", r"\.", "[ab]", "[^a]", "(a|b)", "(?:ab)*", r"\d", r"\w", "x?", "(?i:A)", "^", "$"]
 ATOMS += [r"\Z", r"\A", "(a|)", "b{1,3}", "a{2}", "(?s:.)", "(?m:$)", "(?m:^)", "|", "_proj", "(.*.)"]

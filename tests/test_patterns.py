@@ -3,12 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import reference
+from helpers import assert_unchanged, layouts_model, random_input, snapshot, tiny_gemma, to_numpy
 
 import keras_gralora
 from keras_gralora.patterns import paper_k
-from tests import reference
-from tests.helpers import assert_unchanged, random_input, snapshot, to_numpy
-from tests.test_routing import layouts_model
 
 TARGETS = ["dense", "query", "key", "out"]
 PATTERNS = dict(rank_pattern={"dense": 8, "qu.ry": 2}, alpha_pattern={"key": 3.0}, k_pattern={"out": 4})
@@ -84,8 +83,6 @@ def test_k_auto_takes_the_papers_k_where_it_divides_and_says_so(family, r, capsy
 
 def test_patterns_survive_the_adapter_file_keras_saving_and_presets(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
-    from tests.test_hotswap import tiny_gemma
-
     backbone, _ = tiny_gemma()
     backbone.enable_gralora(
         r=4,

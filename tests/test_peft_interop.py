@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import peft
 import pytest
+from helpers import randomize
 
 import keras_gralora
 from keras_gralora.interop import names, tensors
@@ -344,9 +345,7 @@ def test_per_layer_patterns_go_to_peft_as_an_exact_lora_with_rank_pattern_and_co
         k_pattern={"feedforward_output_dense": 4},
         alpha_pattern={"query": 3.0},
     )
-    rng = np.random.default_rng(0)
-    for variable in backbone.trainable_weights:
-        variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)
+    randomize(backbone.trainable_weights, seed=0, scale=0.3)
     ours = hf.keras_outputs(backbone, name)
     keras_gralora.save_lora_adapter(backbone, tmp_path / "lora", base_model_name_or_path=checkpoints[name])
     config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())

@@ -6,6 +6,7 @@ PEFT's layout, which is ours (kernels transposed: torch keeps `[out, in]`).
 
 import numpy as np
 import pytest
+from helpers import array, copy_peft_adapter
 from keras import ops
 
 from keras_gralora import GraLoRADense
@@ -25,24 +26,10 @@ def peft_linear(in_features, out_features, r, k, hybrid_r, alpha):
     return model, model.base_model.model.proj
 
 
-def array(tensor):
-    return tensor.detach().numpy()
-
-
 def copy_peft_weights(layer, module):
     layer._kernel.assign(array(module.base_layer.weight).T)
     layer.bias.assign(array(module.base_layer.bias))
     copy_peft_adapter(layer, module, "default")
-
-
-def copy_peft_adapter(layer, module, name):
-    """PEFT adapter `name` of `module` into our adapter of the same name (hybrid matrices transposed)."""
-    a, b, *hybrid = layer.adapter(name).variables
-    a.assign(array(module.gralora_A[name]))
-    b.assign(array(module.gralora_B[name]))
-    if hybrid:
-        hybrid[0].assign(array(module.gralora_A_general[name].weight).T)
-        hybrid[1].assign(array(module.gralora_B_general[name].weight).T)
 
 
 @pytest.mark.parametrize(

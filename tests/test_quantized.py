@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import random_input, run_python, to_numpy
+from helpers import random_input, randomize, run_python, to_numpy
 
 import keras_gralora
 from keras_gralora import enable_gralora, inject
@@ -38,9 +38,7 @@ def adapted(layout, mode, quantize_first):
     enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
     if not quantize_first:
         model.quantize(mode)
-    rng = np.random.default_rng(1)
-    for v in model.trainable_weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+    randomize(model.trainable_weights, seed=1, scale=0.1)
     return model, x
 
 
@@ -103,9 +101,7 @@ def quantized_adapted(layout, mode, block_size):
     config = keras.quantizers.Int4QuantizationConfig(block_size=block_size) if mode == "int4" else None
     model.quantize(mode, config=config)
     enable_gralora(model, r=4, k=2, hybrid_r=2, target_layer_names=["proj"])
-    rng = np.random.default_rng(1)
-    for v in model.trainable_weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
+    randomize(model.trainable_weights, seed=1, scale=0.1)
     return model, x
 
 

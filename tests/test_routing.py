@@ -5,50 +5,12 @@ import threading
 import keras
 import numpy as np
 import pytest
+from helpers import BASE, alone, assert_unchanged, layouts_model, random_input, snapshot, to_numpy
 
 import keras_gralora
 from keras_gralora.layers import routed
-from tests.helpers import assert_unchanged, random_input, snapshot, to_numpy
 
-BASE = "__base__"
 NAMES = ["a", "b", BASE, "c", "b", "a"]
-
-
-def layouts_model(quantize=None):
-    """Dense, the three KerasHub EinsumDense layouts and a hybrid adapter; adapter 'c' only on some layers."""
-    inputs = keras.Input((5, 16))
-    x = keras.layers.Dense(16, name="dense")(inputs)
-    q = keras.layers.EinsumDense("btd,dnh->btnh", (5, 2, 8), bias_axes="nh", name="query")(x)
-    k = keras.layers.EinsumDense("btd,ndh->btnh", (5, 2, 8), name="key")(x)
-    x = keras.layers.EinsumDense("btnh,nhd->btd", (5, 16), name="out")(keras.layers.Add()([q, k]))
-    model = keras.Model(inputs, keras.layers.Dense(8, name="head")(x))
-    rng = np.random.default_rng(0)
-    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3 for w in model.get_weights()])
-    if quantize:
-        model.quantize(quantize)
-    targets = ["dense", "query", "key", "out"]
-    keras_gralora.enable_gralora(model, r=4, k=2, adapter_name="a", target_layer_names=targets)
-    keras_gralora.enable_gralora(model, r=8, k=2, hybrid_r=2, alpha=5.0, adapter_name="b", target_layer_names=targets)
-    keras_gralora.enable_gralora(model, r=4, k=2, alpha=3.0, adapter_name="c", target_layer_names=["dense", "out"])
-    for v in model.weights:
-        if "gralora" in v.path:
-            v.assign(rng.standard_normal(v.shape).astype("float32") * 0.3)
-    return model
-
-
-def alone(model, names, x, run):
-    """Row i of `x` through `model` with only adapter names[i] active (the base for "__base__")."""
-    active = keras_gralora.active_adapters(model)
-    rows = []
-    for i, name in enumerate(names):
-        if name == BASE:
-            with keras_gralora.disable_gralora(model):
-                rows.append(to_numpy(run(x[i : i + 1])))
-        else:
-            keras_gralora.set_active_adapters(model, name)
-            rows.append(to_numpy(run(x[i : i + 1])))
-    keras_gralora.set_active_adapters(model, active)
-    return np.concatenate(rows)
 
 
 @pytest.fixture
@@ -146,7 +108,7 @@ def test_every_refusal_names_the_problem_and_changes_nothing():
         with pytest.raises(ValueError, match="training=True"):
             model(random_input((3, 5, 16)), training=True)
         model.compile(optimizer="sgd", loss="mse")
-        with pytest.raises(ValueError, match="training of model .* for inference"):
+        with pytest.raises(ValueError, match="training: model .* for inference"):
             model.fit(random_input((3, 5, 16)), np.zeros((3, 5, 8)), verbose=0)
         with pytest.raises(ValueError, match="evaluation"):
             model.evaluate(random_input((3, 5, 16)), np.zeros((3, 5, 8)), verbose=0)

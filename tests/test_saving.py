@@ -7,8 +7,17 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import test_structure
-from helpers import X, adapted_model, assert_unchanged, base_model, run_python, snapshot, to_numpy
+from helpers import (
+    UNNAMED_X,
+    X,
+    adapted_model,
+    assert_unchanged,
+    base_model,
+    run_python,
+    snapshot,
+    to_numpy,
+    unnamed_model,
+)
 
 import keras_gralora
 from keras_gralora import load_gralora_weights, save_gralora_weights
@@ -246,16 +255,15 @@ def test_merged_export_loads_without_keras_gralora(tmp_path):
 WRITER = """
     import sys, numpy as np
     sys.path.insert(0, ".")
-    from test_saving import adapted_model, X
-    import test_structure
+    from helpers import UNNAMED_X, X, adapted_model, unnamed_adapted, unnamed_model
     import keras, keras_gralora
     model = adapted_model()
     keras_gralora.save_gralora_weights(model, sys.argv[1])
     np.save(sys.argv[2], keras.ops.convert_to_numpy(model(X)))
-    [test_structure.unnamed(depth=5) for _ in range(3)]  # other auto-numbered names than the reader's
-    unnamed = test_structure.adapted()
+    [unnamed_model(depth=5) for _ in range(3)]  # other auto-numbered names than the reader's
+    unnamed = unnamed_adapted()
     keras_gralora.save_gralora_weights(unnamed, sys.argv[3])
-    np.save(sys.argv[4], keras.ops.convert_to_numpy(unnamed(test_structure.X)))
+    np.save(sys.argv[4], keras.ops.convert_to_numpy(unnamed(UNNAMED_X)))
     print(",".join(layer.name for layer in unnamed.layers[1:]))
 """
 
@@ -268,9 +276,7 @@ def test_adapter_files_cross_backends(tmp_path, writer):
     model = base_model()
     load_gralora_weights(model, path)
     np.testing.assert_allclose(to_numpy(model(X)), np.load(expected), rtol=1e-5, atol=1e-5)
-    unnamed = test_structure.unnamed()
+    unnamed = unnamed_model()
     assert [layer.name for layer in unnamed.layers[1:]] != names.split()[-1].split(",")
     load_gralora_weights(unnamed, tmp_path / "unnamed.weights.h5")
-    np.testing.assert_allclose(
-        to_numpy(unnamed(test_structure.X)), np.load(tmp_path / "unnamed.npy"), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(to_numpy(unnamed(UNNAMED_X)), np.load(tmp_path / "unnamed.npy"), rtol=1e-5, atol=1e-5)

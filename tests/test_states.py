@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import reference
-from helpers import X, adapted_model, assert_unchanged, base_model, snapshot, to_numpy
+from helpers import X, adapted_model, assert_unchanged, base_model, randomize, snapshot, to_numpy
 
 import keras_gralora
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense, inject
@@ -163,9 +163,7 @@ def test_a_causal_lm_generates_with_the_adapter_state_of_its_backbone():
 
     base = generated()
     backbone.enable_gralora(r=4, k=2)
-    rng = np.random.default_rng(0)
-    for v in backbone.trainable_weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 2.0)
+    randomize(backbone.trainable_weights, seed=0, scale=2.0)
     adapted = generated()
     assert (adapted != base).any()  # the adapter matters
     keras_gralora.merge_gralora(backbone)

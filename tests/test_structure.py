@@ -1,36 +1,15 @@
 """Adapter identity by structure key: files load into any build of the same architecture (`structure.py`)."""
 
 import h5py
-import keras
 import numpy as np
 import pytest
+from helpers import UNNAMED_X as X
 from helpers import to_numpy
+from helpers import unnamed_adapted as adapted
+from helpers import unnamed_model as unnamed
 
 import keras_gralora
 from keras_gralora import structure
-
-X = np.random.default_rng(5).standard_normal((3, 12)).astype("float32")
-
-
-def unnamed(seed=0, width=12, depth=3):
-    """Dense layers with auto-numbered names (dense_7, dense_8... differ in every build), fixed weights."""
-    inputs = keras.Input((12,))
-    x = inputs
-    for _ in range(depth):
-        x = keras.layers.Dense(width)(x)
-    model = keras.Model(inputs, keras.layers.Dense(4)(x))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3 for w in model.get_weights()])
-    return model
-
-
-def adapted(seed=0, **kwargs):
-    model = unnamed(seed, **kwargs)
-    keras_gralora.enable_gralora(model, r=4, k=2, target_layer_names="all", bias="gralora_only")
-    rng = np.random.default_rng(seed + 1)
-    for v in model.trainable_weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.1)
-    return model
 
 
 def test_keys_are_the_same_in_every_build_and_after_enabling():

@@ -27,8 +27,9 @@
 
 import keras
 
-from keras_gralora import feeds, routing, swap_lock
-from keras_gralora.inject import check_enabled
+from keras_gralora import swap_lock
+from keras_gralora.inject import check_enabled, check_not_routed
+from keras_gralora.integration import feeds
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.quantized import check_quantization_mode
 from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
@@ -144,11 +145,11 @@ def install():
 
 
 def _check_training(model):
-    routing.check_not_routed(model, "training")
+    check_not_routed(model, "training")
     check_no_merged_training(model)
 
 
 CHECKS = {
     "make_train_function": _check_training,
-    "make_test_function": lambda model: routing.check_not_routed(model, "evaluation"),
+    "make_test_function": lambda model: check_not_routed(model, "evaluation"),
 }

@@ -9,9 +9,9 @@ therefore also writes its adapters' settings and active state into its own
 slot of any Keras weights file (`.keras`, `.weights.h5`, presets), and
 re-enables them on load before its layers read their weights.
 
-keras_gralora does not import keras_hub itself (about 4 s): `install_when_imported`
-adds the methods now if keras_hub is already imported, else right after
-its import finishes, whenever that happens.
+keras_gralora does not import keras_hub itself (about 4 s): `install` runs
+when keras_hub is imported, before or after keras_gralora
+(`integration/__init__.py`).
 
 KerasHub 0.32's `Backbone.from_preset` drops a quantized backbone's saved
 `DTypePolicyMap` (its task loader keeps it since keras-hub#2367), so the
@@ -19,14 +19,13 @@ backbone is rebuilt float and its int8/int4 weights cannot load; `install`
 makes the backbone loader keep the saved map too when no `dtype` is given.
 """
 
-import importlib.abc
 import json
-import sys
 
 import numpy as np
 
-from keras_gralora import adapters, feeds, guards, inject, merge, saved_structure, saving, structure, swap_lock
+from keras_gralora import adapters, inject, merge, saved_structure, saving, structure, swap_lock
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
+from keras_gralora.integration import feeds, guards
 from keras_gralora.layers.serialization import exporting
 
 SETTINGS_KEY = "gralora_settings"
@@ -246,34 +245,12 @@ def _keep_saved_quantization(loader_class):
 METHODS = (enable_gralora, merge_gralora, save_gralora_weights, load_gralora_weights)
 
 
-def install_when_imported():
-    """Installs into keras_hub now if it is imported, else once its import completes."""
-    module = sys.modules.get("keras_hub")
-    if module is not None and hasattr(getattr(module, "models", None), "Backbone"):
-        install(module)
-    elif not any(isinstance(finder, _AfterKerasHub) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AfterKerasHub())
-
-
-class _AfterKerasHub(importlib.abc.MetaPathFinder):
-    """Finds `keras_hub` as the other finders would, and runs `install` once its module has executed."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras_hub":
-            return None
-        others = (finder for finder in sys.meta_path if finder is not self and hasattr(finder, "find_spec"))
-        spec = next((spec for finder in others if (spec := finder.find_spec(fullname, path, target))), None)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_then_install(module):
-            exec_module(module)
-            sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-            install(module)
-
-        spec.loader.exec_module = exec_then_install
-        return spec
+def generating_tasks(keras_hub):
+    """The task classes that make KerasHub's compiled `generate` (`CausalLM`, `TextToImage`, `ImageToImage`,
+    `Inpaint`). Their subclasses' own `generate` (Gemma 3's, Stable Diffusion 3's...) prepare the inputs and call
+    `super().generate`, so wrapping these four reaches every task."""
+    classes = {cls for cls in vars(keras_hub.models).values() if isinstance(cls, type)}
+    return sorted((cls for cls in classes if {"make_generate_function", "generate"} <= set(vars(cls))), key=str)
 
 
 def install(keras_hub):
@@ -287,13 +264,12 @@ def install(keras_hub):
     from keras_hub.src.utils.preset_utils import KerasPresetLoader
 
     _keep_saved_quantization(KerasPresetLoader)
-    for task in {cls for cls in vars(keras_hub.models).values() if isinstance(cls, type)}:
-        if "make_generate_function" in vars(task):  # CausalLM, Seq2SeqLM, TextToImage, ...: `guards.py`
-            task.make_generate_function = guards.refreshing_generate(vars(task)["make_generate_function"])
-        if "generate" in vars(task) and issubclass(task, keras_hub.models.CausalLM):  # one name per prompt: routing
-            task.generate = feeds.routed_generate(vars(task)["generate"])
-        if "generate" in vars(task):  # a pass, as `guards.PASSES`
-            task.generate = swap_lock.reading(vars(task)["generate"])
+    for task in generating_tasks(keras_hub):
+        task.make_generate_function = guards.refreshing_generate(vars(task)["make_generate_function"])
+        generate = vars(task)["generate"]
+        if issubclass(task, keras_hub.models.CausalLM):  # one adapter name per prompt: routing
+            generate = feeds.routed_generate(generate)
+        task.generate = swap_lock.reading(generate)  # a pass, as `guards.PASSES`
     from keras_hub.src.utils.pipeline_model import PipelineModel
 
     PipelineModel.predict = feeds.preprocessing_predict(PipelineModel.predict)

@@ -8,7 +8,6 @@ everywhere, deleting, disabling) lives in `keras_gralora/adapters.py`, merging
 and unloading in `keras_gralora/merge.py`.
 """
 
-import contextlib
 import dataclasses
 
 import keras
@@ -18,15 +17,9 @@ from keras_gralora import ops as gralora_ops
 from keras_gralora.backend import add_same_shape
 from keras_gralora.config import check_adapter_name
 from keras_gralora.layers import routed
+from keras_gralora.layers.adapter_weights import AdapterWeights
 from keras_gralora.layers.merging import AdapterMerging
-from keras_gralora.layers.named_adapter import (
-    ADAPTER_DTYPE,
-    ROLES,
-    NamedAdapter,
-    check_base_layer,
-    describe,
-    variable_name,
-)
+from keras_gralora.layers.named_adapter import ADAPTER_DTYPE, NamedAdapter, check_base_layer, describe
 from keras_gralora.layers.quantized import QuantizedBase
 from keras_gralora.layers.serialization import AdapterSerialization
 
@@ -43,7 +36,7 @@ class _State:
     version: int = 0  # moves with every change of what the forward pass computes: `guards.traced_state`
 
 
-class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
+class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, QuantizedBase):
     """The adapter API that `GraLoRADense` and `GraLoRAEinsumDense` share.
 
     A mixin placed before a Keras `Dense`/`EinsumDense` in the bases: its
@@ -53,11 +46,11 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
     constructor arguments of its own: the layer's `r`, `k`, ... create the
     first adapter, `add_adapter` the others.
 
-    For subclasses: the host class provides `_base_output(inputs)` (its
-    frozen projection, before bias), `_adapter_output(inputs, training)`,
-    the classmethod `matrix_shape_of(layer)` (the `(in, out)` view of a
-    built layer's kernel) and, when its kernel is not already `[in, out]`,
-    `_kernel_view()` (see `ProjectionLayout.kernel_view`).
+    A layer kind (a subclass) provides the methods of `LAYER_CONTRACT`,
+    checked when the class is defined: `_base_output`, `_adapter_output`,
+    `matrix_shape_of` and, when its kernel is not already `[in, out]`,
+    `_kernel_view` (each documented below). `tests/layer_harness.py` runs
+    every layer kind through the same checks.
 
     Examples:
         >>> import keras
@@ -69,6 +62,35 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
         >>> tuple(layer.delta_matrix().shape), layer.merged
         ((8, 16), False)
     """
+
+    LAYER_CONTRACT = ("_base_output", "_adapter_output", "matrix_shape_of")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        kind = mro[: mro.index(GraLoRAAdapter)]  # the layer kind and its subclasses, before this contract
+        if missing := [name for name in GraLoRAAdapter.LAYER_CONTRACT if not any(name in vars(c) for c in kind)]:
+            raise TypeError(
+                f"{cls.__name__}: a GraLoRA layer kind must define {missing} (see `GraLoRAAdapter`'s layer contract: "
+                "GraLoRADense is the smallest example)."
+            )
+
+    # --- The layer contract ---
+
+    def _base_output(self, inputs, kernel=None):
+        """The frozen projection of `inputs` before bias and activation; `kernel` (`[in, out]` view) replaces it."""
+        raise NotImplementedError
+
+    def _adapter_output(self, inputs, training):
+        """The sum of the forward adapters' outputs for `inputs`, in the base output's layout."""
+        raise NotImplementedError
+
+    @classmethod
+    def matrix_shape_of(cls, layer):
+        """`(in, out)`: the matrix view of a built plain `layer`'s kernel (also when quantized)."""
+        raise NotImplementedError
+
+    # `_kernel_view()` (merging.py): the kernel as `[in, out]`; a kind whose kernel is laid out otherwise overrides it.
 
     def call(self, inputs, training=None):
         return self._add_bias_adapters_activation(self._base_output(inputs), inputs, training)
@@ -236,40 +258,6 @@ class GraLoRAAdapter(AdapterMerging, AdapterSerialization, QuantizedBase):
         self._kernel.trainable = False
         if self.bias is not None:
             self.bias.trainable = False
-
-    def _create_variables(self, name, config):
-        in_features, out_features = self._kernel_matrix_shape()
-        config.validate_features(in_features, out_features, self._gralora_where())
-        r, k, hybrid_r = config.r, config.k, config.hybrid_r
-        # (shape, fan_in of its init, whether it is a B: zero unless init_weights=False)
-        specs = [((k, in_features // k, r), in_features // k, False), ((k, r, out_features // k), r, True)]
-        if hybrid_r:
-            specs += [((in_features, hybrid_r), in_features, False), ((hybrid_r, out_features), hybrid_r, True)]
-        with self._unlocked_tracker(), self._open_name_scope():
-            return tuple(
-                self._add_adapter_weight(variable_name(role, name), shape, fan_in, zero=is_b and config.init_weights)
-                for role, (shape, fan_in, is_b) in zip(ROLES, specs)
-            )
-
-    @contextlib.contextmanager
-    def _unlocked_tracker(self):
-        # Keras locks a layer's state after build; adapting a built layer in
-        # place (see `inject.py`) must add state all the same.
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
-            yield
-        finally:
-            if locked:
-                self._tracker.lock()
-
-    def _add_adapter_weight(self, name, shape, fan_in, zero):
-        if zero:
-            initializer = "zeros"
-        else:
-            bound = gralora_ops.kaiming_uniform_bound(fan_in)
-            initializer = keras.initializers.RandomUniform(-bound, bound)
-        return self.add_weight(name=name, shape=shape, initializer=initializer, dtype=ADAPTER_DTYPE, autocast=False)
 
     # --- Forward ---
 
