@@ -8,12 +8,12 @@ when they are imported (`keras_gralora/integration/`).
 
 import importlib
 
-from keras_gralora import integration
+from keras_gralora import integration, moved
 
 __version__ = "0.3.0"
 
 _HOMES = {
-    "keras_gralora.adapters": [
+    "keras_gralora.lifecycle.adapters": [
         "active_adapters",
         "adapter_names",
         "delete_adapter",
@@ -21,17 +21,17 @@ _HOMES = {
         "set_active_adapters",
     ],
     "keras_gralora.config": ["GraLoRAConfig"],
-    "keras_gralora.export": ["export_merged"],
-    "keras_gralora.hotswap": ["hotswap_adapter", "prepare_model_for_compiled_hotswap"],
-    "keras_gralora.inject": ["enable_gralora"],
+    "keras_gralora.files.export": ["export_merged"],
+    "keras_gralora.serving.hotswap": ["hotswap_adapter", "prepare_model_for_compiled_hotswap"],
+    "keras_gralora.surgery.inject": ["enable_gralora"],
     "keras_gralora.interop.lora": ["lora_factors", "save_lora_adapter"],
     "keras_gralora.interop.peft": ["load_peft_adapter", "save_peft_adapter"],
     "keras_gralora.layers": ["GraLoRAAdapter", "GraLoRADense", "GraLoRAEinsumDense", "NamedAdapter"],
-    "keras_gralora.merge": ["merge_and_unload", "merge_gralora", "unload_gralora", "unmerge_gralora"],
-    "keras_gralora.quantized_gradients": ["fix_quantized_gradients"],
-    "keras_gralora.routing": ["adapter_routing"],
-    "keras_gralora.saving": ["load_gralora_weights", "save_gralora_weights"],
-    "keras_gralora.summary": ["gralora_summary"],
+    "keras_gralora.lifecycle.merge": ["merge_and_unload", "merge_gralora", "unload_gralora", "unmerge_gralora"],
+    "keras_gralora.surgery.quantized_gradients": ["fix_quantized_gradients"],
+    "keras_gralora.serving.routing": ["adapter_routing"],
+    "keras_gralora.files.saving": ["load_gralora_weights", "save_gralora_weights"],
+    "keras_gralora.lifecycle.summary": ["gralora_summary"],
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -50,4 +50,5 @@ def __dir__():
     return sorted({*globals(), *__all__})
 
 
+moved.install()  # `keras_gralora.merge` and the other paths of the reference before the subpackages
 integration.install_when_imported()  # Keras and KerasHub change when they are imported, not before

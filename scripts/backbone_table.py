@@ -86,12 +86,13 @@ def defaults():
     import backbone_checks
     import keras
 
-    from keras_gralora import GraLoRAConfig, selection, structure
+    from keras_gralora import GraLoRAConfig
+    from keras_gralora.surgery import selection, structure
 
     print("# Default targets per KerasHub backbone\n")
     print("What `enable_gralora(target_layer_names=None)` adapts on each backbone KerasHub 0.32 ships, on its")
     print("tiny test configuration (`scripts/backbone_table.py --defaults`). The targets come from")
-    print("`keras_gralora/default_targets.py` where KerasHub's `default_lora_layer_names()` finds nothing,")
+    print("`keras_gralora/surgery/default_targets.py` where KerasHub's `default_lora_layer_names()` finds nothing,")
     print("else from KerasHub. Convolutional backbones have no Dense/EinsumDense layer and are refused.\n")
     print("| backbone | class | default targets | layer names adapted | layers |")
     print("|---|---|---|---|---|")

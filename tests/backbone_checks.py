@@ -25,8 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-import keras_gralora
-from keras_gralora import structure
+from keras_gralora.surgery import inject, structure
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers
@@ -156,7 +155,7 @@ def _check_gradients(name, model, inputs, base_weights):
     gradients at rounding noise in both).
     """
     keys = structure.layer_keys(model)
-    ours = {keys[id(layer)]: layer for layer in keras_gralora.inject.adapted_layers(model)}
+    ours = {keys[id(layer)]: layer for layer in inject.adapted_layers(model)}
     factors = {key: layer.adapter("default").variables[1] for key, layer in ours.items()}
     our_sizes = _sizes(gradients(model, inputs), factors)
     twin, _ = build(name)
@@ -201,7 +200,7 @@ EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64":
 
 def _kernel_rounding(model):
     """The coarsest rounding of the adapted kernels: a merge is exact only to that (SD3's CLIP is float16)."""
-    layers = keras_gralora.inject.adapted_layers(model)
+    layers = inject.adapted_layers(model)
     kernels = [keras.backend.standardize_dtype(layer._kernel.dtype) for layer in layers]
     return max((EPS.get(dtype, 0.0) for dtype in kernels), default=0.0)
 

@@ -11,7 +11,8 @@ from helpers import MLP_X as X
 from helpers import mlp, moved, randomize, snapshot, to_numpy
 
 import keras_gralora
-from keras_gralora import enable_gralora, inject, load_gralora_weights, save_gralora_weights
+from keras_gralora import enable_gralora, load_gralora_weights, save_gralora_weights
+from keras_gralora.surgery import inject
 
 
 def trained(seed=0):
@@ -136,7 +137,7 @@ def test_a_backbone_cannot_save_an_adapters_head_it_does_not_hold(tmp_path):
 def write_version_1(path, model):
     """A file as keras_gralora 0.1 wrote it: one unnamed adapter, layers at the top."""
     with h5py.File(path, "w") as f:
-        f.attrs.update(format="keras_gralora.adapters", format_version=1)
+        f.attrs.update(format="keras_gralora.lifecycle.adapters", format_version=1)
         for i, layer in enumerate(inject.adapted_layers(model)):
             config = layer.adapter("a").config
             group = f.create_group(f"layers/{i}")

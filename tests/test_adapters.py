@@ -10,8 +10,9 @@ from helpers import MLP_Y as Y
 from helpers import mlp, moved, snapshot, to_numpy
 
 import keras_gralora
-from keras_gralora import enable_gralora, inject
+from keras_gralora import enable_gralora
 from keras_gralora.layers.named_adapter import ROLES
+from keras_gralora.surgery import inject
 
 
 def two_adapters(**kwargs):

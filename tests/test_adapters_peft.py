@@ -12,7 +12,7 @@ import pytest
 from helpers import array, copy_peft_adapter, random_input, to_numpy
 
 import keras_gralora
-from keras_gralora import inject
+from keras_gralora.surgery import inject
 
 peft = pytest.importorskip("peft")
 torch = pytest.importorskip("torch")

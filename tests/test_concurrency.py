@@ -10,6 +10,7 @@ import pytest
 from helpers import X, adapted_model, to_numpy
 
 import keras_gralora
+from keras_gralora.surgery import inject
 
 CALLS = 8
 
@@ -57,7 +58,7 @@ def test_concurrent_forward_passes_are_right_and_leave_the_layers_as_they_were(m
     inputs = [X * scale for scale in (1.0, -0.5, 2.0, 0.25)]
     expected = [to_numpy(model(x)) for x in inputs]
     assert run_threads(model, inputs, expected) == []
-    for layer in keras_gralora.inject.adapted_layers(model):
+    for layer in inject.adapted_layers(model):
         assert layer.bias is not None and (layer.activation is not None)
 
 
@@ -75,7 +76,7 @@ def test_forward_passes_during_export_and_saves_see_the_unchanged_model(tmp_path
 
     assert run_threads(model, inputs, expected, background=save_and_export, threads=2) == []
     assert count[0] >= 1
-    assert not keras_gralora.inject.adapted_layers(model)[0].merged
+    assert not inject.adapted_layers(model)[0].merged
     served = keras.saving.load_model(tmp_path / "served.keras")
     np.testing.assert_allclose(to_numpy(served(X)), expected[0], rtol=1e-5, atol=1e-5)
     assert sorted(os.listdir(tmp_path)) == ["served.keras", "task.weights.h5"]  # no temporary file left

@@ -17,6 +17,7 @@ from helpers import X, adapted_model, assert_unchanged, base_model, snapshot, to
 import keras_gralora
 from keras_gralora import load_gralora_weights, save_gralora_weights
 from keras_gralora.interop import peft_files
+from keras_gralora.surgery import inject
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ def test_crafted_adapter_files_are_refused_before_any_change(good_file, tmp_path
         load_gralora_weights(model, path)
     assert str(path) in str(error.value)
     assert_unchanged(model, before)
-    assert bool(keras_gralora.inject.adapted_layers(model)) == (not fresh)
+    assert bool(inject.adapted_layers(model)) == (not fresh)
 
 
 def test_a_round_trip_keeps_no_adapter_active_and_bias_settings(tmp_path):

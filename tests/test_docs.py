@@ -13,7 +13,7 @@ import pytest
 import keras_gralora
 from keras_gralora.cli import main as cli_main
 from keras_gralora.integration import hub
-from keras_gralora.routing import AdapterRouting
+from keras_gralora.serving.routing import AdapterRouting
 
 NEVER_RAISE = {"active_adapters", "adapter_names", "gralora_summary"}  # any model or layer gives an answer
 FUNCTIONS = [name for name in keras_gralora.__all__ if inspect.isfunction(getattr(keras_gralora, name))]

@@ -7,6 +7,7 @@ import pytest
 
 import keras_gralora
 from keras_gralora import GraLoRAEinsumDense
+from keras_gralora.surgery import inject
 
 keras_hub = pytest.importorskip("keras_hub")
 models = keras_hub.models
@@ -69,7 +70,7 @@ def test_enable_fit_merge_on_a_keras_hub_task(name):
 
     paths = backbone.enable_gralora(r=4, k=2)
     assert len(paths) == 2 * LAYERS  # query and value of each layer
-    adapted = keras_gralora.inject.adapted_layers(backbone)
+    adapted = inject.adapted_layers(backbone)
     assert {layer.name for layer in adapted} == {"query", "value"}
     assert {layer.equation for layer in adapted if layer.name == "query"} == {query_equation}
     assert all(isinstance(layer, GraLoRAEinsumDense) for layer in adapted)
@@ -115,9 +116,9 @@ def test_backbone_and_task_files_reload_with_identical_outputs(tmp_path):
     backbone.save(tmp_path / "backbone.keras")
     loaded = keras.models.load_model(tmp_path / "backbone.keras")
     np.testing.assert_array_equal(to_numpy(loaded(x)), expected)
-    assert len(keras_gralora.inject.adapted_layers(loaded)) == 2 * LAYERS
+    assert len(inject.adapted_layers(loaded)) == 2 * LAYERS
     assert _ids(loaded.trainable_weights) == _ids(
-        [v for layer in keras_gralora.inject.adapted_layers(loaded) for v in layer.adapter_variables]
+        [v for layer in inject.adapted_layers(loaded) for v in layer.adapter_variables]
     )
 
     task = models.GPT2CausalLM(backbone, preprocessor=None)
@@ -167,7 +168,7 @@ def test_keras_gralora_imports_neither_keras_nor_keras_hub_and_installs_when_the
         import sys, keras_gralora
         assert "keras" not in sys.modules and "keras_hub" not in sys.modules
         import keras_hub
-        assert keras_gralora.enable_gralora.__module__ == "keras_gralora.inject"
+        assert keras_gralora.enable_gralora.__module__ == "keras_gralora.surgery.inject"
         import keras
         assert getattr(keras.Model.make_train_function, "_gralora_guard", False)  # `integration/guards.py`
         backbone_class = keras_hub.models.Backbone
@@ -217,7 +218,7 @@ def two_adapter_gpt2():
 def assert_same_adapters(loaded, backbone, x):
     np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(backbone(x)))
     assert keras_gralora.active_adapters(loaded) == ["second", "default"]
-    for ours, theirs in zip(keras_gralora.inject.adapted_layers(loaded), keras_gralora.inject.adapted_layers(backbone)):
+    for ours, theirs in zip(inject.adapted_layers(loaded), inject.adapted_layers(backbone)):
         assert ours.path == theirs.path and ours.adapter_names == theirs.adapter_names
         assert [ours.adapter(n).config for n in ours.adapter_names] == [
             theirs.adapter(n).config for n in theirs.adapter_names

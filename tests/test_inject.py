@@ -10,6 +10,7 @@ from keras import ops
 
 import keras_gralora
 from keras_gralora import GraLoRADense, GraLoRAEinsumDense, enable_gralora
+from keras_gralora.surgery import inject
 
 
 def functional_model():
@@ -119,7 +120,7 @@ def test_training_moves_only_the_adapters_and_merge_keeps_outputs():
     keras_gralora.merge_gralora(model)
     merged = model.predict(x, verbose=0)  # compiled functions were reset by the merge
     np.testing.assert_allclose(merged, expected, atol=1e-4)
-    for layer in keras_gralora.inject.adapted_layers(model):
+    for layer in inject.adapted_layers(model):
         _, b, _, hybrid_b = layer.adapter("default").variables
         b.assign(np.zeros(b.shape, "float32"))
         hybrid_b.assign(np.zeros(hybrid_b.shape, "float32"))
@@ -141,7 +142,7 @@ def test_target_layer_names_of_the_wrong_type_are_rejected(targets):
     model = functional_model()
     with pytest.raises(ValueError, match=r"target_layer_names=.* is not a list of layer names"):
         enable_gralora(model, target_layer_names=targets)
-    assert not keras_gralora.inject.adapted_layers(model)
+    assert not inject.adapted_layers(model)
 
 
 class WithUnusedDense(keras.layers.Layer):
@@ -176,7 +177,7 @@ def test_a_bad_target_changes_nothing():
     trainable = [v.path for v in model.trainable_weights]
     with pytest.raises(ValueError, match=r"Dense 'head': its output features \(3\) are not divisible by k=2"):
         enable_gralora(model, r=4, k=2, target_layer_names=["ffn", "head"])
-    assert not keras_gralora.inject.adapted_layers(model)
+    assert not inject.adapted_layers(model)
     assert [v.path for v in model.trainable_weights] == trainable
     with pytest.raises(ValueError, match=r"enable_gralora: `r` must be divisible by `k`"):
         enable_gralora(model, r=3, k=2)

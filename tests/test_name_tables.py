@@ -22,8 +22,8 @@ import torch
 import transformers
 
 import keras_gralora
-from keras_gralora import structure
 from keras_gralora.interop import names
+from keras_gralora.surgery import structure
 
 keras_hub = pytest.importorskip("keras_hub")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_gralora
-from keras_gralora.pattern_keys import key_matcher
+from keras_gralora.surgery.pattern_keys import key_matcher
 
 ATOMS = ["a", "b", "q", ".", r"\.", "[ab]", "[^a]", "(a|b)", "(?:ab)*", r"\d", r"\w", "x?", "(?i:A)", "^", "$"]
 ATOMS += [r"\Z", r"\A", "(a|)", "b{1,3}", "a{2}", "(?s:.)", "(?m:$)", "(?m:^)", "|", "_proj", "(.*.)"]

@@ -7,7 +7,7 @@ import reference
 from helpers import assert_unchanged, layouts_model, random_input, snapshot, tiny_gemma, to_numpy
 
 import keras_gralora
-from keras_gralora.patterns import paper_k
+from keras_gralora.surgery.patterns import paper_k
 
 TARGETS = ["dense", "query", "key", "out"]
 PATTERNS = dict(rank_pattern={"dense": 8, "qu.ry": 2}, alpha_pattern={"key": 3.0}, k_pattern={"out": 4})

@@ -6,8 +6,9 @@ import pytest
 from helpers import random_input, randomize, run_python, to_numpy
 
 import keras_gralora
-from keras_gralora import enable_gralora, inject
+from keras_gralora import enable_gralora
 from keras_gralora.layers.quantized import dequantized_kernel, storage_values
+from keras_gralora.surgery import inject
 
 # (equation, output_shape, bias_axes, input shape): Dense, KerasHub's, Gemma's and the output projection
 LAYOUTS = {

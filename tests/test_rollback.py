@@ -6,8 +6,8 @@ import pytest
 from helpers import X, adapted_model, assert_unchanged, base_model, snapshot
 
 import keras_gralora
-from keras_gralora import inject
-from keras_gralora.rollback import Snapshot
+from keras_gralora.surgery import inject
+from keras_gralora.surgery.rollback import Snapshot
 
 
 class Boom(RuntimeError):

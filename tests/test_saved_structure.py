@@ -11,7 +11,8 @@ import safetensors.numpy
 from helpers import assert_unchanged, snapshot, to_numpy
 
 import keras_gralora
-from keras_gralora import inject, load_gralora_weights, save_gralora_weights
+from keras_gralora import load_gralora_weights, save_gralora_weights
+from keras_gralora.surgery import inject
 
 
 def bert(num_layers, seed=0):

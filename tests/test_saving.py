@@ -21,6 +21,7 @@ from helpers import (
 
 import keras_gralora
 from keras_gralora import load_gralora_weights, save_gralora_weights
+from keras_gralora.surgery import inject
 
 BACKEND = keras.backend.backend()
 
@@ -50,7 +51,7 @@ def test_adapter_file_loads_onto_an_adapted_and_merged_model(tmp_path):
         v.assign(np.zeros(v.shape, "float32"))
     keras_gralora.merge_gralora(other)
     load_gralora_weights(other, tmp_path / "a.weights.h5")
-    assert all(layer.merged for layer in keras_gralora.inject.adapted_layers(other))
+    assert all(layer.merged for layer in inject.adapted_layers(other))
     np.testing.assert_allclose(to_numpy(other(X)), to_numpy(model(X)), atol=1e-5)
 
 
@@ -130,7 +131,7 @@ def test_bad_adapter_files_change_nothing(tmp_path, fresh, edit, message):
     with pytest.raises(ValueError, match=message):
         load_gralora_weights(model, path)
     assert_unchanged(model, before)
-    assert bool(keras_gralora.inject.adapted_layers(model)) == (not fresh)
+    assert bool(inject.adapted_layers(model)) == (not fresh)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import reference
 from helpers import X, adapted_model, assert_unchanged, base_model, randomize, snapshot, to_numpy
 
 import keras_gralora
-from keras_gralora import GraLoRADense, GraLoRAEinsumDense, inject
+from keras_gralora import GraLoRADense, GraLoRAEinsumDense
+from keras_gralora.surgery import inject
 
 
 def numpy_forward(model, deltas, x):

@@ -9,7 +9,7 @@ from helpers import unnamed_adapted as adapted
 from helpers import unnamed_model as unnamed
 
 import keras_gralora
-from keras_gralora import structure
+from keras_gralora.surgery import inject, structure
 
 
 def test_keys_are_the_same_in_every_build_and_after_enabling():
@@ -58,7 +58,7 @@ def test_a_keras_file_reenables_adapters_on_a_second_build(tmp_path):
     second.load_weights(path)
     data = {"token_ids": np.arange(8).reshape(2, 4) % 32, "padding_mask": np.ones((2, 4), "int32")}
     np.testing.assert_allclose(to_numpy(second(data)), to_numpy(backbone(data)), atol=1e-5)
-    assert len(keras_gralora.inject.adapted_layers(second)) == len(keras_gralora.inject.adapted_layers(backbone))
+    assert len(inject.adapted_layers(second)) == len(inject.adapted_layers(backbone))
 
 
 def test_another_architecture_is_refused_naming_both_sides(tmp_path):
@@ -71,7 +71,7 @@ def test_another_architecture_is_refused_naming_both_sides(tmp_path):
         r"keys: \['layers/dense_2'\]\).*has Dense/EinsumDense layers at",
     ):
         keras_gralora.load_gralora_weights(other, path)
-    assert not keras_gralora.inject.adapted_layers(other)
+    assert not inject.adapted_layers(other)
 
 
 def test_a_version_2_file_keyed_by_path_still_loads(tmp_path):

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_gralora import routing
 from keras_gralora.layers import routed
+from keras_gralora.serving import routing
 
 ROWS = "gralora_rows"
 _LOCAL = threading.local()

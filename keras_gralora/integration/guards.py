@@ -27,13 +27,13 @@
 
 import keras
 
-from keras_gralora import swap_lock
-from keras_gralora.inject import check_enabled, check_not_routed
 from keras_gralora.integration import feeds
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.quantized import check_quantization_mode
 from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
-from keras_gralora.quantized_gradients import fix_quantized_gradients
+from keras_gralora.serving import swap_lock
+from keras_gralora.surgery.inject import check_enabled, check_not_routed
+from keras_gralora.surgery.quantized_gradients import fix_quantized_gradients
 
 KERAS_FUNCTIONS = ("make_train_function", "make_test_function", "make_predict_function")
 PASSES = ("__call__", "predict", "predict_on_batch", "evaluate", "test_on_batch", "fit", "train_on_batch")

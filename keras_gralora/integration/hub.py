@@ -23,10 +23,13 @@ import json
 
 import numpy as np
 
-from keras_gralora import adapters, inject, merge, saved_structure, saving, structure, swap_lock
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig
+from keras_gralora.files import saved_structure, saving
 from keras_gralora.integration import feeds, guards
 from keras_gralora.layers.serialization import exporting
+from keras_gralora.lifecycle import adapters, merge
+from keras_gralora.serving import swap_lock
+from keras_gralora.surgery import inject, structure
 
 SETTINGS_KEY = "gralora_settings"
 SETTINGS_VERSION = 3

@@ -9,10 +9,10 @@ a regular expression, and the first key `key` for which
 
 import math
 
-from keras_gralora import inject
 from keras_gralora.interop import tensors
 from keras_gralora.interop.peft_files import DTYPES
-from keras_gralora.pattern_keys import key_matcher
+from keras_gralora.surgery import inject
+from keras_gralora.surgery.pattern_keys import key_matcher
 
 
 def pattern_value(config, field, module, default, where):

@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from keras_gralora import files
+from keras_gralora.files import atomic
 from keras_gralora.interop import factors, gguf_adapter, lora_files, peft_files, runtimes
 
 MAX_BYTES_PER_INPUT_BYTE = 64  # the exact LoRA of gralora_k=k is about k times the GraLoRA file, plus padding
@@ -45,8 +45,8 @@ def convert_directory(source, target, rank=None, runtime=None, progress=iter, ba
     profile = runtimes.runtime(runtime, where)
     llama_cpp = _llama_cpp_base(base, where) if profile is runtimes.RUNTIMES["llama.cpp"] else None
     directory = peft_files.Directory(source, where)
-    files.check_apart(directory.directory, target, where)
-    files.check_directory_target(target, where)
+    atomic.check_apart(directory.directory, target, where)
+    atomic.check_directory_target(target, where)
     config = _config(directory, where)
     modules, extras = _grouped(directory, config, where)
     shapes = {module: _matrix_shape(directory, found) for module, found in modules.items()}

@@ -11,10 +11,10 @@ so the three layers add exactly what PEFT's fused module adds.
 
 import numpy as np
 
-from keras_gralora import inject
-from keras_gralora.adapter_file import LayerEntry
 from keras_gralora.config import GraLoRAConfig
+from keras_gralora.files.adapter_file import LayerEntry
 from keras_gralora.interop import factors
+from keras_gralora.surgery import inject
 
 
 def check(layers, module, kind, found, config, peft_type, where):

@@ -15,13 +15,15 @@ from typing import Literal
 import keras
 import numpy as np
 
-from keras_gralora import adapters, inject, saving
 from keras_gralora.backend import to_numpy
 from keras_gralora.config import DEFAULT_ADAPTER
+from keras_gralora.files import saving
 from keras_gralora.interop import factors, gguf_adapter, lora_files, names, peft, runtimes
 from keras_gralora.interop.lora_files import ConvertedModule
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.einsum_dense import ProjectionLayout
+from keras_gralora.lifecycle import adapters
+from keras_gralora.surgery import inject
 
 
 def lora_factors(

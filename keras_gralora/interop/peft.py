@@ -15,11 +15,12 @@ import os
 
 import keras
 
-from keras_gralora import adapters, saving
 from keras_gralora.config import DEFAULT_ADAPTER, check_adapter_name
+from keras_gralora.files import saving
+from keras_gralora.files.loading import Source, load_adapters
 from keras_gralora.interop import names, peft_files, peft_read, tensors
 from keras_gralora.interop.peft_read import GRALORA_TENSORS
-from keras_gralora.loading import Source, load_adapters
+from keras_gralora.lifecycle import adapters
 
 PREFIX = peft_files.PREFIX
 TASK_TYPES = {"ForCausalLM": "CAUSAL_LM", "ForSequenceClassification": "SEQ_CLS"}  # PEFT's, by class name

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from keras_gralora import files
+from keras_gralora.files import atomic
 from keras_gralora.interop import authors
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
@@ -139,10 +139,10 @@ def write(directory, document, arrays, where, extra_files=None):
         metadata={"format": "pt", CONFIG_HASH: hashlib.sha256(text).hexdigest()},
     )
     writers = {name: _bytes_writer(content) for name, content in ((WEIGHTS_FILE, data), (CONFIG_FILE, text))}
-    with files.replacing_directory(directory, where, owned=OWNED) as tmp, files.naming_errors(directory, where):
+    with atomic.replacing_directory(directory, where, owned=OWNED) as tmp, atomic.naming_errors(directory, where):
         for name, write_file in {**writers, **(extra_files or {})}.items():
             write_file(os.path.join(tmp, name))
-            files.keep_mode_and_owner(os.path.join(directory, name), os.path.join(tmp, name), where)
+            atomic.keep_mode_and_owner(os.path.join(directory, name), os.path.join(tmp, name), where)
 
 
 def _bytes_writer(content):

@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from keras_gralora import inject
-from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.config import GraLoRAConfig
+from keras_gralora.files.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.interop import checks, fused, names, peft_files, tensors
+from keras_gralora.surgery import inject
 
 PREFIX = peft_files.PREFIX
 GRALORA_TENSORS = {

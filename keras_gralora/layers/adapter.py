@@ -4,8 +4,8 @@ A layer holds any number of named adapters (creation order). The forward
 pass adds every *active* adapter that is not merged, each with its own
 scale, as PEFT does (merging: `layers/merging.py`; saving:
 `layers/serialization.py`). Model-wide bookkeeping (which adapters are active
-everywhere, deleting, disabling) lives in `keras_gralora/adapters.py`, merging
-and unloading in `keras_gralora/merge.py`.
+everywhere, deleting, disabling) lives in `keras_gralora/lifecycle/adapters.py`, merging
+and unloading in `keras_gralora/lifecycle/merge.py`.
 """
 
 import dataclasses
@@ -124,7 +124,7 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
     def _kernel_matrix_shape(self):
         return self.matrix_shape_of(self)
 
-    # --- Named adapters (layer level; see `keras_gralora/adapters.py` for the model) ---
+    # --- Named adapters (layer level; see `keras_gralora/lifecycle/adapters.py` for the model) ---
 
     @property
     def adapter_names(self):

@@ -4,7 +4,7 @@ A `Route` says, for each row of the batch, which adapter it goes through:
 `rows [batch]` holds an index into `slots` (the model's adapter names, in
 creation order), and `len(slots)` for a row that takes the base alone.
 `rows` is a tensor, so a compiled function that receives it as data serves
-every routing without a new trace (`keras_gralora/routing.py` feeds it to
+every routing without a new trace (`keras_gralora/serving/routing.py` feeds it to
 `predict` and `generate`). Routes are kept per thread: a route entered in
 one thread never changes what another thread's calls compute.
 

@@ -14,6 +14,7 @@ import pytest
 from helpers import to_numpy
 
 import keras_gralora
+from keras_gralora.surgery import inject
 
 keras_hub = pytest.importorskip("keras_hub")
 models = keras_hub.models
@@ -158,7 +159,7 @@ def test_new_adapters_outside_the_models_distribution_are_refused_with_nothing_c
     plain = CASES["gemma"][0]()
     with dist.scope(), pytest.raises(ValueError, match=r"built without a keras.distribution, but DataParallel"):
         plain.enable_gralora(r=4, k=2)
-    assert not keras_gralora.inject.adapted_layers(plain)
+    assert not inject.adapted_layers(plain)
     keras.distribution.set_distribution(dist)  # set globally instead of a scope: works the same
     try:
         assert backbone.enable_gralora(r=4, k=2)

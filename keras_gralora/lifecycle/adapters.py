@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import keras
 
-from keras_gralora import inject
 from keras_gralora.config import DEFAULT_ADAPTER
-from keras_gralora.inject import check_enabled
-from keras_gralora.rollback import Snapshot
+from keras_gralora.surgery import inject
+from keras_gralora.surgery.inject import check_enabled
+from keras_gralora.surgery.rollback import Snapshot
 
 
 def set_active_adapters(model: keras.Layer, adapter_names: str | list[str]) -> None:

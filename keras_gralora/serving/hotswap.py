@@ -26,13 +26,15 @@ import os
 import keras
 import numpy as np
 
-from keras_gralora import adapter_file, adapters, inject, loading
 from keras_gralora.backend import to_numpy
+from keras_gralora.files import adapter_file, loading
+from keras_gralora.files.loading import Source
 from keras_gralora.interop.peft import read_peft_adapter
 from keras_gralora.layers.named_adapter import ROLES
-from keras_gralora.loading import Source
-from keras_gralora.rollback import rolled_back
-from keras_gralora.swap_lock import SWAP_LOCK
+from keras_gralora.lifecycle import adapters
+from keras_gralora.serving.swap_lock import SWAP_LOCK
+from keras_gralora.surgery import inject
+from keras_gralora.surgery.rollback import rolled_back
 
 
 def prepare_model_for_compiled_hotswap(

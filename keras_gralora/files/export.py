@@ -21,8 +21,9 @@ import os
 import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 
-from keras_gralora import files, inject
+from keras_gralora.files import atomic
 from keras_gralora.layers.serialization import exporting_plain_layers
+from keras_gralora.surgery import inject
 
 
 def export_merged(model: keras.Layer, filepath: str | os.PathLike) -> None:
@@ -63,6 +64,6 @@ def export_merged(model: keras.Layer, filepath: str | os.PathLike) -> None:
     if not filepath.endswith(".keras"):
         raise ValueError(f"{where}: the file name must end in '.keras', got '{filepath}'.")
     inject.check_enabled(model, where)
-    with files.replacing_file(filepath, where, suffix=".keras") as tmp, files.naming_errors(filepath, where):
+    with atomic.replacing_file(filepath, where, suffix=".keras") as tmp, atomic.naming_errors(filepath, where):
         with exporting_plain_layers():
             saving_lib.save_model(model, tmp)

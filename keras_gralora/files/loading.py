@@ -1,7 +1,7 @@
 """Loading adapters onto a model, all or nothing, from wherever they were read.
 
 `load_adapters` takes adapters as `FileAdapter`s (our file's in-memory form,
-`keras_gralora/adapter_file.py`), whether read from a `.weights.h5` file
+`keras_gralora/files/adapter_file.py`), whether read from a `.weights.h5` file
 (`saving.load_gralora_weights`) or converted from a PEFT directory
 (`interop/peft.py`). It checks every adapter, layer, bias and module against
 the model, and only then enables, assigns and activates.
@@ -12,11 +12,13 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_gralora import adapters, inject, saved_structure, structure
-from keras_gralora.adapter_file import FileAdapter
 from keras_gralora.config import check_adapter_name
+from keras_gralora.files import saved_structure
+from keras_gralora.files.adapter_file import FileAdapter
 from keras_gralora.layers.named_adapter import ROLES
-from keras_gralora.rollback import rolled_back
+from keras_gralora.lifecycle import adapters
+from keras_gralora.surgery import inject, structure
+from keras_gralora.surgery.rollback import rolled_back
 
 
 @dataclasses.dataclass

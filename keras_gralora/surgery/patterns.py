@@ -15,7 +15,7 @@ and its rank, the next smaller one that does (down to 1).
 import dataclasses
 
 from keras_gralora.layers.named_adapter import describe
-from keras_gralora.pattern_keys import key_matcher
+from keras_gralora.surgery.pattern_keys import key_matcher
 
 FIELDS = {"rank_pattern": "r", "alpha_pattern": "alpha", "k_pattern": "k"}
 

@@ -8,10 +8,10 @@ import re
 
 import keras
 
-from keras_gralora import structure
-from keras_gralora.default_targets import Keys, default_targets
 from keras_gralora.layers import ADAPTED_CLASS, BASE_CLASS, GraLoRAAdapter  # noqa: F401  (BASE_CLASS: re-exported)
-from keras_gralora.structure import is_backbone, task_backbone  # noqa: F401  (re-exported)
+from keras_gralora.surgery import structure
+from keras_gralora.surgery.default_targets import Keys, default_targets
+from keras_gralora.surgery.structure import is_backbone, task_backbone  # noqa: F401  (re-exported)
 
 FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
 WHERE = "enable_gralora"

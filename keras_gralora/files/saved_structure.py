@@ -22,7 +22,7 @@ saved from a smaller configuration (`interop/peft_read.py` finds them).
 
 import re
 
-from keras_gralora.structure import BACKBONE, TASK
+from keras_gralora.surgery.structure import BACKBONE, TASK
 
 
 def model_keys(keys):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import keras
 
-from keras_gralora import inject, selection
+from keras_gralora.surgery import inject, selection
 
 
 def gralora_summary(model: keras.Layer, print_fn: Callable[[str], object] | None = print) -> dict:

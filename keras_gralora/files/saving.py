@@ -3,7 +3,7 @@
 Loading reads the file's structure, checks every adapter, layer, bias and
 module and every declared shape and dtype against the model, then reads the
 data, and only then changes anything; saving builds the whole file, then
-writes it beside the old one and renames it (`files.py`; format:
+writes it beside the old one and renames it (`atomic.py`; format:
 `adapter_file.py`).
 """
 
@@ -14,11 +14,13 @@ import os
 import keras
 import numpy as np
 
-from keras_gralora import adapter_file, adapters, inject, saved_structure, structure
-from keras_gralora.adapter_file import FileAdapter, LayerEntry
 from keras_gralora.backend import to_numpy
+from keras_gralora.files import adapter_file, saved_structure
+from keras_gralora.files.adapter_file import FileAdapter, LayerEntry
+from keras_gralora.files.loading import Source, load_adapters
 from keras_gralora.layers.named_adapter import ROLES
-from keras_gralora.loading import Source, load_adapters
+from keras_gralora.lifecycle import adapters
+from keras_gralora.surgery import inject, structure
 
 
 def save_gralora_weights(

@@ -16,15 +16,15 @@ import keras
 from keras.src.utils.io_utils import print_msg  # Keras' own console output (honours its logging settings)
 
 from keras_gralora.config import GraLoRAConfig, check_adapter_name
-from keras_gralora.distribution import check_placement
 from keras_gralora.layers import routed
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.in_place import adapt_in_place, unadapt_in_place  # noqa: F401  (re-exported)
 from keras_gralora.layers.named_adapter import check_base_layer, describe
-from keras_gralora.patterns import check_patterns, describe_choices, layer_configs
-from keras_gralora.quantized_gradients import fix_quantized_gradients
-from keras_gralora.rollback import rolled_back
-from keras_gralora.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
+from keras_gralora.surgery.distribution import check_placement
+from keras_gralora.surgery.patterns import check_patterns, describe_choices, layer_configs
+from keras_gralora.surgery.quantized_gradients import fix_quantized_gradients
+from keras_gralora.surgery.rollback import rolled_back
+from keras_gralora.surgery.selection import (  # noqa: F401  (re-exported: the rest of the package finds layers here)
     ADAPTED_CLASS,
     BASE_CLASS,
     active_adapters,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import keras
 
-from keras_gralora import adapters, inject
-from keras_gralora.inject import check_enabled
-from keras_gralora.rollback import rolled_back
+from keras_gralora.lifecycle import adapters
+from keras_gralora.surgery import inject
+from keras_gralora.surgery.inject import check_enabled
+from keras_gralora.surgery.rollback import rolled_back
 
 
 def merge_gralora(model: keras.Layer, adapter_names: str | list[str] | None = None, safe: bool = False) -> None:

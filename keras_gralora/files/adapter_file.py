@@ -8,7 +8,7 @@ trains with each adapter (biases, `modules_to_save` weights).
 
 Layout, format version 3:
 
-    attrs: format="keras_gralora.adapters", format_version=3
+    attrs: format="keras_gralora.lifecycle.adapters", format_version=3
     model_layers             dataset of strings: the saved model's layer keys
                              (optional: files before it was written lack it)
     adapters/<name>/ attrs: active (bool), index (creation order),
@@ -33,10 +33,10 @@ import os
 import h5py
 import numpy as np
 
-from keras_gralora import files, hdf5_contents
 from keras_gralora.config import DEFAULT_ADAPTER, GraLoRAConfig, check_adapter_name
+from keras_gralora.files import atomic, hdf5_contents
 
-FORMAT = "keras_gralora.adapters"
+FORMAT = "keras_gralora.lifecycle.adapters"
 FORMAT_VERSION = 3
 READS = (1, 2, 3)
 SUFFIX = ".weights.h5"
@@ -80,7 +80,7 @@ class FileAdapter:
 
 
 def write(filepath, adapters, where):
-    """Writes `adapters` (a list of `FileAdapter`) to `filepath`, atomically (`files.write_bytes`).
+    """Writes `adapters` (a list of `FileAdapter`) to `filepath`, atomically (`atomic.write_bytes`).
 
     The file is built in memory, then written whole: HDF5 never writes to
     the disk itself, so a full disk is an `OSError` and leaves the old file.
@@ -112,7 +112,7 @@ def write(filepath, adapters, where):
             for kind in ("biases", "modules"):
                 for i, (key, array) in enumerate(getattr(adapter, kind).items()):
                     group.create_dataset(f"{kind}/{i}", data=array).attrs.update(key=key, path=adapter.path(key))
-    files.write_bytes(filepath, buffer.getvalue(), where)
+    atomic.write_bytes(filepath, buffer.getvalue(), where)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import contextlib
 
 from keras_gralora.backend import to_numpy
 from keras_gralora.layers.in_place import unadapt_in_place
-from keras_gralora.selection import active_adapters, adapted_layers
+from keras_gralora.surgery.selection import active_adapters, adapted_layers
 
 
 class Snapshot:

@@ -25,9 +25,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_gralora import inject
 from keras_gralora.config import BASE_ROW as BASE  # PEFT's name for "no adapter" in adapter_names
 from keras_gralora.layers import routed
+from keras_gralora.surgery import inject
 
 
 class AdapterRouting:
