@@ -127,3 +127,20 @@ def test_a_snapshot_restores_kernels_bit_for_bit_after_unmerge_and_new_adapters(
     taken.restore()
     assert state(model) == before
     assert_unchanged(model, values)
+
+
+def test_switching_adapters_failing_on_a_later_layer_leaves_every_layer_as_it_was(monkeypatch):
+    model = adapted_model()
+    keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b", target_layer_names=["ffn", "value"])
+    before = state(model)
+    original = type(model.get_layer("value")).set_active_adapters
+
+    def switch(self, names):
+        original(self, names)
+        if self.path == "value" and names == ["b"]:
+            raise Boom("injected failure")
+
+    monkeypatch.setattr(type(model.get_layer("value")), "set_active_adapters", switch)
+    with pytest.raises(Boom):
+        keras_gralora.set_active_adapters(model, ["b"])
+    assert state(model) == before

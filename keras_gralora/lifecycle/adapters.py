@@ -19,7 +19,7 @@ import keras
 from keras_gralora.config import DEFAULT_ADAPTER
 from keras_gralora.surgery import inject
 from keras_gralora.surgery.inject import check_enabled
-from keras_gralora.surgery.rollback import Snapshot
+from keras_gralora.surgery.rollback import Snapshot, rolled_back
 
 
 def set_active_adapters(model: keras.Layer, adapter_names: str | list[str]) -> None:
@@ -57,9 +57,10 @@ def set_active_adapters(model: keras.Layer, adapter_names: str | list[str]) -> N
     names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
     check_names(model, names, "set_active_adapters", allow_empty=True)
     check_enabled(model, "set_active_adapters")
-    for layer in inject.adapted_layers(model):
-        layer.set_active_adapters(names)
-    inject.sync_trainable(model)
+    with rolled_back(model, structure=True):  # every layer switches, or none
+        for layer in inject.adapted_layers(model):
+            layer.set_active_adapters(names)
+        inject.sync_trainable(model)
 
 
 def active_adapters(model: keras.Layer) -> list[str]:
