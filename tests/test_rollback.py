@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import X, adapted_model, assert_unchanged, base_model, snapshot
+from helpers import X, adapted_model, assert_unchanged, base_model, randomize, snapshot
 
 import keras_gralora
 from keras_gralora.surgery import inject
@@ -144,3 +144,28 @@ def test_switching_adapters_failing_on_a_later_layer_leaves_every_layer_as_it_wa
     with pytest.raises(Boom):
         keras_gralora.set_active_adapters(model, ["b"])
     assert state(model) == before
+
+
+def test_a_delete_failing_on_a_later_layer_puts_the_adapter_back_everywhere(monkeypatch):
+    model = adapted_model()
+    keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="b", target_layer_names=["ffn", "value"])
+    randomize(model.get_layer("ffn").adapter("b").variables, seed=4)
+    keras_gralora.set_active_adapters(model, ["default", "b"])
+    expected = model.predict(X, verbose=0)
+    before, values = state(model), snapshot(model)
+    original = type(model.get_layer("value")).delete_adapter
+
+    def delete(self, name):
+        original(self, name)
+        if self.path == "value":
+            raise Boom("injected failure")
+
+    monkeypatch.setattr(type(model.get_layer("value")), "delete_adapter", delete)
+    with pytest.raises(Boom):
+        keras_gralora.delete_adapter(model, "default")  # "query" is unadapted on the way: it only had it
+    monkeypatch.undo()
+    assert state(model) == before
+    assert_unchanged(model, values)
+    np.testing.assert_array_equal(model.predict(X, verbose=0), expected)
+    keras_gralora.delete_adapter(model, "default")
+    assert keras_gralora.adapter_names(model) == ["b"]

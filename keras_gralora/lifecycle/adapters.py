@@ -224,19 +224,20 @@ def delete_adapter(model: keras.Layer, adapter_name: str) -> None:
         )
     config = inject.adapter_configs(model)[adapter_name]
     active = [name for name in active_adapters(model) if name != adapter_name]
-    for layer in layers:
-        layer.delete_adapter(adapter_name)
-        if not layer.adapter_names:
-            inject.unadapt_in_place(layer)
-    freeze_paths(model, config.modules_to_save)
-    remaining = adapter_names(model)
-    if not active and remaining:
-        warnings.warn(
-            f"delete_adapter: adapter {adapter_name!r} was the active adapter; {remaining[0]!r} is active now.",
-            stacklevel=2,
-        )
-        active = remaining[:1]
-    set_active_adapters(model, active)
+    with rolled_back(model, deletions=True):  # every layer loses the adapter, or none
+        for layer in layers:
+            layer.delete_adapter(adapter_name)
+            if not layer.adapter_names:
+                inject.unadapt_in_place(layer)
+        freeze_paths(model, config.modules_to_save)
+        remaining = adapter_names(model)
+        if not active and remaining:
+            active = remaining[:1]
+            warnings.warn(
+                f"delete_adapter: adapter {adapter_name!r} was the active adapter; {active[0]!r} is active now.",
+                stacklevel=2,
+            )
+        set_active_adapters(model, active)
 
 
 def freeze_paths(model: keras.Layer, paths) -> None:
