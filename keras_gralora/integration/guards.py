@@ -34,6 +34,7 @@ from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
 from keras_gralora.serving import swap_lock
 from keras_gralora.surgery.inject import check_enabled, check_not_routed
 from keras_gralora.surgery.quantized_gradients import fix_quantized_gradients
+from keras_gralora.surgery.selection import adapted_layers
 
 KERAS_FUNCTIONS = ("make_train_function", "make_test_function", "make_predict_function")
 PASSES = ("__call__", "predict", "predict_on_batch", "evaluate", "test_on_batch", "fit", "train_on_batch")
@@ -43,7 +44,7 @@ def check_no_merged_training(model):
     """Raises `ValueError` if `model` would train an adapter that is merged into its kernel."""
     stuck = {
         layer.path: names
-        for layer in _gralora_layers(model)
+        for layer in adapted_layers(model)
         if (names := [n for n in layer._gralora.merged_active if any(v.trainable for v in layer.adapter(n).variables)])
     }
     if stuck and model.trainable:
@@ -56,7 +57,7 @@ def check_no_merged_training(model):
 
 def check_quantizable(model, mode):
     """Raises `ValueError`, before any layer changes, if `model` has GraLoRA layers that cannot take `mode`."""
-    if not (layers := _gralora_layers(model)):
+    if not (layers := adapted_layers(model)):
         return
     where = f"{model.name}.quantize"
     check_quantization_mode(mode, f"{where} (GraLoRA on {layers[0].path} and others)")
@@ -66,10 +67,6 @@ def check_quantizable(model, mode):
             f"{where}: adapters are merged into the float kernels of {merged[:3]}...; quantizing would freeze "
             "them into the integer kernels. Call `unmerge_gralora(model)` first; nothing was quantized."
         )
-
-
-def _gralora_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GraLoRAAdapter)]
 
 
 def traced_state(model):
@@ -128,7 +125,7 @@ def install():
     def quantize_model(self, mode=None, **kwargs):
         check_quantizable(self, mode)
         result = quantize(self, mode, **kwargs)
-        if _gralora_layers(self):  # layers added since `enable_gralora` fixed the model's reverse embeddings
+        if adapted_layers(self):  # layers added since `enable_gralora` fixed the model's reverse embeddings
             fix_quantized_gradients(self)
         return result
 
