@@ -50,7 +50,7 @@ Not a patch, but a seam all the same: adapting a layer changes its
 `__class__` to the GraLoRA subclass of its own Keras class, keeping the
 object the model's graph holds (`layers/in_place.py`); and a quantized
 LM's `ReversibleEmbedding` gets the straight-through gradient the same way
-(`quantized_gradients.py`).
+(`surgery/quantized_gradients.py`).
 
 `install_when_imported()` runs at `import keras_gralora` and imports
 nothing: the Keras changes (and the registration of the GraLoRA layers for
@@ -64,7 +64,7 @@ import sys
 
 WRITTEN_AGAINST = {"keras": "3.15.1", "keras_hub": "0.32.0"}
 
-CHANGES = {  # the table above, by owner: `tests/test_integration.py` checks it against what is installed
+CHANGES = {  # the list above, by owner: `tests/test_integration.py` checks it against what is installed
     "keras.Model": (
         "quantize",
         "make_train_function",
