@@ -41,7 +41,7 @@ class Snapshot:
         self.values = [(variable, to_numpy(variable)) for variable in variables]
         self.kernels = [(layer, layer.merge_state()) for layer in kernels]
         self.structure = structure or deletions
-        self.deleted = [_record(layer) for layer in adapted_layers(model)] * deletions
+        self.deleted = [_record(layer) for layer in adapted_layers(model)] if deletions else []
         if self.structure:
             self.names = {id(layer): layer.adapter_names for layer in adapted_layers(model)}
             self.active = active_adapters(model)
