@@ -32,16 +32,26 @@ def block_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
        cross-block exchange; each output block also reads the hybrid
        features against its own columns of the hybrid `B`.
     """
-    k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
+    k, block_in, _ = a.shape
     x_blocks = ops.transpose(ops.reshape(x, (-1, k, block_in)), (1, 0, 2))  # [p, n, i]
-    xa = ops.matmul(x_blocks, _rows_by_input_block(a, hybrid_a))  # [p, n, r(+h)]
+    return block_output(ops.matmul(x_blocks, rows_by_input_block(a, hybrid_a)), b, scale, hybrid_b)
+
+
+def block_output(xa, b, scale, hybrid_b=None):
+    """The second product of `block_forward`, from `xa [p, n, r(+h)]`, input block `p`'s `A` features.
+
+    `xa[..., r:]` are input block `p`'s partial sums of the hybrid features.
+    Layers whose first product is no matmul (a convolution's `A`) call this
+    with their own `xa`.
+    """
+    k, r, block_out = b.shape
+    s = r // k
     xa = keep_tokens_sharded(xa, axis=1)  # under a keras.distribution: a hint to XLA, else xa itself
-    block_xa = xa if hybrid_a is None else xa[..., :r]  # a no-op slice still costs a gradient op
+    block_xa = xa if hybrid_b is None else xa[..., :r]  # a no-op slice still costs a gradient op
     # Cross-block exchange: output block j gathers slice j of every input block p.
     features = ops.reshape(ops.transpose(ops.reshape(block_xa, (k, -1, k, s)), (2, 1, 0, 3)), (k, -1, r))
     columns = b * scale  # [j, r, o]
-    if hybrid_a is not None:
+    if hybrid_b is not None:
         hybrid = ops.sum(xa[..., r:], axis=0)  # [n, h]
         features = ops.concatenate([features, ops.repeat(hybrid[None], k, axis=0)], axis=-1)
         hybrid_columns = ops.reshape(hybrid_b * scale, (hybrid_b.shape[0], k, block_out))
@@ -68,11 +78,11 @@ def delta_matrix(a, b, scale, hybrid_a=None, hybrid_b=None):
     if hybrid_b is not None:
         hybrid_columns = ops.broadcast_to(hybrid_b * scale, (k,) + tuple(hybrid_b.shape))
         columns = ops.concatenate([columns, hybrid_columns], axis=1)
-    delta = ops.matmul(_rows_by_input_block(a, hybrid_a), columns)  # [p, i, out]
+    delta = ops.matmul(rows_by_input_block(a, hybrid_a), columns)  # [p, i, out]
     return ops.reshape(delta, (k * block_in, k * block_out))
 
 
-def _rows_by_input_block(a, hybrid_a):
+def rows_by_input_block(a, hybrid_a):
     """`a`, with the hybrid `A` split by input block appended: `[k, in/k, r(+h)]`."""
     if hybrid_a is None:
         return a

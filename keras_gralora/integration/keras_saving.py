@@ -11,15 +11,11 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 from keras.src.utils import naming
 
-from keras_gralora.layers import GraLoRADense, GraLoRAEinsumDense
+from keras_gralora.layers import BASE_CLASS
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 from keras_gralora.layers.serialization import exporting
 
-PLAIN = {
-    GraLoRADense: keras.layers.Dense,
-    GraLoRAEinsumDense: keras.layers.EinsumDense,
-    ReversibleEmbedding: keras.layers.ReversibleEmbedding,
-}
+PLAIN = {**BASE_CLASS, ReversibleEmbedding: keras.layers.ReversibleEmbedding}
 _PLAIN_NAMES = {cls.__name__: plain.__name__ for cls, plain in PLAIN.items()}
 _REGISTERED = {keras.saving.get_registered_name(cls): plain for cls, plain in PLAIN.items()}
 

@@ -1,20 +1,31 @@
-"""GraLoRA variants of Keras' Dense and EinsumDense, and a ReversibleEmbedding with right quantized gradients."""
+"""GraLoRA variants of Keras' Dense, EinsumDense and convolutions, and a ReversibleEmbedding with right quantized gradients."""
 
 import keras
 
 from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.conv import GraLoRAConv, GraLoRAConv1D, GraLoRAConv2D, GraLoRAConv3D
 from keras_gralora.layers.dense import GraLoRADense
 from keras_gralora.layers.einsum_dense import GraLoRAEinsumDense
 from keras_gralora.layers.named_adapter import NamedAdapter
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 
-ADAPTED_CLASS = {keras.layers.Dense: GraLoRADense, keras.layers.EinsumDense: GraLoRAEinsumDense}
+ADAPTED_CLASS = {
+    keras.layers.Dense: GraLoRADense,
+    keras.layers.EinsumDense: GraLoRAEinsumDense,
+    keras.layers.Conv1D: GraLoRAConv1D,
+    keras.layers.Conv2D: GraLoRAConv2D,
+    keras.layers.Conv3D: GraLoRAConv3D,
+}
 BASE_CLASS = {adapted: base for base, adapted in ADAPTED_CLASS.items()}
 
 __all__ = [
     "ADAPTED_CLASS",
     "BASE_CLASS",
     "GraLoRAAdapter",
+    "GraLoRAConv",
+    "GraLoRAConv1D",
+    "GraLoRAConv2D",
+    "GraLoRAConv3D",
     "GraLoRADense",
     "GraLoRAEinsumDense",
     "NamedAdapter",

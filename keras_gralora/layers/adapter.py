@@ -64,6 +64,7 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
     """
 
     LAYER_CONTRACT = ("_base_output", "_adapter_output", "matrix_shape_of")
+    ROUTABLE = True  # whether `adapter_routing` can send each row through its own adapter here
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -99,7 +100,7 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         """The rest of the forward pass after the frozen projection `x` (float or quantized)."""
         state = self._gralora
         if self.bias is not None:
-            x = ops.add(x, self.bias)
+            x = self._add_bias(x)
         if training and state.merged_active and self.trainable:  # `fit` checks earlier: guards.py
             raise ValueError(
                 f"{self._gralora_where()}: adapters {list(state.merged_active)} are merged into the kernel "
@@ -111,6 +112,10 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         if self.activation is not None:
             x = self.activation(x)
         return x
+
+    def _add_bias(self, x):
+        """`x` plus the bias, broadcast along the last axis (a channels-first convolution overrides it)."""
+        return ops.add(x, self.bias)
 
     def _init_gralora(self, config, adapter_name):
         with self._unlocked_tracker():
@@ -270,11 +275,15 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         # One 2-D [tokens, in] view for every matmul: XLA on CPU was several
         # times slower differentiating matmuls over rank-3 inputs (benchmarks/).
         # Sizes come from the weights: a traced `x` may not know its last axis.
-        x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, k * block_in))
+        y = self._sum_adapters(ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, k * block_in)), training)
+        return ops.reshape(y, lead + (ops.shape(y)[-1],))
+
+    def _sum_adapters(self, x, training, forward=gralora_ops.block_forward):
+        """The sum over the forward adapters of `forward(x after dropout, *adapter.factors())`."""
         y = None
         for adapter in self._gralora.forward:
             rate = adapter.config.dropout
             inputs = keras.random.dropout(x, rate, seed=self._gralora_seed) if training and rate else x
-            out = gralora_ops.block_forward(inputs, *adapter.factors())
+            out = forward(inputs, *adapter.factors())
             y = out if y is None else ops.add(y, out)
-        return ops.reshape(y, lead + (ops.shape(y)[-1],))
+        return y

@@ -24,7 +24,7 @@ def describe(layer):
 
 
 def check_base_layer(layer, config):
-    """Checks that a Dense/EinsumDense can carry `config`; returns the config.
+    """Checks that a Dense/EinsumDense/convolution can carry `config`; returns the config.
 
     Works on the plain Keras layer too, so `inject.py` can check every target
     before it changes any.
@@ -36,6 +36,11 @@ def check_base_layer(layer, config):
             "on one layer. Drop `lora_rank`/`enable_lora`; GraLoRA's `r` plays that role."
         )
     check_quantization_mode(layer.quantization_mode, where)
+    if getattr(layer, "groups", 1) != 1:
+        raise ValueError(
+            f"{where}: a grouped convolution (groups={layer.groups}) has one kernel per group of channels; "
+            "GraLoRA adapts convolutions with groups=1. Leave this layer out of the targets."
+        )
     if layer.kernel_constraint is not None:
         raise ValueError(
             f"{where}: the base layer has kernel_constraint={layer.kernel_constraint!r}, which "

@@ -81,18 +81,15 @@ def dequantized_kernel(layer, values):
 
 
 def base_class(layer):
-    """The plain Keras class (`Dense` or `EinsumDense`) of a GraLoRA layer."""
-    return next(c for c in type(layer).__mro__ if c in (keras.layers.Dense, keras.layers.EinsumDense))
+    """The plain Keras class (`Dense`, `EinsumDense`, `Conv2D`, ...) of a GraLoRA layer: the first of Keras' own."""
+    return next(c for c in type(layer).__mro__ if c.__module__.startswith("keras."))
 
 
 def _scratch(layer, dtype):
     """A new plain layer with `layer`'s settings and name, built like it, under `dtype`; zero kernel."""
-    config = {
-        **base_class(layer).get_config(layer),
-        "dtype": dtype,
-        "quantization_config": None,
-        "kernel_initializer": "zeros",
-    }
+    config = {**base_class(layer).get_config(layer), "dtype": dtype, "kernel_initializer": "zeros"}
+    if "quantization_config" in config:  # layers Keras quantizes
+        config["quantization_config"] = None
     scratch = base_class(layer).from_config(config)
     scratch.build_from_config(layer.get_build_config())
     return scratch

@@ -86,6 +86,12 @@ def entered(layer_ids):
 
 def check_routable(layer):
     """Raises `ValueError` unless the rows of `layer`'s input are its first axis (what routing splits)."""
+    if not layer.ROUTABLE:
+        raise ValueError(
+            f"{describe(layer)} at '{layer.path}': per-row adapter routing covers Dense and EinsumDense layers, "
+            "not convolutions. Route a model whose adapters sit on projections, or serve each adapter on its own "
+            "(`set_active_adapters`, or `export_merged` per adapter)."
+        )
     layout = getattr(layer, "_layout", None)
     if layout is not None and (layout.n_batch == 0 or layout.input_perm[0] != 0):
         raise ValueError(

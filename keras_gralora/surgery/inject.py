@@ -1,4 +1,4 @@
-"""Model surgery: find Dense/EinsumDense layers, adapt them in place, set what trains.
+"""Model surgery: find Dense/EinsumDense/convolution layers, adapt them in place, set what trains.
 
 Layers are adapted in place (their class becomes the GraLoRA variant and the
 adapter weights are added), so the layer object, its name, its `path` and
@@ -77,10 +77,12 @@ def enable_gralora(
         dropout: Dropout on the adapter input, in training only.
         target_layer_names: Which layers to adapt: a list of layer names; a
             regular expression that must match a layer's whole `path`;
-            `"all"` for every Dense/EinsumDense whose features divide by `k`
-            except a task's output head and `modules_to_save`; or `None`
-            for the backbone's `default_lora_layer_names()` (KerasHub), else
-            `["query", "value", "query_dense", "value_dense"]`.
+            `"all"` for every Dense/EinsumDense and Conv1D/2D/3D (groups
+            1) whose features divide by `k` except a task's output head and
+            `modules_to_save`; or `None` for the backbone's
+            `default_lora_layer_names()` (KerasHub), else `["query", "value",
+            "query_dense", "value_dense"]`; a model without Dense/EinsumDense
+            layers (a convolutional network) defaults to `"all"`.
         adapter_name: The new adapter's name; it must not exist in `model`.
         bias: `"none"`, `"all"` (every bias of `model` trains) or
             `"gralora_only"` (the adapted layers' biases train), as PEFT.
@@ -147,7 +149,7 @@ def enable_gralora(
 
 
 def matrix_shape(layer):
-    """`(in, out)` of a Dense/EinsumDense kernel read as a matrix (adapted or not)."""
+    """`(in, out)` of a Dense/EinsumDense/convolution kernel read as a matrix (adapted or not)."""
     return adapted_class(layer).matrix_shape_of(layer)
 
 

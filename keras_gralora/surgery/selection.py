@@ -14,6 +14,7 @@ from keras_gralora.surgery.default_targets import Keys, default_targets
 from keras_gralora.surgery.structure import is_backbone, task_backbone  # noqa: F401  (re-exported)
 
 FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
+PROJECTIONS = (keras.layers.Dense, keras.layers.EinsumDense)
 WHERE = "enable_gralora"
 
 
@@ -25,7 +26,7 @@ def adapted_class(layer):
 
 
 def adaptable_layers(model):
-    """Every plain Dense/EinsumDense (or adapted one) inside `model`, in order."""
+    """Every plain Dense/EinsumDense/convolution (or adapted one) inside `model`, in order."""
     return [layer for layer in model._flatten_layers(include_self=False) if adapted_class(layer)]
 
 
@@ -64,14 +65,14 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
         targets = _in_blocks(model, targets, names, layers_to_transform, layers_pattern)
     if not adaptable_layers(model):
         raise ValueError(
-            f"{WHERE}: '{model.name}' has no Dense or EinsumDense layer (a convolutional network?); GraLoRA "
-            "adapts the weight matrices of those two layer types only, so there is nothing to adapt."
+            f"{WHERE}: '{model.name}' has no Dense, EinsumDense or Conv1D/2D/3D layer; GraLoRA adapts the "
+            "kernels of those layer types only, so there is nothing to adapt."
         )
     if not targets:
         available = sorted({layer.name for layer in candidates})
         raise ValueError(
-            f"{WHERE}: target_layer_names={target_layer_names!r} matched no Dense or EinsumDense layer of "
-            f"'{model.name}'{_blocks_note(layers_to_transform)}. Its Dense/EinsumDense layer names are: "
+            f"{WHERE}: target_layer_names={target_layer_names!r} matched no adaptable layer of "
+            f"'{model.name}'{_blocks_note(layers_to_transform)}. Its Dense/EinsumDense/convolution layer names are: "
             f"{available} (a string is a regular expression over whole layer paths, e.g. '.*(query|value)')."
         )
     if both := [layer.path for layer in targets if _inside(layer, saved)]:
@@ -83,8 +84,15 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
 
 
 def default_target_names(model):
-    """The default targets: `default_targets.py`'s entry, KerasHub's `default_lora_layer_names()`, or ours."""
+    """The default targets: `default_targets.py`'s entry, KerasHub's `default_lora_layer_names()`, or ours.
+
+    A network of convolutions without any Dense/EinsumDense layer (ResNet,
+    EfficientNet, VGG...) gets `"all"`: every convolution that can carry the
+    adapter, as Keras' `enable_lora` is offered on each of them.
+    """
     backbone = model if task_backbone(model) is None else task_backbone(model)
+    if not any(isinstance(layer, PROJECTIONS) for layer in backbone._flatten_layers(include_self=False)):
+        return "all"
     if (entry := default_targets(backbone)) is not None:
         return list(entry) if isinstance(entry, tuple) else entry
     if hasattr(backbone, "default_lora_layer_names"):
@@ -105,7 +113,9 @@ def output_head_layers(model):
 
 def _adaptable(layer, config):
     """Whether `config` can adapt `layer` ("all" skips the layers it cannot)."""
-    try:  # an einsum that is no projection, or features that do not split into k blocks
+    try:  # a grouped convolution, an einsum that is no projection, or features that do not split into k blocks
+        if getattr(layer, "groups", 1) != 1:
+            return False
         config.validate_features(*adapted_class(layer).matrix_shape_of(layer), where=layer.path)
     except ValueError:
         return False
