@@ -107,3 +107,45 @@ def test_routing_refuses_convolutions():
     with pytest.raises(ValueError, match="convolutions"):
         with keras_gralora.adapter_routing(model, ["default"]):
             pass
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("keras_lora", [False, True])
+def test_lora_factors_load_into_peft_conv_lora_with_the_same_outputs(rank, keras_lora):
+    """`lora_factors` of a convolution, reshaped as its docstring says, is PEFT's conv LoRA: equal outputs."""
+    import peft
+    import torch
+
+    channels, filters, window = 4, 6, 3
+    if keras_lora:
+        inputs = keras.Input((*(5,) * rank, channels))
+        layer = CONV[rank](filters, window, padding="same", name="target")
+        model = keras.Model(inputs, layer(inputs))
+        randomize(model.weights, seed=0, scale=0.3)
+        layer.enable_lora(3, lora_alpha=5.0)
+        randomize([layer.lora_kernel_a, layer.lora_kernel_b], seed=1, scale=0.3)
+    else:
+        model, layer = _adapted(rank, filters, window, channels, 5, r=4, k=2, hybrid_r=2, padding="same")
+    a, b, error = keras_gralora.lora_factors(layer)
+    assert error < 1e-6
+    torch_conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[rank](channels, filters, window, padding=1)
+    kernel = np.moveaxis(to_numpy(layer._kernel), (-1, -2), (0, 1))  # [Cout, Cin, *window]
+    torch_conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel))
+    torch_conv.bias.data = torch.from_numpy(to_numpy(layer.bias))
+    wrapper = torch.nn.Sequential()
+    wrapper.add_module("target", torch_conv)
+    lora_rank = a.shape[1]
+    peft_model = peft.get_peft_model(
+        wrapper, peft.LoraConfig(r=lora_rank, lora_alpha=lora_rank, target_modules=["target"], init_lora_weights=False)
+    )
+    module = peft_model.base_model.model.target
+    module.lora_A["default"].weight.data = torch.from_numpy(
+        np.ascontiguousarray(a.T.reshape(lora_rank, channels, *(window,) * rank))
+    )
+    module.lora_B["default"].weight.data = torch.from_numpy(
+        np.ascontiguousarray(b.T.reshape(filters, lora_rank, *(1,) * rank))
+    )
+    x = random_input((2, *(5,) * rank, channels))
+    with torch.no_grad():
+        found = peft_model(torch.from_numpy(np.moveaxis(x, -1, 1))).numpy()
+    np.testing.assert_allclose(np.moveaxis(found, 1, -1), to_numpy(model(x)), rtol=1e-4, atol=1e-5)

@@ -45,7 +45,10 @@ def lora_factors(
 
     Returns:
         `a @ b` is the scaled update as the `[in, out]` matrix (the scale is
-        in `b`; it equals `delta_matrix()`); `error` is
+        in `b`; it equals `delta_matrix()`); for a convolution `in` is
+        `Cin * window`, input channel outermost, so `a.T.reshape(R, Cin,
+        *window)` and `b.T.reshape(Cout, R, 1, ...)` are PEFT's (torch's)
+        conv `lora_A` / `lora_B` weights; `error` is
         `||a @ b - delta||_F / ||delta||_F` against the exact update,
         computed from the factors (no `[in, out]` matrix is formed).
 
@@ -87,8 +90,12 @@ def _exact(layer, adapter_name, where):
         adapter = layer.adapter(adapter_name)
         a, b, scale, *hybrid = (to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
         return factors.gralora_factors(a, b, scale, *hybrid)
-    kernel_axes, in_axes = _kernel_axes(layer, where)
     lora_a, lora_b = (to_numpy(v) for v in (layer.lora_kernel_a, layer.lora_kernel_b))
+    if hasattr(layer, "convolution_op"):  # `[*window, Cin, r]`: read input channel outermost, as GraLoRA's conv
+        return np.moveaxis(lora_a, -2, 0).reshape(-1, lora_b.shape[0]), lora_b * np.float32(
+            layer.lora_alpha / layer.lora_rank
+        )
+    kernel_axes, in_axes = _kernel_axes(layer, where)
     return factors.keras_lora_factors(lora_a, lora_b, layer.lora_alpha / layer.lora_rank, kernel_axes, in_axes)
 
 
@@ -97,7 +104,8 @@ def _kernel_axes(layer, where):
     if type(layer).__name__ == "Dense" or not hasattr(layer, "equation"):
         if len(layer.lora_kernel_a.shape) != 2:
             raise ValueError(
-                f"{where}: Keras LoRA of a {type(layer).__name__} is exported for Dense and EinsumDense layers only."
+                f"{where}: Keras LoRA of a {type(layer).__name__} is exported for Dense, EinsumDense and "
+                "Conv1D/2D/3D layers only."
             )
         return "io", "i"
     layout = ProjectionLayout.of(layer)

@@ -91,6 +91,11 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         """`(in, out)`: the matrix view of a built plain `layer`'s kernel (also when quantized)."""
         raise NotImplementedError
 
+    @classmethod
+    def block_sizes_of(cls, layer):
+        """`(in, out)` sizes that the `k` blocks split (a convolution's channels); by default `matrix_shape_of`."""
+        return cls.matrix_shape_of(layer)
+
     # `_kernel_view()` (merging.py): the kernel as `[in, out]`; a kind whose kernel is laid out otherwise overrides it.
 
     def call(self, inputs, training=None):
@@ -192,7 +197,7 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
             )
         check_base_layer(self, config)
         if self.built:
-            config.validate_features(*self._kernel_matrix_shape(), where)
+            config.validate_features(*self.block_sizes_of(self), where)
 
     def delete_adapter(self, name):
         """Removes adapter `name` and its variables; refuses a merged adapter."""
@@ -217,7 +222,7 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         old = self.adapter(name)
         if name in self._gralora.merged:
             raise ValueError(f"{self._gralora_where()}: adapter {name!r} is merged into the kernel; unmerge first.")
-        config.validate_features(*self._kernel_matrix_shape(), self._gralora_where())
+        config.validate_features(*self.block_sizes_of(self), self._gralora_where())
         for variable in old.variables:
             self._untrack_variable(variable)
         del self._gralora.adapters[name]

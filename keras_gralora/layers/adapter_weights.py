@@ -13,7 +13,7 @@ class AdapterWeights:
 
     def _create_variables(self, name, config):
         in_features, out_features = self._kernel_matrix_shape()
-        config.validate_features(in_features, out_features, self._gralora_where())
+        config.validate_features(*self.block_sizes_of(self), self._gralora_where())
         r, k, hybrid_r = config.r, config.k, config.hybrid_r
         # (shape, fan_in of its init, whether it is a B: zero unless init_weights=False)
         specs = [((k, in_features // k, r), in_features // k, False), ((k, r, out_features // k), r, True)]

@@ -90,6 +90,11 @@ class GraLoRAConv(GraLoRAAdapter):
         *window, channels_in, channels_out = layer._kernel.shape
         return channels_in * math.prod(window), channels_out
 
+    @classmethod
+    def block_sizes_of(cls, layer):
+        """`(Cin, Cout)`: the blocks split channels, each with the whole window."""
+        return tuple(layer._kernel.shape[-2:])
+
     def _kernel_view(self):
         """The `[in, out]` matrix is the kernel as `[Cin, *window, Cout]`, reshaped."""
         *window, channels_in, channels_out = self._kernel.shape

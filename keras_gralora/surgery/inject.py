@@ -141,7 +141,7 @@ def enable_gralora(
     saved = modules_to_save_paths(model, modules_to_save, existing)
     targets = select_targets(model, target_layer_names, config, layers_to_transform, layers_pattern, saved)
     config = dataclasses.replace(config, modules_to_save=tuple(saved))
-    planned = layer_configs(targets, config, patterns, auto_k, matrix_shape, where)
+    planned = layer_configs(targets, config, patterns, auto_k, block_sizes, where)
     paths = enable_on_layers(model, [(layer, adapter_name, layer_config) for layer, layer_config in planned])
     if auto_k:
         print_msg(f"{where}: adapter {adapter_name!r} with k='auto' (r={r}): {describe_choices(planned)}")
@@ -151,6 +151,11 @@ def enable_gralora(
 def matrix_shape(layer):
     """`(in, out)` of a Dense/EinsumDense/convolution kernel read as a matrix (adapted or not)."""
     return adapted_class(layer).matrix_shape_of(layer)
+
+
+def block_sizes(layer):
+    """`(in, out)` sizes the `k` blocks of `layer` split (adapted or not): `GraLoRAAdapter.block_sizes_of`."""
+    return adapted_class(layer).block_sizes_of(layer)
 
 
 def check_bias_owner(model, configs, adapter_name, bias):
@@ -204,7 +209,7 @@ def check_adaptable(layer, name, config):
                 "target_layer_names; 'all' and the default targets skip such layers."
             )
         check_base_layer(layer, config)
-        config.validate_features(*adapted_class(layer).matrix_shape_of(layer), describe(layer))
+        config.validate_features(*adapted_class(layer).block_sizes_of(layer), describe(layer))
 
 
 def freeze(model):

@@ -42,7 +42,7 @@ def matching_key(pattern, path):
     return next((key for key in pattern or {} if key_matcher(key, "/", "matching_key", "pattern")(path)), None)
 
 
-def layer_configs(targets, config, patterns, auto_k, shape_of, where):
+def layer_configs(targets, config, patterns, auto_k, sizes_of, where):
     """`[(layer, config)]`: each target's settings after the patterns and `k="auto"`, each checked.
 
     Raises `ValueError`, naming the pattern and the layer, for a key that matches no target or a value
@@ -58,11 +58,11 @@ def layer_configs(targets, config, patterns, auto_k, shape_of, where):
             if (key := matching_key(pattern, layer.path)) is not None:
                 changes[FIELDS[field]], source[FIELDS[field]] = pattern[key], f"{field}[{key!r}]"
         if auto_k and "k" not in changes:
-            changes["k"], source["k"] = paper_k(changes.get("r", config.r), *shape_of(layer)), 'k="auto"'
+            changes["k"], source["k"] = paper_k(changes.get("r", config.r), *sizes_of(layer)), 'k="auto"'
         layer_config = dataclasses.replace(config, **changes)
         try:
             layer_config.validate(describe(layer))
-            layer_config.validate_features(*shape_of(layer), describe(layer))
+            layer_config.validate_features(*sizes_of(layer), describe(layer))
         except ValueError as error:
             given = ", ".join(f"{field}={changes[field]} from {source[field]}" for field in changes) or "no pattern"
             raise ValueError(f"{where}: layer '{layer.path}' ({given}): {error}") from None

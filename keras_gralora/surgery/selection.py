@@ -116,7 +116,7 @@ def _adaptable(layer, config):
     try:  # a grouped convolution, an einsum that is no projection, or features that do not split into k blocks
         if getattr(layer, "groups", 1) != 1:
             return False
-        config.validate_features(*adapted_class(layer).matrix_shape_of(layer), where=layer.path)
+        config.validate_features(*adapted_class(layer).block_sizes_of(layer), where=layer.path)
     except ValueError:
         return False
     return True
