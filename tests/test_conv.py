@@ -128,7 +128,8 @@ def test_lora_factors_load_into_peft_conv_lora_with_the_same_outputs(rank, keras
         model, layer = _adapted(rank, filters, window, channels, 5, r=4, k=2, hybrid_r=2, padding="same")
     a, b, error = keras_gralora.lora_factors(layer)
     assert error < 1e-6
-    torch_conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[rank](channels, filters, window, padding=1)
+    torch_class = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[rank]
+    torch_conv = torch_class(channels, filters, window, padding=1)
     kernel = np.moveaxis(to_numpy(layer._kernel), (-1, -2), (0, 1))  # [Cout, Cin, *window]
     torch_conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel))
     torch_conv.bias.data = torch.from_numpy(to_numpy(layer.bias))

@@ -19,9 +19,13 @@ KINDS = [
         lambda: keras.layers.EinsumDense("btnh,nhd->btd", (None, 8), bias_axes="d", name="target"),
         (2, 3, 2, 4),
     ),
-    LayerKind("conv1d_causal", lambda: keras.layers.Conv1D(6, 3, padding="causal", dilation_rate=2, name="target"), (2, 9, 4)),
+    LayerKind(
+        "conv1d_causal", lambda: keras.layers.Conv1D(6, 3, padding="causal", dilation_rate=2, name="target"), (2, 9, 4)
+    ),
     LayerKind("conv2d", lambda: keras.layers.Conv2D(8, 3, padding="same", name="target"), (2, 6, 5, 4)),
-    LayerKind("conv2d_strided", lambda: keras.layers.Conv2D(4, (3, 2), strides=2, use_bias=False, name="target"), (2, 7, 6, 6)),
+    LayerKind(
+        "conv2d_strided", lambda: keras.layers.Conv2D(4, (3, 2), strides=2, use_bias=False, name="target"), (2, 7, 6, 6)
+    ),
     LayerKind(
         "conv2d_channels_first",
         lambda: keras.layers.Conv2D(6, 3, data_format="channels_first", name="target"),

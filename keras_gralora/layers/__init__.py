@@ -1,4 +1,4 @@
-"""GraLoRA variants of Keras' Dense, EinsumDense and convolutions, and a ReversibleEmbedding with right quantized gradients."""
+"""GraLoRA variants of Keras' Dense, EinsumDense and convolutions; a ReversibleEmbedding (quantized gradients)."""
 
 import keras
 
