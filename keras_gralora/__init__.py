@@ -33,6 +33,8 @@ _HOMES = {
         "GraLoRAConv3D",
         "GraLoRADense",
         "GraLoRAEinsumDense",
+        "GraLoRAEmbedding",
+        "GraLoRAReversibleEmbedding",
         "NamedAdapter",
     ],
     "keras_gralora.lifecycle.merge": ["merge_and_unload", "merge_gralora", "unload_gralora", "unmerge_gralora"],

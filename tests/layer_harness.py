@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
+import pytest
 import reference
 from helpers import random_input, randomize, to_numpy
 
@@ -25,12 +26,26 @@ class LayerKind:
     name: str
     make: Callable[[], keras.layers.Layer]  # the plain Keras layer, named "target"
     input_shape: tuple  # with the batch axis
+    vocabulary: int = 0  # token ids below this as the input (an embedding), else floats
+    apply: Callable = lambda layer, inputs: layer(inputs)  # how the model calls it
+    quantized_base: bool = True  # False: an adapted layer of this kind refuses `quantize`
+
+
+def kind_input(kind, seed=1):
+    if kind.vocabulary:
+        return np.random.default_rng(seed).integers(0, kind.vocabulary, kind.input_shape).astype("int32")
+    return random_input(kind.input_shape, seed)
+
+
+def _table(layer):
+    """The plain layer's kernel variable (an embedding's table)."""
+    return layer.embeddings if isinstance(layer, keras.layers.Embedding) else layer.kernel
 
 
 def model_of(kind, seed=0):
     """A one-layer functional model around `kind`'s plain layer, base weights set from `seed`."""
-    inputs = keras.Input(kind.input_shape[1:])
-    model = keras.Model(inputs, kind.make()(inputs))
+    inputs = keras.Input(kind.input_shape[1:], dtype="int32" if kind.vocabulary else "float32")
+    model = keras.Model(inputs, kind.apply(kind.make(), inputs))
     rng = np.random.default_rng(seed)
     model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.3 for w in model.get_weights()])
     return model
@@ -41,7 +56,7 @@ def plain_output(kind, model, x, names):
     layer = model.get_layer("target")
     plain = model_of(kind)
     kernel = to_numpy(layer._kernel) + sum(to_numpy(layer.delta_kernel(name)) for name in names)
-    plain.get_layer("target").kernel.assign(kernel)
+    _table(plain.get_layer("target")).assign(kernel)
     if layer.bias is not None:
         plain.get_layer("target").bias.assign(to_numpy(layer.bias))
     return to_numpy(plain(x))
@@ -55,7 +70,7 @@ def check_delta(layer, name):
 
 
 def run_layer_test(kind, tmp_path, r=4, k=2, hybrid_r=2):
-    x = random_input(kind.input_shape)
+    x = kind_input(kind)
     model = model_of(kind)
     base = to_numpy(model(x))
     keras_gralora.enable_gralora(model, r=r, k=k, hybrid_r=hybrid_r, alpha=3.0, target_layer_names=["target"])
@@ -97,6 +112,10 @@ def run_layer_test(kind, tmp_path, r=4, k=2, hybrid_r=2):
     np.testing.assert_allclose(to_numpy(served(x)), both, rtol=1e-4, atol=1e-5)
 
     # an int8 base: the adapters add what they add to the float base
+    if not kind.quantized_base:
+        with pytest.raises(ValueError, match="quantiz"):
+            model.quantize("int8")
+        return
     quantized = model_of(kind)
     quantized.quantize("int8")
     plain_int8 = to_numpy(quantized(x))

@@ -31,6 +31,15 @@ KINDS = [
         lambda: keras.layers.Conv2D(6, 3, data_format="channels_first", name="target"),
         (2, 4, 6, 5),
     ),
+    LayerKind("embedding", lambda: keras.layers.Embedding(12, 8, name="target"), (2, 5), vocabulary=12, quantized_base=False),
+    LayerKind(
+        "reversible_embedding_tied",
+        lambda: keras.layers.ReversibleEmbedding(12, 8, name="target"),
+        (2, 5),
+        vocabulary=12,
+        apply=lambda layer, inputs: layer(layer(inputs), reverse=True),
+        quantized_base=False,
+    ),
     LayerKind("conv3d", lambda: keras.layers.Conv3D(4, 2, padding="same", name="target"), (1, 4, 3, 4, 4)),
 ]
 

@@ -115,7 +115,7 @@ class AdapterMerging:
         if not todo:
             return storage_values(self)
         merged, original = self._merged_float(todo)
-        return requantized(self, merged) if original is not None else {"kernel": merged}
+        return requantized(self, merged) if original is not None else {self._kernel.name: merged}
 
     def unmerge(self):
         """Takes every merged adapter back out of the kernel; a no-op when none is merged.
@@ -149,7 +149,7 @@ class AdapterMerging:
         if self.quantization_mode is not None:
             return dict(self._gralora.quantized_original)
         delta = self._delta(self._gralora.merged, self._kernel_view())
-        return {"kernel": self._kernel - ops.cast(delta, self._kernel.dtype)}
+        return {self._kernel.name: self._kernel - ops.cast(delta, self._kernel.dtype)}
 
     def _assign_storage(self, values):
         variables = self._named_variables()

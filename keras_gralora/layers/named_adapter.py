@@ -3,6 +3,8 @@
 import dataclasses
 import itertools
 
+import keras
+
 from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.quantized import check_quantization_mode
 
@@ -36,18 +38,35 @@ def check_base_layer(layer, config):
             "on one layer. Drop `lora_rank`/`enable_lora`; GraLoRA's `r` plays that role."
         )
     check_quantization_mode(layer.quantization_mode, where)
+    if isinstance(layer, keras.layers.Embedding):
+        check_table(layer, config, where)
     if getattr(layer, "groups", 1) != 1:
         raise ValueError(
             f"{where}: a grouped convolution (groups={layer.groups}) has one kernel per group of channels; "
             "GraLoRA adapts convolutions with groups=1. Leave this layer out of the targets."
         )
-    if layer.kernel_constraint is not None:
+    if (constraint := getattr(layer, "kernel_constraint", getattr(layer, "embeddings_constraint", None))) is not None:
         raise ValueError(
-            f"{where}: the base layer has kernel_constraint={layer.kernel_constraint!r}, which "
+            f"{where}: the base layer has a kernel (or embeddings) constraint {constraint!r}, which "
             "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
             "Remove the kernel constraint."
         )
     return config.validate(where)
+
+
+def check_table(layer, config, where):
+    """An embedding table takes GraLoRA float and without dropout."""
+    if layer.quantization_mode is not None:
+        raise ValueError(
+            f"{where}: the table is quantized ({layer.quantization_mode!r}); GraLoRA adapts float embedding "
+            "tables only. Adapt the float model's embedding, or leave it out of target_layer_names."
+        )
+    if config.dropout:
+        raise ValueError(
+            f"{where}: dropout={config.dropout} on an embedding table: its input is a token id (a one-hot "
+            "row), there is no activation to drop (PEFT's embedding LoRA has none). Use dropout=0 here "
+            "(dropout_pattern can set it per layer)."
+        )
 
 
 @dataclasses.dataclass(eq=False)

@@ -50,7 +50,7 @@ def logical_kernel_shape(layer):
     return tuple(layer._kernel.shape)
 
 
-STORAGE = ("kernel", "kernel_scale", "kernel_zero", "g_idx")
+STORAGE = ("kernel", "kernel_scale", "kernel_zero", "g_idx", "embeddings")
 
 
 def own_variables(layer):
@@ -87,7 +87,8 @@ def base_class(layer):
 
 def _scratch(layer, dtype):
     """A new plain layer with `layer`'s settings and name, built like it, under `dtype`; zero kernel."""
-    config = {**base_class(layer).get_config(layer), "dtype": dtype, "kernel_initializer": "zeros"}
+    config = {**base_class(layer).get_config(layer), "dtype": dtype}
+    config.update({key: "zeros" for key in ("kernel_initializer", "embeddings_initializer") if key in config})
     if "quantization_config" in config:  # layers Keras quantizes
         config["quantization_config"] = None
     scratch = base_class(layer).from_config(config)

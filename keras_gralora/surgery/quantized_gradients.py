@@ -55,17 +55,17 @@ def fix_quantized_gradients(model: keras.Layer) -> list[str]:
         []
     """
     found = [layer for layer in model._flatten_layers() if isinstance(layer, KERAS_REVERSIBLE_EMBEDDING)]
-    own = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and _overrides_call(layer)]
+    own = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and overrides_call(layer)]
     if quantized := [layer for layer in own if layer.quantization_mode is not None]:
         layer = quantized[0]
         raise ValueError(
             f"fix_quantized_gradients: layer '{layer.path}' is a {type(layer).__name__}, a subclass of Keras' "
-            f"ReversibleEmbedding with its own {_overrides_call(layer)}, quantized {layer.quantization_mode!r}; its "
+            f"ReversibleEmbedding with its own {overrides_call(layer)}, quantized {layer.quantization_mode!r}; its "
             "reverse gradient cannot be fixed without changing what it computes, so nothing was changed. Quantize "
             "that layer's model without it, or give the subclass the straight-through gradient of "
             "keras_gralora.layers.ReversibleEmbedding."
         )
-    fixed = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and not _overrides_call(layer)]
+    fixed = [layer for layer in found if not isinstance(layer, ReversibleEmbedding) and not overrides_call(layer)]
     for layer in fixed:
         layer.__class__ = ReversibleEmbedding  # compiled train functions retrace: `guards.traced_state`
         rebind_quantize(layer)  # Keras keeps the old class's `quantize` on the instance
@@ -73,7 +73,7 @@ def fix_quantized_gradients(model: keras.Layer) -> list[str]:
     return [layer.path for layer in fixed]
 
 
-def _overrides_call(layer):
+def overrides_call(layer):
     """The call methods a subclass between `type(layer)` and Keras' class defines itself (KerasHub's: none)."""
     mro = type(layer).__mro__
     own = mro[: mro.index(KERAS_REVERSIBLE_EMBEDDING)]

@@ -9,8 +9,11 @@ import re
 import keras
 
 from keras_gralora.layers import ADAPTED_CLASS, BASE_CLASS, GraLoRAAdapter  # noqa: F401  (BASE_CLASS: re-exported)
+from keras_gralora.layers.embedding import GraLoRAReversibleEmbedding
+from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
 from keras_gralora.surgery import structure
 from keras_gralora.surgery.default_targets import Keys, default_targets
+from keras_gralora.surgery.quantized_gradients import overrides_call
 from keras_gralora.surgery.structure import is_backbone, task_backbone  # noqa: F401  (re-exported)
 
 FALLBACK_TARGETS = ("query", "value", "query_dense", "value_dense")
@@ -22,6 +25,8 @@ def adapted_class(layer):
     """The GraLoRA class `layer` becomes (or is); `None` for other layers."""
     if isinstance(layer, GraLoRAAdapter):
         return type(layer)
+    if type(layer) not in ADAPTED_CLASS and isinstance(layer, KERAS_REVERSIBLE_EMBEDDING) and not overrides_call(layer):
+        return GraLoRAReversibleEmbedding  # KerasHub's subclass: `enable_gralora` makes it ours first
     return ADAPTED_CLASS.get(type(layer))
 
 
@@ -46,7 +51,10 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
         targets = [
             layer
             for layer in candidates
-            if id(layer) not in excluded and not _inside(layer, saved) and _adaptable(layer, config)
+            if id(layer) not in excluded
+            and not _inside(layer, saved)
+            and adapted_class(layer).IN_ALL
+            and _adaptable(layer, config)
         ]
     elif isinstance(names, Keys):
         keys = structure.layer_keys(model)

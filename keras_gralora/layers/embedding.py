@@ -1,0 +1,184 @@
+"""GraLoRAEmbedding and GraLoRAReversibleEmbedding: token tables adapted by GraLoRA.
+
+The table `[V, D]` is the `[in, out]` matrix of a one-hot input: the
+vocabulary splits into `k` blocks, `D` into `k` blocks, and the adapted
+table is `W + delta` with the Dense grid's `delta`. The forward pass never
+forms a one-hot product: each token gathers its row of `A` (rank `r`, plus
+the hybrid), which feeds the Dense grid's second product from its own
+vocabulary block only. A tied `ReversibleEmbedding`'s reverse projection
+(an LM's logits) multiplies by the adapted table, as Keras LoRA's does,
+without forming it: `x @ delta.T` is the same grid with `A` and `B`
+swapped. No adapter dropout (a one-hot input has nothing to drop; PEFT's
+embedding LoRA has none either).
+"""
+
+from typing import Any
+
+import keras
+from keras import ops
+from keras.src.backend import set_keras_mask  # as Keras' ReversibleEmbedding.call
+
+from keras_gralora import ops as gralora_ops
+from keras_gralora.config import GraLoRAConfig
+from keras_gralora.layers.adapter import GraLoRAAdapter
+from keras_gralora.layers.named_adapter import ADAPTER_DTYPE
+from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
+
+
+class GraLoRATable(GraLoRAAdapter):
+    """An embedding table (`Embedding`, `ReversibleEmbedding`) whose frozen rows GraLoRA adapts.
+
+    The vocabulary (the one-hot input axis) and the features are each split
+    into `k` contiguous blocks; cell `(p, j)` of the grid is a rank-`r/k`
+    update of vocabulary block `p`'s rows in feature block `j`. Each token
+    gathers its row of `A` (`a` `(k, V/k, r)`, `b` `(k, r, D/k)`, PEFT's
+    Dense layout with the vocabulary as input), so a step costs `r` multiply-
+    adds per token and feature, a plain LoRA's. Embeddings are adapted only
+    when named (`target_layer_names`), as PEFT; `"all"` leaves them out.
+    Quantized tables and per-row routing are refused with a clear error.
+
+    Args:
+        input_dim: The vocabulary size, as for the Keras layer.
+        output_dim: The embedding width, as for the Keras layer.
+        r: Total rank of the block adapters, divisible by `k`.
+        k: Number of blocks along the vocabulary and the features.
+        hybrid_r: Rank of an optional plain LoRA over the whole table.
+        alpha: Scaling numerator, `scale = alpha / (r + hybrid_r)`.
+        dropout: Must be 0 (there is no adapter dropout on a table).
+        init_weights: `False` initialises B at random instead of zero.
+        adapter_name: The name of the adapter these settings create.
+        **kwargs: Any other argument of the Keras layer.
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAEmbedding
+        >>> layer = GraLoRAEmbedding(100, 8, r=4, k=2)
+        >>> y = layer(keras.ops.convert_to_tensor([[1, 2, 99]]))
+        >>> tuple(y.shape), [tuple(v.shape) for v in layer.adapter("default").variables]
+        ((1, 3, 8), [(2, 50, 4), (2, 4, 4)])
+    """
+
+    IN_ALL = False
+    ROUTABLE = False
+    bias = None
+    activation = None
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        r: int = 32,
+        k: int = 2,
+        hybrid_r: int = 0,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        init_weights: bool = True,
+        adapter_name: str = "default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(input_dim, output_dim, **kwargs)
+        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._build_gralora()
+
+    @classmethod
+    def matrix_shape_of(cls, layer):
+        """`(V, D)`: the table read as the matrix of a one-hot input."""
+        return layer.input_dim, layer.output_dim
+
+    @property
+    def _kernel(self):
+        return self._embeddings
+
+    @property
+    def kernel_constraint(self):
+        return self.embeddings_constraint
+
+    @property
+    def embeddings(self):
+        """The table as the forward pass applies it: frozen rows plus the active adapters' deltas (`kernel`)."""
+        return self.kernel
+
+    def _frozen_kernel(self):
+        return self._embeddings
+
+    def _base_output(self, inputs, kernel=None):
+        return ops.take(self._frozen_kernel() if kernel is None else kernel, inputs, axis=0)
+
+    def call(self, inputs, training=None):
+        if inputs.dtype not in ("int32", "int64"):
+            inputs = ops.cast(inputs, "int32")
+        x = self._add_bias_adapters_activation(self._base_output(inputs), inputs, training)
+        return ops.cast(x, self.compute_dtype)
+
+    def _adapter_output(self, inputs, training):
+        ids = ops.reshape(inputs, (-1,))
+        y = None
+        for adapter in self._gralora.forward:
+            out = gathered_forward(ids, *adapter.factors())
+            y = out if y is None else ops.add(y, out)
+        return ops.reshape(y, tuple(ops.shape(inputs)) + (self.output_dim,))
+
+    def _reverse_adapter_output(self, x):
+        """`x @ delta.T` of the forward adapters for hidden states `x [..., D]`: `[..., V]`, float32."""
+        lead = tuple(ops.shape(x)[:-1])
+        x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, self.output_dim))
+        y = None
+        for adapter in self._gralora.forward:
+            a, b, scale, *hybrid = adapter.factors()
+            swapped = [ops.transpose(h) for h in reversed(hybrid)]
+            out = gralora_ops.block_forward(
+                x, ops.transpose(b, (0, 2, 1)), ops.transpose(a, (0, 2, 1)), scale, *swapped
+            )
+            y = out if y is None else ops.add(y, out)
+        return ops.reshape(y, lead + (self.input_dim,))
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        raise ValueError(
+            f"{self._gralora_where()}: quantizing an adapted embedding table is not supported; quantize the "
+            "model without this layer adapted (leave it out of target_layer_names), or serve the merged export."
+        )
+
+
+def gathered_forward(ids, a, b, scale, hybrid_a=None, hybrid_b=None):
+    """The scaled adapter for token `ids [n]`: `[n, D]`, without a one-hot product.
+
+    Token `v` in vocabulary block `p` has `A` features only in block `p`:
+    its row of `a[p]` (and of the hybrid `A`), zero in the other blocks. So
+    `xa [p, n, r(+h)]` is the gathered rows masked to their own block, and
+    `ops.block_output` computes the rest as for a Dense layer.
+    """
+    k, block_in, _ = a.shape
+    rows = ops.take(gralora_ops.rows_by_input_block(a, hybrid_a), ids // block_in, axis=0)  # [n, in/k, r(+h)]
+    rows = ops.take_along_axis(rows, ops.reshape(ids % block_in, (-1, 1, 1)), axis=1)[:, 0]  # [n, r(+h)]
+    own_block = ops.cast(ops.equal(ops.arange(k)[:, None], (ids // block_in)[None]), rows.dtype)  # [p, n]
+    return gralora_ops.block_output(own_block[..., None] * rows[None], b, scale, hybrid_b)
+
+
+@keras.saving.register_keras_serializable(package="keras_gralora")
+class GraLoRAEmbedding(GraLoRATable, keras.layers.Embedding):
+    """A Keras `Embedding` adapted by GraLoRA (see `GraLoRATable`)."""
+
+
+@keras.saving.register_keras_serializable(package="keras_gralora")
+class GraLoRAReversibleEmbedding(GraLoRATable, ReversibleEmbedding):
+    """A `ReversibleEmbedding` adapted by GraLoRA: tied logits read the adapted table (see `GraLoRATable`)."""
+
+    def call(self, inputs, reverse=False, training=None):
+        if not reverse:
+            result = GraLoRATable.call(self, inputs, training)
+            if (mask := keras.layers.Embedding.compute_mask(self, inputs)) is not None:
+                set_keras_mask(result, mask)
+            return result
+        if not self.tie_weights or not self._gralora.forward:
+            return ReversibleEmbedding.call(self, inputs, reverse=True)
+        kernel, x = ops.transpose(self._frozen_kernel()), inputs
+        if self.reverse_dtype is not None:
+            x, kernel = ops.cast(x, self.reverse_dtype), ops.cast(kernel, self.reverse_dtype)
+        logits = ops.matmul(x, kernel)
+        logits = ops.add(logits, ops.cast(self._reverse_adapter_output(inputs), logits.dtype))
+        if self.logit_soft_cap is not None:
+            logits = ops.multiply(ops.tanh(ops.divide(logits, self.logit_soft_cap)), self.logit_soft_cap)
+        return logits
