@@ -122,7 +122,7 @@ def _check_backbone(name, targets, r, k):
         second.load_gralora_weights(filepath)
     _close(outputs(second, inputs), adapted, "a second build that loaded the adapter file gives other outputs")
     rounding = _kernel_rounding(model)
-    sensitivity = [np.abs(a - b) for a, b in zip(outputs(model, _rounded(inputs)), adapted)]
+    sensitivity = _sensitivity(model, inputs, adapted)
     model.merge_gralora()
     merged = outputs(model, inputs)
     _close(
@@ -134,6 +134,26 @@ def _check_backbone(name, targets, r, k):
         sensitivity=sensitivity,
     )
     return result
+
+
+def _sensitivity(model, inputs, adapted):
+    """Per output, how far one float32 rounding step moves it: of the float inputs, or of every adapted kernel.
+
+    A merge rounds each kernel entry once (half a step); the unmerged pass
+    rounds the sum of its two products. Each output's largest move over the
+    two perturbations (a random sign per entry) is what rounding alone does.
+    """
+    moved = [np.abs(a - b) for a, b in zip(outputs(model, _rounded(inputs)), adapted)]
+    kernels = [layer._kernel for layer in inject.adapted_layers(model) if layer.quantization_mode is None]
+    saved = [np.asarray(ops.convert_to_numpy(variable)) for variable in kernels]
+    for variable, value in zip(kernels, saved):
+        variable.assign(_rounded(value))
+    try:
+        moved = [np.maximum(m, np.abs(a - b)) for m, a, b in zip(moved, outputs(model, inputs), adapted)]
+    finally:
+        for variable, value in zip(kernels, saved):
+            variable.assign(value)
+    return moved
 
 
 def _rounded(inputs):

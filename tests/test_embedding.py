@@ -1,0 +1,132 @@
+"""GraLoRA on embedding tables: the numpy math, Keras LoRA at k = 1, PEFT's embedding LoRA, and the refusals.
+
+The layer harness (`test_layer_kinds.py`) runs Embedding and a tied
+ReversibleEmbedding through adapters, merging, files and exports.
+"""
+
+import keras
+import numpy as np
+import pytest
+import reference
+from helpers import randomize, to_numpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import keras_gralora
+
+VOCABULARY, WIDTH = 24, 8
+
+
+def _tied_model(r=4, k=2, hybrid_r=0, seed=0, soft_cap=None):
+    inputs = keras.Input((5,), dtype="int32")
+    table = keras.layers.ReversibleEmbedding(VOCABULARY, WIDTH, logit_soft_cap=soft_cap, name="tokens")
+    hidden = keras.layers.Dense(WIDTH, name="mix")(table(inputs))
+    model = keras.Model(inputs, table(hidden, reverse=True))
+    randomize(model.weights, seed=seed, scale=0.3)
+    keras_gralora.enable_gralora(model, r=r, k=k, hybrid_r=hybrid_r, alpha=3.0, target_layer_names=["tokens"])
+    layer = model.get_layer("tokens")
+    randomize(layer.adapter("default").variables, seed=seed + 1, scale=0.3)
+    return model, layer
+
+
+def _ids(seed=2):
+    return np.random.default_rng(seed).integers(0, VOCABULARY, (3, 5)).astype("int32")
+
+
+@settings(max_examples=6, deadline=None)
+@given(k=st.sampled_from([1, 2, 4]), s=st.integers(1, 2), hybrid=st.booleans(), soft_cap=st.sampled_from([None, 5.0]))
+def test_rows_and_tied_logits_are_the_numpy_table(k, s, hybrid, soft_cap):
+    """Rows are `(W + delta)[ids]`, logits `h @ (W + delta).T` (soft-capped), delta from the reference grid."""
+    model, layer = _tied_model(r=s * k, k=k, hybrid_r=2 if hybrid else 0, soft_cap=soft_cap)
+    a, b, *pair = (np.asarray(to_numpy(v), np.float64) for v in layer.adapter("default").variables)
+    table = to_numpy(layer._embeddings).astype(np.float64) + reference.delta(
+        a, b, layer.adapter("default").config.scale, *pair
+    )
+    ids = _ids()
+    np.testing.assert_allclose(to_numpy(layer(ids)), table[ids], rtol=1e-5, atol=1e-5)
+    mix = model.get_layer("mix")
+    hidden = table[ids] @ to_numpy(mix.kernel) + to_numpy(mix.bias)
+    logits = hidden @ table.T
+    if soft_cap:
+        logits = np.tanh(logits / soft_cap) * soft_cap
+    np.testing.assert_allclose(to_numpy(model(ids)), logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("reversible", [False, True])
+def test_k1_equals_keras_lora_embedding(reversible):
+    """GraLoRA with k = 1 and Keras' `Embedding.enable_lora` give the same rows (and tied logits)."""
+    make = keras.layers.ReversibleEmbedding if reversible else keras.layers.Embedding
+    ours, lora = make(VOCABULARY, WIDTH, name="ours"), make(VOCABULARY, WIDTH, name="lora")
+    for layer in (ours, lora):
+        layer.build()
+    randomize(ours.weights, seed=0, scale=0.3)
+    lora.set_weights(ours.get_weights())
+    model = keras.Sequential([keras.Input((5,), dtype="int32"), ours])
+    keras_gralora.enable_gralora(model, r=4, k=1, alpha=3.0, target_layer_names=["ours"])
+    randomize(ours.adapter("default").variables, seed=1, scale=0.3)
+    lora.enable_lora(4, lora_alpha=3.0)
+    a, b = (to_numpy(v) for v in ours.adapter("default").variables)
+    lora.lora_embeddings_a.assign(a[0])
+    lora.lora_embeddings_b.assign(b[0])
+    ids = _ids()
+    np.testing.assert_allclose(to_numpy(ours(ids)), to_numpy(lora(ids)), rtol=1e-5, atol=1e-6)
+    if reversible:
+        hidden = np.random.default_rng(3).standard_normal((3, 5, WIDTH)).astype("float32")
+        np.testing.assert_allclose(
+            to_numpy(ours(hidden, reverse=True)), to_numpy(lora(hidden, reverse=True)), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_lora_factors_load_into_peft_embedding_lora_with_the_same_rows():
+    """`lora_factors` of a table is PEFT's `lora_embedding_A = a.T`, `lora_embedding_B = b.T`: equal rows."""
+    import peft
+    import torch
+
+    _, layer = _tied_model(r=4, k=2, hybrid_r=2)
+    a, b, error = keras_gralora.lora_factors(layer)
+    assert error < 1e-6
+    wrapper = torch.nn.Sequential()
+    wrapper.add_module("tokens", torch.nn.Embedding(VOCABULARY, WIDTH))
+    wrapper.tokens.weight.data = torch.from_numpy(to_numpy(layer._embeddings))
+    rank = a.shape[1]
+    peft_model = peft.get_peft_model(
+        wrapper, peft.LoraConfig(r=rank, lora_alpha=rank, target_modules=["tokens"], init_lora_weights=False)
+    )
+    module = peft_model.base_model.model.tokens
+    module.lora_embedding_A["default"].data = torch.from_numpy(np.ascontiguousarray(a.T))
+    module.lora_embedding_B["default"].data = torch.from_numpy(np.ascontiguousarray(b.T))
+    ids = _ids()
+    with torch.no_grad():
+        found = peft_model(torch.from_numpy(ids.astype("int64"))).numpy()
+    np.testing.assert_allclose(found, to_numpy(layer(ids)), rtol=1e-5, atol=1e-5)
+
+
+def test_all_leaves_embeddings_out_and_names_take_them():
+    inputs = keras.Input((5,), dtype="int32")
+    hidden = keras.layers.Embedding(VOCABULARY, WIDTH, name="tokens")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(keras.layers.Dense(WIDTH, name="mix")(hidden)))
+    assert keras_gralora.enable_gralora(model, r=2, k=2, target_layer_names="all") == ["mix"]
+    assert keras_gralora.enable_gralora(model, r=2, k=2, adapter_name="emb", target_layer_names=["tokens"]) == [
+        "tokens"
+    ]
+
+
+def test_training_moves_only_the_table_adapters():
+    model, layer = _tied_model()
+    model.compile("adam", "mse")
+    table, before = to_numpy(layer._embeddings), [to_numpy(v) for v in layer.adapter("default").variables]
+    model.fit(_ids(), np.zeros((3, 5, VOCABULARY), "float32"), epochs=2, verbose=0)
+    np.testing.assert_array_equal(to_numpy(layer._embeddings), table)
+    assert all(not np.array_equal(to_numpy(v), old) for v, old in zip(layer.adapter("default").variables, before))
+    assert sorted(v.name for v in model.trainable_variables) == ["gralora_a_default", "gralora_b_default"]
+
+
+def test_dropout_and_quantized_tables_are_refused_by_name():
+    inputs = keras.Input((5,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Embedding(VOCABULARY, WIDTH, name="tokens")(inputs))
+    with pytest.raises(ValueError, match=r"Embedding 'tokens'.*dropout=0.1.*dropout=0"):
+        keras_gralora.enable_gralora(model, r=2, k=2, dropout=0.1, target_layer_names=["tokens"])
+    model.quantize("int8")
+    with pytest.raises(ValueError, match=r"Embedding 'tokens'.*quantized \('int8'\)"):
+        keras_gralora.enable_gralora(model, r=2, k=2, target_layer_names=["tokens"])
+    assert type(model.get_layer("tokens")) is keras.layers.Embedding
