@@ -131,7 +131,7 @@ def test_nothing_matched_lists_the_layer_names():
     model = functional_model()
     with pytest.raises(
         ValueError,
-        match=r"target_layer_names=\['qkv'\] matched no Dense or EinsumDense.*"
+        match=r"target_layer_names=\['qkv'\] matched no adaptable layer.*"
         r"\['ffn', 'head', 'query', 'value'\]",
     ):
         enable_gralora(model, target_layer_names=["qkv"])

@@ -116,7 +116,14 @@ INSTALLERS = {"keras": install_keras, "keras_hub": install_keras_hub}
 
 
 def install_when_imported():
-    """Installs each library's changes now if it is imported, else right after its import completes."""
+    """Installs each library's changes now if it is imported, else right after its import completes.
+
+    An installer imports most of keras_gralora, so one that would run while
+    a keras_gralora module is still executing (it imported Keras) waits
+    until that import is done (`_OwnImports`).
+    """
+    if not any(isinstance(finder, _OwnImports) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _OwnImports())
     for name, installer in INSTALLERS.items():
         module = sys.modules.get(name)
         if module is not None and not _importing(module):
@@ -149,7 +156,43 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         def exec_then_install(module):
             exec_module(module)
             sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-            self.installer(module)
+            _OwnImports.run_after_own_imports(lambda: self.installer(module))
 
         spec.loader.exec_module = exec_then_install
+        return spec
+
+
+class _OwnImports(importlib.abc.MetaPathFinder):
+    """Counts keras_gralora modules being executed; runs deferred installers once the outermost one is done."""
+
+    depth = 0
+    pending = []
+
+    @classmethod
+    def run_after_own_imports(cls, action):
+        if cls.depth:
+            cls.pending.append(action)
+        else:
+            action()
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith("keras_gralora."):
+            return None
+        others = (finder for finder in sys.meta_path if finder is not self and hasattr(finder, "find_spec"))
+        spec = next((spec for finder in others if (spec := finder.find_spec(fullname, path, target))), None)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def counted(module):
+            cls = _OwnImports
+            cls.depth += 1
+            try:
+                exec_module(module)
+            finally:
+                cls.depth -= 1
+            while not cls.depth and cls.pending:
+                cls.pending.pop(0)()
+
+        spec.loader.exec_module = counted
         return spec

@@ -11,7 +11,7 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 from keras.src.utils import naming
 
-from keras_gralora.layers import BASE_CLASS
+from keras_gralora.layers.kinds import BASE_CLASS
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 from keras_gralora.layers.serialization import exporting
 

@@ -284,8 +284,9 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         y = self._sum_adapters(ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, k * block_in)), training)
         return ops.reshape(y, lead + (ops.shape(y)[-1],))
 
-    def _sum_adapters(self, x, training, forward=gralora_ops.block_forward):
-        """The sum over the forward adapters of `forward(x after dropout, *adapter.factors())`."""
+    def _sum_adapters(self, x, training, forward=None):
+        """The sum over the forward adapters of `forward(x after dropout, *adapter.factors())` (`ops.block_forward`)."""
+        forward = forward or gralora_ops.block_forward
         y = None
         for adapter in self._gralora.forward:
             rate = adapter.config.dropout

@@ -149,14 +149,50 @@ class GraLoRAConv(GraLoRAAdapter):
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
 class GraLoRAConv1D(GraLoRAConv, keras.layers.Conv1D):
-    """A `Conv1D` adapted by GraLoRA (see `GraLoRAConv`); `padding="causal"` as Keras pads it."""
+    """A `Conv1D` adapted by GraLoRA (the grid, layout and limits: `GraLoRAConv`).
+
+    Args:
+        filters, kernel_size, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
+            as `GraLoRAConv`; other arguments as `keras.layers.Conv1D`.
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAConv1D
+        >>> layer = GraLoRAConv1D(4, 3, r=2, k=2, padding="same")
+        >>> tuple(layer(keras.ops.ones((1, 5, 6))).shape)
+        (1, 5, 4)
+    """
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
 class GraLoRAConv2D(GraLoRAConv, keras.layers.Conv2D):
-    """A `Conv2D` adapted by GraLoRA (see `GraLoRAConv`)."""
+    """A `Conv2D` adapted by GraLoRA (the grid, layout and limits: `GraLoRAConv`).
+
+    Args:
+        filters, kernel_size, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
+            as `GraLoRAConv`; other arguments as `keras.layers.Conv2D`.
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAConv2D
+        >>> layer = GraLoRAConv2D(4, 3, r=2, k=2, padding="same")
+        >>> tuple(layer(keras.ops.ones((1, 5, 5, 6))).shape)
+        (1, 5, 5, 4)
+    """
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
 class GraLoRAConv3D(GraLoRAConv, keras.layers.Conv3D):
-    """A `Conv3D` adapted by GraLoRA (see `GraLoRAConv`)."""
+    """A `Conv3D` adapted by GraLoRA (the grid, layout and limits: `GraLoRAConv`).
+
+    Args:
+        filters, kernel_size, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
+            as `GraLoRAConv`; other arguments as `keras.layers.Conv3D`.
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAConv3D
+        >>> layer = GraLoRAConv3D(4, 3, r=2, k=2, padding="same")
+        >>> tuple(layer(keras.ops.ones((1, 5, 5, 5, 6))).shape)
+        (1, 5, 5, 5, 4)
+    """

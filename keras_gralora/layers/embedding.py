@@ -94,6 +94,7 @@ class GraLoRATable(GraLoRAAdapter):
 
     @property
     def kernel_constraint(self):
+        """The table's `embeddings_constraint` (what the adapter checks as a kernel constraint)."""
         return self.embeddings_constraint
 
     @property
@@ -136,6 +137,7 @@ class GraLoRATable(GraLoRAAdapter):
         return ops.reshape(y, lead + (self.input_dim,))
 
     def quantize(self, mode=None, type_check=True, config=None):
+        """Refused: GraLoRA adapts float tables (quantize the model before adapting it, without the table)."""
         raise ValueError(
             f"{self._gralora_where()}: quantizing an adapted embedding table is not supported; quantize the "
             "model without this layer adapted (leave it out of target_layer_names), or serve the merged export."
@@ -159,12 +161,43 @@ def gathered_forward(ids, a, b, scale, hybrid_a=None, hybrid_b=None):
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
 class GraLoRAEmbedding(GraLoRATable, keras.layers.Embedding):
-    """A Keras `Embedding` adapted by GraLoRA (see `GraLoRATable`)."""
+    """A Keras `Embedding` adapted by GraLoRA (the grid, layout and limits: `GraLoRATable`).
+
+    Args:
+        input_dim, output_dim, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
+            as `GraLoRATable`; other arguments as `keras.layers.Embedding`.
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAEmbedding
+        >>> layer = GraLoRAEmbedding(10, 4, r=2, k=2, mask_zero=True)
+        >>> tuple(layer(keras.ops.convert_to_tensor([[0, 3, 9]])).shape)
+        (1, 3, 4)
+    """
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
 class GraLoRAReversibleEmbedding(GraLoRATable, ReversibleEmbedding):
-    """A `ReversibleEmbedding` adapted by GraLoRA: tied logits read the adapted table (see `GraLoRATable`)."""
+    """A `ReversibleEmbedding` adapted by GraLoRA: tied logits read the adapted table (see `GraLoRATable`).
+
+    The reverse call (`reverse=True`) of a tied table adds `h @ delta.T`
+    without forming the `[V, D]` delta; an untied one (`tie_weights=False`)
+    projects with its own `reverse_embeddings`, not adapted. The quantized
+    reverse gradient fix of `keras_gralora.layers.ReversibleEmbedding` is
+    inherited.
+
+    Args:
+        input_dim, output_dim, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
+            as `GraLoRATable`; other arguments as `keras.layers.ReversibleEmbedding`.
+
+    Examples:
+        >>> import keras
+        >>> from keras_gralora import GraLoRAReversibleEmbedding
+        >>> layer = GraLoRAReversibleEmbedding(10, 4, r=2, k=2)
+        >>> hidden = layer(keras.ops.convert_to_tensor([[1, 2]]))
+        >>> tuple(layer(hidden, reverse=True).shape)
+        (1, 2, 10)
+    """
 
     def call(self, inputs, reverse=False, training=None):
         if not reverse:

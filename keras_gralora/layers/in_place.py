@@ -6,7 +6,7 @@ calling the old one. The variants subclass the Keras class and add no
 weights of the base's, so the object stays a `Dense`/`EinsumDense` to Keras.
 """
 
-from keras_gralora.layers import ADAPTED_CLASS, BASE_CLASS
+from keras_gralora.layers.kinds import ADAPTED_CLASS, BASE_CLASS
 from keras_gralora.layers.quantized import rebind_quantize
 
 

@@ -45,11 +45,12 @@ def check_base_layer(layer, config):
             f"{where}: a grouped convolution (groups={layer.groups}) has one kernel per group of channels; "
             "GraLoRA adapts convolutions with groups=1. Leave this layer out of the targets."
         )
-    if (constraint := getattr(layer, "kernel_constraint", getattr(layer, "embeddings_constraint", None))) is not None:
+    attribute = "embeddings_constraint" if isinstance(layer, keras.layers.Embedding) else "kernel_constraint"
+    if (constraint := getattr(layer, attribute)) is not None:
         raise ValueError(
-            f"{where}: the base layer has a kernel (or embeddings) constraint {constraint!r}, which "
+            f"{where}: the base layer has {attribute}={constraint!r}, which "
             "GraLoRA cannot honour (the kernel is frozen and merging would bypass the constraint). "
-            "Remove the kernel constraint."
+            f"Remove the {attribute.replace('_', ' ')}."
         )
     return config.validate(where)
 

@@ -8,8 +8,9 @@ import re
 
 import keras
 
-from keras_gralora.layers import ADAPTED_CLASS, BASE_CLASS, GraLoRAAdapter  # noqa: F401  (BASE_CLASS: re-exported)
+from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.embedding import GraLoRAReversibleEmbedding
+from keras_gralora.layers.kinds import ADAPTED_CLASS, BASE_CLASS  # noqa: F401  (BASE_CLASS: re-exported)
 from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
 from keras_gralora.surgery import structure
 from keras_gralora.surgery.default_targets import Keys, default_targets

@@ -18,7 +18,7 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own walk of the object structure
 from keras.src.utils import naming
 
-from keras_gralora.layers import BASE_CLASS
+from keras_gralora.layers.kinds import BASE_CLASS
 
 BACKBONE = "backbone"
 TASK = "task"
