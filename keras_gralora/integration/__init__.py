@@ -61,6 +61,7 @@ which needs numpy and safetensors alone, never imports Keras.
 
 import importlib.abc
 import sys
+import typing
 
 WRITTEN_AGAINST = {"keras": "3.15.1", "keras_hub": "0.32.0"}
 
@@ -166,7 +167,7 @@ class _OwnImports(importlib.abc.MetaPathFinder):
     """Counts keras_gralora modules being executed; runs deferred installers once the outermost one is done."""
 
     depth = 0
-    pending = []
+    pending: typing.ClassVar[list] = []
 
     @classmethod
     def run_after_own_imports(cls, action):
