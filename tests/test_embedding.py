@@ -130,3 +130,31 @@ def test_dropout_and_quantized_tables_are_refused_by_name():
     with pytest.raises(ValueError, match=r"Embedding 'tokens'.*quantized \('int8'\)"):
         keras_gralora.enable_gralora(model, r=2, k=2, target_layer_names=["tokens"])
     assert type(model.get_layer("tokens")) is keras.layers.Embedding
+
+
+@pytest.mark.parametrize("name", ["gemma", "llama"])
+def test_save_lora_adapter_writes_the_table_as_peft_embedding_lora(name, tmp_path):
+    """Gemma's tied table: `embed_tokens` and the tied `lm_head` in PEFT; Llama's untied one: `embed_tokens`."""
+    import hf_checkpoints as hf
+    import peft
+    import torch
+
+    keras_hub = pytest.importorskip("keras_hub")
+    checkpoint = hf.write_checkpoint(name, str(tmp_path / name))
+    backbone = keras_hub.models.Backbone.from_preset(checkpoint)
+    backbone.enable_gralora(r=4, k=2, hybrid_r=2, alpha=6, target_layer_names=["token_embedding", "query", "value"])
+    randomize(backbone.trainable_weights, seed=4, scale=0.1)
+    inputs = hf.keras_inputs(name)
+    hidden = backbone(inputs)
+    logits = to_numpy(backbone.token_embedding(hidden, reverse=True))
+    rows = keras_gralora.save_lora_adapter(backbone, tmp_path / "lora")
+    modules = {row.module for row in rows}
+    assert "model.embed_tokens" in modules and ("lm_head" in modules) == (name == "gemma")
+    with pytest.raises(ValueError, match=r"embedding tables \['model.embed_tokens'\].*without runtime="):
+        keras_gralora.save_lora_adapter(backbone, tmp_path / "vllm", runtime="vllm")
+    assert not (tmp_path / "vllm").exists()
+    model = peft.PeftModel.from_pretrained(hf.load(name, checkpoint), tmp_path / "lora").base_model.model
+    with torch.no_grad():
+        theirs = model(torch.tensor(hf.TOKENS))
+    scale = np.abs(logits).max()
+    np.testing.assert_allclose(theirs.logits.numpy(), logits, rtol=1e-4, atol=1e-4 * scale)

@@ -22,8 +22,11 @@ from keras_gralora.interop import factors, gguf_adapter, lora_files, names, peft
 from keras_gralora.interop.lora_files import ConvertedModule
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.einsum_dense import ProjectionLayout
+from keras_gralora.layers.embedding import GraLoRATable
 from keras_gralora.lifecycle import adapters
 from keras_gralora.surgery import inject
+
+TIED_HEAD = "lm_head"  # a causal LM's logits module, tied to `embed_tokens` (Gemma): it reads the adapted table too
 
 
 def lora_factors(
@@ -185,16 +188,21 @@ def save_lora_adapter(
         adapter_name = adapters.one_adapter(model, adapter_name, where)
     layers, base, extra_arrays, extras = _source(model, adapter_name, architecture, class_name, where)
     lora_files.check_rank_fits(rank, {layer.path: inject.matrix_shape(layer) for layer in layers}, where)
-    modules, fused = {}, {}
+    modules, fused, tables = {}, {}, set()
     for layer in layers:
         exact = _exact(layer, adapter_name, f"{where}: layer '{layer.path}'")
         if part := names.fused_part(architecture, class_name, layer.path):  # GPT-2's c_attn
             fused.setdefault(part[0], {"paths": part[2], "parts": {}})["parts"][part[1]] = exact
-        else:
-            modules[names.transformers_module(architecture, class_name, layer.path, where)] = (layer.path, *exact)
+            continue
+        module = names.transformers_module(architecture, class_name, layer.path, where)
+        modules[module] = (layer.path, *exact)
+        if isinstance(layer, GraLoRATable):
+            tables.add(module)
+            if getattr(layer, "tie_weights", False) and class_name.endswith("ForCausalLM"):  # tied logits: lm_head
+                modules[TIED_HEAD] = (f"{layer.path} (reverse)", exact[1].T, exact[0].T)
     every_layer = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
     modules.update({module: _fused(group, every_layer) for module, group in fused.items()})
-    rows, arrays = lora_files.convert(modules, rank, profile, extras, where)
+    rows, arrays = lora_files.convert(modules, rank, profile, extras, where, tables)
     base.update(
         task_type=peft.task_type(class_name),
         base_model_name_or_path=base_model_name_or_path and os.fspath(base_model_name_or_path),

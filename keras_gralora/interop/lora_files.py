@@ -79,7 +79,7 @@ def at_rank(left, right, rank, where):
     return factors.pad(left, right, rank) if rank is not None else (left, right)
 
 
-def convert(modules, rank, profile, extras, where):
+def convert(modules, rank, profile, extras, where, tables=()):
     """`(rows, arrays)`: each module's LoRA factors at the rank chosen, checked against `profile`.
 
     Args:
@@ -87,7 +87,15 @@ def convert(modules, rank, profile, extras, where):
         rank: `None`, an int or an energy fraction (see `check_rank`).
         profile: A `runtimes.Runtime`, or `None`.
         extras: What else the directory holds, for the runtime's rule.
+        tables: The modules that are embedding tables: PEFT's `lora_embedding_A` `[R, V]` and
+            `lora_embedding_B` `[D, R]` (refused for a runtime, which serves linear modules).
     """
+    if profile is not None and tables:
+        raise ValueError(
+            f"{where}: the adapter adapts embedding tables {sorted(tables)}; {profile.name}'s LoRA serving covers "
+            "linear modules only, so serving it would give other outputs. Save without runtime= (PEFT and "
+            "transformers load embedding LoRA), merge the model (export_merged), or train without the table."
+        )
     chosen = {
         module: at_rank(left, right, rank, f"{where}: '{layer}'") for module, (layer, left, right) in modules.items()
     }
@@ -97,8 +105,11 @@ def convert(modules, rank, profile, extras, where):
         left, right = factors.pad(*chosen[module], served[module])
         error = factors.relative_error(*chosen[module], exact_left, exact_right)  # zero padding changes nothing
         rows.append(ConvertedModule(module, layer, exact_left.shape[1], served[module], error))
-        arrays[f"{PREFIX}{module}.lora_A.weight"] = np.ascontiguousarray(left.T)
-        arrays[f"{PREFIX}{module}.lora_B.weight"] = np.ascontiguousarray(right.T)
+        a_key, b_key = (
+            ("lora_embedding_A", "lora_embedding_B") if module in tables else ("lora_A.weight", "lora_B.weight")
+        )
+        arrays[f"{PREFIX}{module}.{a_key}"] = np.ascontiguousarray(left.T)
+        arrays[f"{PREFIX}{module}.{b_key}"] = np.ascontiguousarray(right.T)
     return rows, arrays
 
 

@@ -20,7 +20,7 @@ from keras_gralora.layers import routed
 from keras_gralora.layers.adapter_weights import AdapterWeights
 from keras_gralora.layers.merging import AdapterMerging
 from keras_gralora.layers.named_adapter import ADAPTER_DTYPE, NamedAdapter, check_base_layer, describe
-from keras_gralora.layers.quantized import QuantizedBase
+from keras_gralora.layers.quantized import QuantizedBase, own_variables
 from keras_gralora.layers.serialization import AdapterSerialization
 
 
@@ -265,10 +265,11 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         self._refresh()
 
     def freeze_base(self):
-        """Makes the kernel and bias non-trainable (the adapters keep their state)."""
-        self._kernel.trainable = False
-        if self.bias is not None:
-            self.bias.trainable = False
+        """Makes the layer's own weights other than adapters (kernel, bias, a reverse table) non-trainable."""
+        adapters = {id(v) for v in self.adapter_variables}
+        for variable in own_variables(self).values():
+            if id(variable) not in adapters:
+                variable.trainable = False
 
     # --- Forward ---
 
