@@ -244,11 +244,12 @@ def _kernel_rounding(model):
 def _close(found, expected, message, scale_from=None, rounding=0.0, sensitivity=None):
     """`found` equals `expected` up to float rounding of the outputs and of the kernels.
 
-    `sensitivity`: how far float32 rounding of the float inputs alone moves
-    each output. A deep random network can amplify rounding a thousandfold
-    (a tiny BASNet: 1e-6 per convolution, 1e-3 at its sigmoid outputs, in
-    float64 too), so a merge, which rounds each kernel, may differ by a few
-    times that.
+    `sensitivity`: how far one float32 rounding step of the inputs or of the
+    adapted kernels alone moves each output (`_sensitivity`). A deep random
+    network can amplify rounding a thousandfold (a tiny BASNet: 1e-6 per
+    convolution, 1e-3 at its sigmoid outputs), so a merge, which rounds each
+    kernel and sums in another order in every layer at once, may differ by a
+    small multiple of it (measured: up to 7 on tensorflow; the limit is 16).
     """
     assert len(found) == len(expected), message
     for i, (a, b) in enumerate(zip(found, expected)):
@@ -264,5 +265,5 @@ def _close(found, expected, message, scale_from=None, rounding=0.0, sensitivity=
         error = np.max(np.abs(a - b))  # float32 rounding of the outputs, or 1e-4 of what the adapters move
         limit = 1e-4 * scale + max(1e-5, 8 * rounding) * max(size, 1.0)
         if sensitivity is not None:
-            limit = max(limit, 8 * float(np.max(sensitivity[i][finite])))
+            limit = max(limit, 16 * float(np.max(sensitivity[i][finite])))
         assert error <= limit, f"{message}: output {i} off by {error:.3g} ({scale:.3g})"
