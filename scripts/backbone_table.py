@@ -36,7 +36,7 @@ def row(name):
         except Exception as error:
             cells.append("-")
             text = " ".join(str(error).split())
-            status = "refused: no Dense/EinsumDense" if "has no Dense or EinsumDense" in text else f"FAIL: {text[:200]}"
+            status = "refused: nothing to adapt" if "has no Dense, EinsumDense or Conv1D/2D/3D" in text else f"FAIL: {text[:200]}"
         keras.backend.clear_session()
     return [name, *cells, str(backbone_checks._lora_count(name)), status, f"{time.time() - start:.1f}"]
 
@@ -93,7 +93,8 @@ def defaults():
     print("What `enable_gralora(target_layer_names=None)` adapts on each backbone KerasHub 0.32 ships, on its")
     print("tiny test configuration (`scripts/backbone_table.py --defaults`). The targets come from")
     print("`keras_gralora/surgery/default_targets.py` where KerasHub's `default_lora_layer_names()` finds nothing,")
-    print("else from KerasHub. Convolutional backbones have no Dense/EinsumDense layer and are refused.\n")
+    print('else from KerasHub. A backbone without Dense/EinsumDense layers (convolutional) takes "all": every')
+    print("Conv1D/2D/3D with groups 1 whose channels split into k blocks (k=2 here).\n")
     print("| backbone | class | default targets | layer names adapted | layers |")
     print("|---|---|---|---|---|")
     for name in backbone_checks.BACKBONES:
@@ -102,12 +103,14 @@ def defaults():
         try:
             found = selection.select_targets(model, None, GraLoRAConfig(r=4, k=2))
         except ValueError:
-            print(f"| {name} | {type(model).__name__} | - | refused: no Dense/EinsumDense | 0 |")
+            print(f"| {name} | {type(model).__name__} | - | refused: nothing to adapt | 0 |")
             continue
         if hasattr(targets, "pattern"):  # auto-numbered names: the end of each layer's structure key
             keys = structure.layer_keys(model)
             names = {re.sub(r"_\d+(?=/|$)", "", "/".join(keys[id(layer)].split("/")[-2:])) for layer in found}
             shown = f"`{targets.pattern}` (structure keys)".replace("|", "\\|")
+        elif isinstance(targets, str):  # "all": a convolutional backbone
+            names, shown = {type(layer).__name__ for layer in found}, f'"{targets}" (every convolution)'
         else:
             names, shown = {layer.name for layer in found}, ", ".join(targets)
         print(f"| {name} | {type(model).__name__} | {shown} | {', '.join(sorted(names))} | {len(found)} |")

@@ -102,8 +102,11 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
     def call(self, inputs, training=None):
         return self._add_bias_adapters_activation(self._base_output(inputs), inputs, training)
 
-    def _add_bias_adapters_activation(self, x, inputs, training):
-        """The rest of the forward pass after the frozen projection `x` (float or quantized)."""
+    def _add_bias_adapters_activation(self, x, inputs, training, adapters=True):
+        """The rest of the forward pass after the frozen projection `x` (float or quantized).
+
+        `adapters=False`: `x` already holds them (a kernel with the deltas added).
+        """
         state = self._gralora
         if self.bias is not None:
             x = self._add_bias(x)
@@ -113,7 +116,7 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
                 "and active, so training would never move them (a merged adapter gets no gradient). Call "
                 "`keras_gralora.unmerge_gralora(model)` before training, then merge again when done."
             )
-        if state.forward or routed.current(self) is not None:
+        if adapters and (state.forward or routed.current(self) is not None):
             x = add_same_shape(x, ops.cast(self._adapter_output(inputs, training), x.dtype))
         if self.activation is not None:
             x = self.activation(x)

@@ -28,10 +28,12 @@ class GraLoRAConv(GraLoRAAdapter):
     The input and output channels are each split into `k` contiguous blocks;
     every cell of the `k x k` grid gets its own rank-`r/k` adapter: a
     convolution over its input-channel block with the layer's own window,
-    then a 1x1 map into its output-channel block. The forward pass runs all
-    `k` blocks' `A` as one grouped convolution (`groups = k`), so it costs
-    the minimal `r * Cin * window` multiply-adds per output position, then
-    the Dense grid's cross-block exchange and `B`. Adapter weights are those
+    then a 1x1 map into its output-channel block. In float32 the forward
+    pass convolves once by the kernel plus the deltas (cheaper: a kernel is
+    small beside its activations); otherwise the adapters' own pass runs all
+    `k` blocks' `A` as one grouped convolution (`groups = k`), `r * Cin *
+    window` multiply-adds per output position, then the Dense grid's
+    cross-block exchange and `B` (see `call`). Adapter weights are those
     of the `[Cin * window, Cout]` matrix (input channel outermost):
     `a` `(k, Cin/k * window, r)`, `b` `(k, r, Cout/k)`. Per-row adapter
     routing is not offered for convolutions (a clear error says so).
@@ -117,6 +119,24 @@ class GraLoRAConv(GraLoRAAdapter):
             dilation_rate=self.dilation_rate,
             data_format=data_format,
         )
+
+    def call(self, inputs, training=None):
+        """One convolution by `kernel + deltas` where that is exact and cheaper, else the adapters' own pass.
+
+        A convolution's kernel is small beside its activations, so adding the
+        (few-thousand-entry) deltas to a float32 kernel and convolving once
+        costs about the base alone, as Keras' conv LoRA does
+        (`benchmarks/conv_step.py`). The adapters' own pass (a grouped
+        convolution, then `B`) runs where the sum would lose them: a kernel
+        below float32 (bfloat16 would round a small delta away), and adapter
+        dropout in training.
+        """
+        forward = self._gralora.forward
+        dropping = training and any(adapter.config.dropout for adapter in forward)
+        float32 = self.compute_dtype == keras.backend.standardize_dtype(self._kernel.dtype) == "float32"
+        if not forward or dropping or not float32:
+            return super().call(inputs, training)
+        return self._add_bias_adapters_activation(self._base_output(inputs, self.kernel), inputs, training, False)
 
     def _base_output(self, inputs, kernel=None):
         return self._convolve(inputs, self._frozen_kernel() if kernel is None else kernel, self.data_format)
