@@ -36,7 +36,8 @@ def row(name):
         except Exception as error:
             cells.append("-")
             text = " ".join(str(error).split())
-            status = "refused: nothing to adapt" if "has no Dense, EinsumDense or Conv1D/2D/3D" in text else f"FAIL: {text[:200]}"
+            refused = "has no Dense, EinsumDense or Conv1D/2D/3D" in text
+            status = "refused: nothing to adapt" if refused else f"FAIL: {text[:200]}"
         keras.backend.clear_session()
     return [name, *cells, str(backbone_checks._lora_count(name)), status, f"{time.time() - start:.1f}"]
 

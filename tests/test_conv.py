@@ -150,3 +150,29 @@ def test_lora_factors_load_into_peft_conv_lora_with_the_same_outputs(rank, keras
     with torch.no_grad():
         found = peft_model(torch.from_numpy(np.moveaxis(x, -1, 1))).numpy()
     np.testing.assert_allclose(np.moveaxis(found, 1, -1), to_numpy(model(x)), rtol=1e-4, atol=1e-5)
+
+
+FACTORED_CASES = {
+    "causal_1d_hybrid": (1, dict(padding="causal", dilation_rate=2), 2),
+    "strided_2d": (2, dict(strides=2), 0),
+    "channels_first_2d_hybrid": (2, dict(data_format="channels_first", padding="same"), 2),
+    "same_3d": (3, dict(padding="same"), 0),
+}
+
+
+@pytest.mark.parametrize("case", FACTORED_CASES)
+def test_the_adapters_own_pass_equals_the_folded_kernel(case):
+    """The grouped-convolution pass (bfloat16, dropout) and the float32 kernel-plus-delta pass agree."""
+    from keras_gralora.layers import GraLoRAAdapter
+
+    rank, kwargs, hybrid_r = FACTORED_CASES[case]
+    channels_first = kwargs.get("data_format") == "channels_first"
+    inputs = keras.Input((4, *(6,) * rank) if channels_first else (*(6,) * rank, 4))
+    model = keras.Model(inputs, CONV[rank](6, 3, name="target", **kwargs)(inputs))
+    randomize(model.weights, seed=0, scale=0.3)
+    keras_gralora.enable_gralora(model, r=4, k=2, hybrid_r=hybrid_r, alpha=3.0, target_layer_names=["target"])
+    layer = model.get_layer("target")
+    randomize(layer.adapter("default").variables, seed=1, scale=0.3)
+    x = random_input((2, *inputs.shape[1:]))
+    factored = to_numpy(GraLoRAAdapter.call(layer, keras.ops.convert_to_tensor(x)))
+    np.testing.assert_allclose(factored, to_numpy(layer(x)), rtol=1e-5, atol=1e-5)
