@@ -4,7 +4,7 @@ A `LayerKind` says how to make the plain Keras layer and its input; the
 harness adapts it inside a one-layer model and checks, against Keras' own
 plain layer with the kernel plus the adapters' deltas as the reference:
 build and call, two named adapters, merge / unmerge, adapter
-files into a second build, `.keras` files, `export_merged`, and an int8
+files into a second build, `.keras` files, `export_merged`, `merge_and_unload`, and an int8
 base. A new layer kind adds one `LayerKind`.
 """
 
@@ -110,6 +110,10 @@ def run_layer_test(kind, tmp_path, r=4, k=2, hybrid_r=2):
     served = keras.saving.load_model(tmp_path / f"{kind.name}.merged.keras")
     assert type(served.get_layer("target")) is type(kind.make())
     np.testing.assert_allclose(to_numpy(served(x)), both, rtol=1e-4, atol=1e-5)
+    keras_gralora.merge_and_unload(reloaded)  # plain layers again, holding the merged kernel
+    plain = reloaded.get_layer("target")
+    assert isinstance(plain, type(kind.make())) and not isinstance(plain, GraLoRAAdapter)
+    np.testing.assert_allclose(to_numpy(reloaded(x)), both, rtol=1e-4, atol=1e-5)
 
     # an int8 base: the adapters add what they add to the float base
     if not kind.quantized_base:

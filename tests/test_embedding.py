@@ -158,3 +158,16 @@ def test_save_lora_adapter_writes_the_table_as_peft_embedding_lora(name, tmp_pat
         theirs = model(torch.tensor(hf.TOKENS))
     scale = np.abs(logits).max()
     np.testing.assert_allclose(theirs.logits.numpy(), logits, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_save_peft_adapter_refuses_a_table_peft_gralora_cannot_load(tmp_path):
+    import hf_checkpoints as hf
+
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.Backbone.from_preset(hf.write_checkpoint("gemma", str(tmp_path / "gemma")))
+    backbone.enable_gralora(r=4, k=2, target_layer_names=["token_embedding", "query"])
+    with pytest.raises(
+        ValueError, match=r"\['token_embedding'\] are convolutions or embedding tables.*save_lora_adapter"
+    ):
+        keras_gralora.save_peft_adapter(backbone, tmp_path / "peft")
+    assert not (tmp_path / "peft").exists()

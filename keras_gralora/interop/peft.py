@@ -20,6 +20,8 @@ from keras_gralora.files import saving
 from keras_gralora.files.loading import Source, load_adapters
 from keras_gralora.interop import names, peft_files, peft_read, tensors
 from keras_gralora.interop.peft_read import GRALORA_TENSORS
+from keras_gralora.layers.conv import GraLoRAConv
+from keras_gralora.layers.embedding import GraLoRATable
 from keras_gralora.lifecycle import adapters
 
 PREFIX = peft_files.PREFIX
@@ -146,6 +148,7 @@ def save_peft_adapter(
     if class_name is None:
         raise ValueError(f"{where}: KerasHub's {architecture.name} models have no transformers name table to save.")
     adapter = saving.collect_adapter(model, chosen[0], where)
+    check_linear_only(model, [adapter.path(key) for key in adapter.layers], where)
     config = _uniform_config(adapter, where)
     module_of = {
         key: names.transformers_module(architecture, class_name, adapter.path(key), where) for key in adapter.layers
@@ -167,6 +170,17 @@ def save_peft_adapter(
     document["fan_in_fan_out"] = architecture.fan_in_fan_out  # GPT-2's Conv1D
     peft_files.write(directory, document, arrays, where)
     return directory
+
+
+def check_linear_only(model, paths, where):
+    """PEFT's GraLoRA adapts linear modules only: a convolution's or embedding table's adapter is refused by name."""
+    layers = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+    if others := [path for path in paths if isinstance(layers.get(path), (GraLoRAConv, GraLoRATable))]:
+        raise ValueError(
+            f"{where}: layers {others[:3]} are convolutions or embedding tables; PEFT's GraLoRA adapts linear modules "
+            "only (nn.Linear, GPT-2's Conv1D), so it could not load them. `save_lora_adapter` writes the same "
+            "update as exact LoRA (PEFT's embedding and conv LoRA load it), or leave those layers out."
+        )
 
 
 def check_directory(directory, base_model_name_or_path, where):
