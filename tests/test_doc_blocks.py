@@ -24,6 +24,7 @@ RUNNABLE = {  # page -> the backends its blocks run on
     "docs/index.md": EVERY,
     "docs/getting-started.md": EVERY,
     "docs/guides/layers.md": EVERY,
+    "docs/guides/layer-kinds.md": EVERY,
     "docs/guides/named-adapters.md": EVERY,
     "docs/guides/peft.md": EVERY,
     "docs/guides/quantized.md": EVERY,
