@@ -148,19 +148,13 @@ class _AfterImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname != self.name:
             return None
-        others = (finder for finder in sys.meta_path if finder is not self and hasattr(finder, "find_spec"))
-        spec = next((spec for finder in others if (spec := finder.find_spec(fullname, path, target))), None)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
 
-        def exec_then_install(module):
+        def exec_then_install(exec_module, module):
             exec_module(module)
             sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
             _OwnImports.run_after_own_imports(lambda: self.installer(module))
 
-        spec.loader.exec_module = exec_then_install
-        return spec
+        return _wrapped_spec(self, fullname, path, target, exec_then_install)
 
 
 class _OwnImports(importlib.abc.MetaPathFinder):
@@ -179,13 +173,8 @@ class _OwnImports(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if not fullname.startswith("keras_gralora."):
             return None
-        others = (finder for finder in sys.meta_path if finder is not self and hasattr(finder, "find_spec"))
-        spec = next((spec for finder in others if (spec := finder.find_spec(fullname, path, target))), None)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
 
-        def counted(module):
+        def counted(exec_module, module):
             cls = _OwnImports
             cls.depth += 1
             try:
@@ -195,5 +184,15 @@ class _OwnImports(importlib.abc.MetaPathFinder):
             while not cls.depth and cls.pending:
                 cls.pending.pop(0)()
 
-        spec.loader.exec_module = counted
+        return _wrapped_spec(self, fullname, path, target, counted)
+
+
+def _wrapped_spec(finder, fullname, path, target, wrapper):
+    """The spec the other finders give `fullname`, its loader running `wrapper(exec_module, module)` instead."""
+    others = (other for other in sys.meta_path if other is not finder and hasattr(other, "find_spec"))
+    spec = next((spec for other in others if (spec := other.find_spec(fullname, path, target))), None)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
         return spec
+    exec_module = spec.loader.exec_module
+    spec.loader.exec_module = lambda module: wrapper(exec_module, module)
+    return spec

@@ -1,4 +1,4 @@
-"""What GraLoRADense and GraLoRAEinsumDense share: named adapters and the forward pass.
+"""What every GraLoRA layer kind shares: its constructor, named adapters and the forward pass.
 
 A layer holds any number of named adapters (creation order). The forward
 pass adds every *active* adapter that is not merged, each with its own
@@ -9,13 +9,14 @@ and unloading in `keras_gralora/lifecycle/merge.py`.
 """
 
 import dataclasses
+from typing import Any
 
 import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
 from keras_gralora.backend import add_same_shape
-from keras_gralora.config import check_adapter_name
+from keras_gralora.config import GraLoRAConfig, check_adapter_name
 from keras_gralora.layers import routed
 from keras_gralora.layers.adapter_weights import AdapterWeights
 from keras_gralora.layers.merging import AdapterMerging
@@ -37,14 +38,15 @@ class _State:
 
 
 class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, QuantizedBase):
-    """The adapter API that `GraLoRADense` and `GraLoRAEinsumDense` share.
+    """The adapter API every GraLoRA layer kind shares (Dense, EinsumDense, convolutions, tables).
 
-    A mixin placed before a Keras `Dense`/`EinsumDense` in the bases: its
-    methods hold any number of named adapters on one frozen kernel, add the
-    active ones in the forward pass (each with its own scale, as PEFT),
-    merge and unmerge them, and report their updates. It takes no
-    constructor arguments of its own: the layer's `r`, `k`, ... create the
-    first adapter, `add_adapter` the others.
+    A mixin placed before the Keras layer class in the bases: its methods
+    hold any number of named adapters on one frozen kernel, add the active
+    ones in the forward pass (each with its own scale, as PEFT), merge and
+    unmerge them, and report their updates. Its constructor takes the Keras
+    layer's arguments, then, by keyword, `r`, `k`, `hybrid_r`, `alpha`,
+    `dropout`, `init_weights` and `adapter_name`, which create the first
+    adapter; `add_adapter` adds the others.
 
     A layer kind (a subclass) provides the methods of `LAYER_CONTRACT`,
     checked when the class is defined: `_base_output`, `_adapter_output`,
@@ -98,6 +100,25 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         return cls.matrix_shape_of(layer)
 
     # `_kernel_view()` (merging.py): the kernel as `[in, out]`; a kind whose kernel is laid out otherwise overrides it.
+
+    def __init__(
+        self,
+        *args: Any,
+        r: int = 32,
+        k: int = 2,
+        hybrid_r: int = 0,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        init_weights: bool = True,
+        adapter_name: str = "default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)  # the Keras layer's own arguments
+        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._build_gralora()
 
     def call(self, inputs, training=None):
         return self._add_bias_adapters_activation(self._base_output(inputs), inputs, training)

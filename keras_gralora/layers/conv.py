@@ -11,13 +11,11 @@ into output-channel block `j`. With `k = 1` it is Keras LoRA's convolution.
 """
 
 import math
-from typing import Any
 
 import keras
 from keras import ops
 
 from keras_gralora import ops as gralora_ops
-from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import ADAPTER_DTYPE
 
@@ -39,17 +37,10 @@ class GraLoRAConv(GraLoRAAdapter):
     routing is not offered for convolutions (a clear error says so).
 
     Args:
-        filters: The number of output channels, as for the Keras layer.
-        kernel_size: The window, as for the Keras layer.
-        r: Total rank of the block adapters, divisible by `k`.
-        k: Number of blocks along the input and the output channels.
-        hybrid_r: Rank of an optional plain LoRA over the whole kernel.
-        alpha: Scaling numerator, `scale = alpha / (r + hybrid_r)`.
-            Defaults to `2 * (r + hybrid_r)` (scale 2).
-        dropout: Dropout rate on the adapter input during training.
-        init_weights: `False` initialises B at random instead of zero.
-        adapter_name: The name of the adapter these settings create.
-        **kwargs: Any other argument of the Keras convolution.
+        *args, **kwargs: The Keras convolution's (`filters`, `kernel_size`, `strides`...).
+        r, k, hybrid_r, alpha, dropout, init_weights, adapter_name: The
+            first adapter's settings, as for `GraLoRADense`; `k` splits the
+            input and the output channels.
 
     Raises:
         ValueError: At build, channels that do not divide by `k`, `groups`
@@ -65,26 +56,6 @@ class GraLoRAConv(GraLoRAAdapter):
     """
 
     ROUTABLE = False
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int | tuple[int, ...],
-        r: int = 32,
-        k: int = 2,
-        hybrid_r: int = 0,
-        alpha: float | None = None,
-        dropout: float = 0.0,
-        init_weights: bool = True,
-        adapter_name: str = "default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(filters, kernel_size, **kwargs)
-        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_gralora()
 
     @classmethod
     def matrix_shape_of(cls, layer):
@@ -172,15 +143,11 @@ class GraLoRAConv1D(GraLoRAConv, keras.layers.Conv1D):
     """A `Conv1D` adapted by GraLoRA (the grid, layout and limits: `GraLoRAConv`).
 
     Args:
-        filters, kernel_size, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
-            as `GraLoRAConv`; other arguments as `keras.layers.Conv1D`.
+        *args, **kwargs: `filters`, `kernel_size`, ... as `keras.layers.Conv1D`; `r`, `k`, ... as `GraLoRAConv`.
 
     Examples:
-        >>> import keras
-        >>> from keras_gralora import GraLoRAConv1D
-        >>> layer = GraLoRAConv1D(4, 3, r=2, k=2, padding="same")
-        >>> tuple(layer(keras.ops.ones((1, 5, 6))).shape)
-        (1, 5, 4)
+        >>> tuple(GraLoRAConv1D(4, 3, r=2, k=2)(keras.ops.ones((1, 5, 6))).shape)[-1]
+        4
     """
 
 
@@ -189,15 +156,11 @@ class GraLoRAConv2D(GraLoRAConv, keras.layers.Conv2D):
     """A `Conv2D` adapted by GraLoRA (the grid, layout and limits: `GraLoRAConv`).
 
     Args:
-        filters, kernel_size, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
-            as `GraLoRAConv`; other arguments as `keras.layers.Conv2D`.
+        *args, **kwargs: `filters`, `kernel_size`, ... as `keras.layers.Conv2D`; `r`, `k`, ... as `GraLoRAConv`.
 
     Examples:
-        >>> import keras
-        >>> from keras_gralora import GraLoRAConv2D
-        >>> layer = GraLoRAConv2D(4, 3, r=2, k=2, padding="same")
-        >>> tuple(layer(keras.ops.ones((1, 5, 5, 6))).shape)
-        (1, 5, 5, 4)
+        >>> tuple(GraLoRAConv2D(4, 3, r=2, k=2)(keras.ops.ones((1, 5, 5, 6))).shape)[-1]
+        4
     """
 
 
@@ -206,13 +169,9 @@ class GraLoRAConv3D(GraLoRAConv, keras.layers.Conv3D):
     """A `Conv3D` adapted by GraLoRA (the grid, layout and limits: `GraLoRAConv`).
 
     Args:
-        filters, kernel_size, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
-            as `GraLoRAConv`; other arguments as `keras.layers.Conv3D`.
+        *args, **kwargs: `filters`, `kernel_size`, ... as `keras.layers.Conv3D`; `r`, `k`, ... as `GraLoRAConv`.
 
     Examples:
-        >>> import keras
-        >>> from keras_gralora import GraLoRAConv3D
-        >>> layer = GraLoRAConv3D(4, 3, r=2, k=2, padding="same")
-        >>> tuple(layer(keras.ops.ones((1, 5, 5, 5, 6))).shape)
-        (1, 5, 5, 5, 4)
+        >>> tuple(GraLoRAConv3D(4, 3, r=2, k=2)(keras.ops.ones((1, 5, 5, 5, 6))).shape)[-1]
+        4
     """

@@ -1,11 +1,8 @@
 """GraLoRADense: a Keras `Dense` layer with a GraLoRA adapter."""
 
-from typing import Any
-
 import keras
 from keras import ops
 
-from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.quantized import logical_kernel_shape
 
@@ -52,25 +49,6 @@ class GraLoRADense(GraLoRAAdapter, keras.layers.Dense):
         (['default', 'other'], ['default'])
         >>> layer.merge()  # fold the active adapters into the kernel for serving
     """
-
-    def __init__(
-        self,
-        units: int,
-        r: int = 32,
-        k: int = 2,
-        hybrid_r: int = 0,
-        alpha: float | None = None,
-        dropout: float = 0.0,
-        init_weights: bool = True,
-        adapter_name: str = "default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(units, **kwargs)
-        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_gralora()
 
     @classmethod
     def matrix_shape_of(cls, layer):

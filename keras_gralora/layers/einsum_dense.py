@@ -2,12 +2,10 @@
 
 import math
 import re
-from typing import Any
 
 import keras
 from keras import ops
 
-from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter, describe
 from keras_gralora.layers.quantized import logical_kernel_shape
 
@@ -53,26 +51,6 @@ class GraLoRAEinsumDense(GraLoRAAdapter, keras.layers.EinsumDense):
         >>> tuple(y.shape), tuple(layer.delta_kernel().shape)
         ((2, 5, 4, 16), (32, 4, 16))
     """
-
-    def __init__(
-        self,
-        equation: str,
-        output_shape: int | tuple[int | None, ...],
-        r: int = 32,
-        k: int = 2,
-        hybrid_r: int = 0,
-        alpha: float | None = None,
-        dropout: float = 0.0,
-        init_weights: bool = True,
-        adapter_name: str = "default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(equation, output_shape, **kwargs)
-        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_gralora()
 
     def _build_gralora(self):
         self._layout = ProjectionLayout.of(self)

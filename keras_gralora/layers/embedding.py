@@ -12,14 +12,11 @@ swapped. No adapter dropout (a one-hot input has nothing to drop; PEFT's
 embedding LoRA has none either).
 """
 
-from typing import Any
-
 import keras
 from keras import ops
 from keras.src.backend import set_keras_mask  # as Keras' ReversibleEmbedding.call
 
 from keras_gralora import ops as gralora_ops
-from keras_gralora.config import GraLoRAConfig
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import ADAPTER_DTYPE
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
@@ -38,16 +35,10 @@ class GraLoRATable(GraLoRAAdapter):
     Quantized tables and per-row routing are refused with a clear error.
 
     Args:
-        input_dim: The vocabulary size, as for the Keras layer.
-        output_dim: The embedding width, as for the Keras layer.
-        r: Total rank of the block adapters, divisible by `k`.
-        k: Number of blocks along the vocabulary and the features.
-        hybrid_r: Rank of an optional plain LoRA over the whole table.
-        alpha: Scaling numerator, `scale = alpha / (r + hybrid_r)`.
-        dropout: Must be 0 (there is no adapter dropout on a table).
-        init_weights: `False` initialises B at random instead of zero.
-        adapter_name: The name of the adapter these settings create.
-        **kwargs: Any other argument of the Keras layer.
+        *args, **kwargs: The Keras layer's (`input_dim`, `output_dim`, ...).
+        r, k, hybrid_r, alpha, init_weights, adapter_name: The first
+            adapter's settings, as for `GraLoRADense`; `k` splits the
+            vocabulary and the features. `dropout` must stay 0.
 
     Examples:
         >>> import keras
@@ -62,26 +53,6 @@ class GraLoRATable(GraLoRAAdapter):
     ROUTABLE = False
     bias = None
     activation = None
-
-    def __init__(
-        self,
-        input_dim: int,
-        output_dim: int,
-        r: int = 32,
-        k: int = 2,
-        hybrid_r: int = 0,
-        alpha: float | None = None,
-        dropout: float = 0.0,
-        init_weights: bool = True,
-        adapter_name: str = "default",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(input_dim, output_dim, **kwargs)
-        self._init_gralora(GraLoRAConfig(r, k, hybrid_r, alpha, dropout, init_weights), adapter_name)
-
-    def build(self, input_shape=None):
-        super().build(input_shape)
-        self._build_gralora()
 
     @classmethod
     def matrix_shape_of(cls, layer):
@@ -164,8 +135,7 @@ class GraLoRAEmbedding(GraLoRATable, keras.layers.Embedding):
     """A Keras `Embedding` adapted by GraLoRA (the grid, layout and limits: `GraLoRATable`).
 
     Args:
-        input_dim, output_dim, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
-            as `GraLoRATable`; other arguments as `keras.layers.Embedding`.
+        *args, **kwargs: As `GraLoRATable` (a `keras.layers.Embedding`'s, then the adapter's).
 
     Examples:
         >>> import keras
@@ -187,8 +157,7 @@ class GraLoRAReversibleEmbedding(GraLoRATable, ReversibleEmbedding):
     inherited.
 
     Args:
-        input_dim, output_dim, r, k, hybrid_r, alpha, dropout, init_weights, adapter_name:
-            as `GraLoRATable`; other arguments as `keras.layers.ReversibleEmbedding`.
+        *args, **kwargs: As `GraLoRATable`, with `keras.layers.ReversibleEmbedding`'s arguments.
 
     Examples:
         >>> import keras
