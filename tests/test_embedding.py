@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import reference
-from helpers import randomize, to_numpy
+from helpers import randomize, tiny_gemma, to_numpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +171,24 @@ def test_save_peft_adapter_refuses_a_table_peft_gralora_cannot_load(tmp_path):
     ):
         keras_gralora.save_peft_adapter(backbone, tmp_path / "peft")
     assert not (tmp_path / "peft").exists()
+
+
+def test_a_gemma_table_adapter_reloads_into_a_second_build_and_unloads(tmp_path):
+    """KerasHub's tied `token_embedding`: its adapter file loads into a fresh backbone; unloading keeps the logits."""
+
+    pytest.importorskip("keras_hub")
+    backbone = tiny_gemma()[0]
+    base = [to_numpy(w) for w in backbone.weights]
+    backbone.enable_gralora(r=2, k=2, target_layer_names=["token_embedding", "query"])
+    randomize(backbone.trainable_variables, seed=1, scale=0.1)
+    x = {"token_ids": np.array([[1, 2, 3, 4]]), "padding_mask": np.ones((1, 4))}
+    logits = to_numpy(backbone.token_embedding(backbone(x), reverse=True))
+    backbone.save_gralora_weights(tmp_path / "a.gralora.weights.h5")
+    second = tiny_gemma()[0]
+    for variable, value in zip(second.weights, base):
+        variable.assign(value)
+    second.load_gralora_weights(tmp_path / "a.gralora.weights.h5")
+    np.testing.assert_allclose(to_numpy(second.token_embedding(second(x), reverse=True)), logits, atol=1e-6)
+    keras_gralora.merge_and_unload(second)
+    assert not isinstance(second.token_embedding, keras_gralora.GraLoRAAdapter)
+    np.testing.assert_allclose(to_numpy(second.token_embedding(second(x), reverse=True)), logits, atol=1e-5)
