@@ -176,3 +176,13 @@ def test_the_adapters_own_pass_equals_the_folded_kernel(case):
     x = random_input((2, *inputs.shape[1:]))
     factored = to_numpy(GraLoRAAdapter.call(layer, keras.ops.convert_to_tensor(x)))
     np.testing.assert_allclose(factored, to_numpy(layer(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_k_auto_and_rank_pattern_read_the_channels():
+    """`k="auto"` picks a k dividing the channels (an RGB input's convolution: 1); patterns match conv paths."""
+    inputs = keras.Input((6, 6, 3))
+    hidden = keras.layers.Conv2D(8, 3, name="rgb")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(8, 1, name="inner")(hidden))
+    keras_gralora.enable_gralora(model, r=4, k="auto", target_layer_names=["rgb", "inner"], rank_pattern={"inner": 8})
+    rgb, inner = model.get_layer("rgb").adapter("default").config, model.get_layer("inner").adapter("default").config
+    assert (rgb.k, rgb.r, inner.k, inner.r) == (1, 4, 2, 8)
