@@ -126,6 +126,12 @@ def test_dropout_and_quantized_tables_are_refused_by_name():
     model = keras.Model(inputs, keras.layers.Embedding(VOCABULARY, WIDTH, name="tokens")(inputs))
     with pytest.raises(ValueError, match=r"Embedding 'tokens'.*dropout=0.1.*dropout=0"):
         keras_gralora.enable_gralora(model, r=2, k=2, dropout=0.1, target_layer_names=["tokens"])
+    adapted, _ = _tied_model()
+    before = [to_numpy(w) for w in adapted.weights]
+    with pytest.raises(ValueError, match=r"\['tokens'\] are adapted embedding tables.*nothing was quantized"):
+        adapted.quantize("int8")  # the Dense layer before it is left float too
+    assert adapted.get_layer("mix").quantization_mode is None
+    assert all(np.array_equal(to_numpy(w), b) for w, b in zip(adapted.weights, before))
     model.quantize("int8")
     with pytest.raises(ValueError, match=r"Embedding 'tokens'.*quantized \('int8'\)"):
         keras_gralora.enable_gralora(model, r=2, k=2, target_layer_names=["tokens"])

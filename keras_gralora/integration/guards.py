@@ -67,6 +67,12 @@ def check_quantizable(model, mode):
             f"{where}: adapters are merged into the float kernels of {merged[:3]}...; quantizing would freeze "
             "them into the integer kernels. Call `unmerge_gralora(model)` first; nothing was quantized."
         )
+    if tables := [layer.path for layer in layers if not layer.QUANTIZABLE]:
+        raise ValueError(
+            f"{where}: {tables[:3]} are adapted embedding tables, which GraLoRA adapts in float only; nothing was "
+            "quantized. Quantize the model before adapting (leaving the table out of target_layer_names), or "
+            "serve the merged export."
+        )
 
 
 def traced_state(model):

@@ -50,6 +50,7 @@ class GraLoRATable(GraLoRAAdapter):
     """
 
     IN_ALL = False
+    QUANTIZABLE = False
     ROUTABLE = False
     bias = None
     activation = None
