@@ -87,25 +87,13 @@ class GraLoRATable(GraLoRAAdapter):
         return ops.cast(x, self.compute_dtype)
 
     def _adapter_output(self, inputs, training):
-        ids = ops.reshape(inputs, (-1,))
-        y = None
-        for adapter in self._gralora.forward:
-            out = gathered_forward(ids, *adapter.factors())
-            y = out if y is None else ops.add(y, out)
+        y = self._sum_adapters(ops.reshape(inputs, (-1,)), training, gathered_forward)  # no dropout: refused
         return ops.reshape(y, tuple(ops.shape(inputs)) + (self.output_dim,))
 
     def _reverse_adapter_output(self, x):
         """`x @ delta.T` of the forward adapters for hidden states `x [..., D]`: `[..., V]`, float32."""
         lead = tuple(ops.shape(x)[:-1])
-        x = ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, self.output_dim))
-        y = None
-        for adapter in self._gralora.forward:
-            a, b, scale, *hybrid = adapter.factors()
-            swapped = [ops.transpose(h) for h in reversed(hybrid)]
-            out = gralora_ops.block_forward(
-                x, ops.transpose(b, (0, 2, 1)), ops.transpose(a, (0, 2, 1)), scale, *swapped
-            )
-            y = out if y is None else ops.add(y, out)
+        y = self._sum_adapters(ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, self.output_dim)), False, swapped_forward)
         return ops.reshape(y, lead + (self.input_dim,))
 
     def quantize(self, mode=None, type_check=True, config=None):
@@ -129,6 +117,12 @@ def gathered_forward(ids, a, b, scale, hybrid_a=None, hybrid_b=None):
     rows = ops.take_along_axis(rows, ops.reshape(ids % block_in, (-1, 1, 1)), axis=1)[:, 0]  # [n, r(+h)]
     own_block = ops.cast(ops.equal(ops.arange(k)[:, None], (ids // block_in)[None]), rows.dtype)  # [p, n]
     return gralora_ops.block_output(own_block[..., None] * rows[None], b, scale, hybrid_b)
+
+
+def swapped_forward(x, a, b, scale, hybrid_a=None, hybrid_b=None):
+    """`x @ delta.T` for `x [n, D]`: the grid of `delta.T` is `delta`'s with `A` and `B` swapped and transposed."""
+    hybrid = () if hybrid_a is None else (ops.transpose(hybrid_b), ops.transpose(hybrid_a))
+    return gralora_ops.block_forward(x, ops.transpose(b, (0, 2, 1)), ops.transpose(a, (0, 2, 1)), scale, *hybrid)
 
 
 @keras.saving.register_keras_serializable(package="keras_gralora")
