@@ -154,6 +154,7 @@ def test_lora_factors_load_into_peft_conv_lora_with_the_same_outputs(rank, keras
 
 FACTORED_CASES = {
     "causal_1d_hybrid": (1, dict(padding="causal", dilation_rate=2), 2),
+    "causal_1d_channels_first": (1, dict(padding="causal", data_format="channels_first"), 0),
     "strided_2d": (2, dict(strides=2), 0),
     "channels_first_2d_hybrid": (2, dict(data_format="channels_first", padding="same"), 2),
     "same_3d": (3, dict(padding="same"), 0),

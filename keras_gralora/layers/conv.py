@@ -74,14 +74,20 @@ class GraLoRAConv(GraLoRAAdapter):
         rank = len(window)
         return (channels_in, *window, channels_out), (*range(1, rank + 1), 0, rank + 1)
 
-    def _padded(self, inputs):
-        """`(inputs, padding)` as Keras' `Conv1D.call` passes them to the convolution ("causal": padded first)."""
+    def _padded(self, inputs, data_format):
+        """`(inputs, padding)` as Keras' `Conv1D.call` passes them to the convolution ("causal": padded first).
+
+        `data_format` is that of `inputs` (the adapters' own pass runs channels-last).
+        """
         if self.padding != "causal":
             return inputs, self.padding
-        return ops.pad(inputs, self._compute_causal_padding()), "valid"
+        left = [self.dilation_rate[0] * (self.kernel_size[0] - 1), 0]
+        return ops.pad(
+            inputs, [[0, 0], left, [0, 0]] if data_format == "channels_last" else [[0, 0], [0, 0], left]
+        ), "valid"
 
     def _convolve(self, inputs, kernel, data_format):
-        inputs, padding = self._padded(inputs)
+        inputs, padding = self._padded(inputs, data_format)
         return ops.conv(
             inputs,
             kernel,
@@ -125,7 +131,7 @@ class GraLoRAConv(GraLoRAAdapter):
 
     def _block_forward(self, x, a, b, scale, hybrid_a=None, hybrid_b=None):
         """`ops.block_forward` with a grouped convolution for the first product: `x [N, *space, Cin]`."""
-        k, _, width = (a.shape[0], a.shape[1], a.shape[2] + (0 if hybrid_a is None else hybrid_a.shape[-1]))
+        k, width = a.shape[0], a.shape[2] + (0 if hybrid_a is None else hybrid_a.shape[-1])  # width: r (+ h)
         *window, channels_in, _ = self._kernel.shape
         rows = ops.reshape(gralora_ops.rows_by_input_block(a, hybrid_a), (k, channels_in // k, *window, width))
         rank = len(window)
