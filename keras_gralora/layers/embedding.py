@@ -112,9 +112,10 @@ def gathered_forward(ids, a, b, scale, hybrid_a=None, hybrid_b=None):
     `xa [p, n, r(+h)]` is the gathered rows masked to their own block, and
     `ops.block_output` computes the rest as for a Dense layer.
     """
-    k, block_in, _ = a.shape
-    rows = ops.take(gralora_ops.rows_by_input_block(a, hybrid_a), ids // block_in, axis=0)  # [n, in/k, r(+h)]
-    rows = ops.take_along_axis(rows, ops.reshape(ids % block_in, (-1, 1, 1)), axis=1)[:, 0]  # [n, r(+h)]
+    k, block_in, r = a.shape
+    rows = ops.take(ops.reshape(a, (k * block_in, r)), ids, axis=0)  # row v of the table is a[v // (V/k), v % (V/k)]
+    if hybrid_a is not None:
+        rows = ops.concatenate([rows, ops.take(hybrid_a, ids, axis=0)], axis=-1)  # [n, r + h]
     own_block = ops.cast(ops.equal(ops.arange(k)[:, None], (ids // block_in)[None]), rows.dtype)  # [p, n]
     return gralora_ops.block_output(own_block[..., None] * rows[None], b, scale, hybrid_b)
 
