@@ -69,25 +69,30 @@ def delta_matrix(a, b, scale, hybrid_a=None, hybrid_b=None):
     `k` times the minimal multiply-adds, yet measured faster on every backend
     than a matmul per grid cell, whose output needs a transpose of the whole
     matrix (`benchmarks/delta.py`, 4096 x 4096 on torch: 74 -> 41 ms).
+
+    Leading axes batch: `a [..., k, in/k, r]`, `b [..., k, r, out/k]` (and
+    hybrid `[..., in, h]`, `[..., h, out]`) give `[..., in, out]`, one matrix
+    per expert of a mixture-of-experts weight.
     """
-    k, block_in, r = a.shape
-    s, block_out = r // k, b.shape[-1]
-    by_input_block = ops.transpose(ops.reshape(b * scale, (k, k, s, block_out)), (1, 0, 2, 3))  # [p, j, s, o]
-    in_own_block = ops.reshape(ops.eye(k, dtype=b.dtype), (1, k, 1, k, 1))  # [., j, ., column block, .]
-    columns = ops.reshape(ops.expand_dims(by_input_block, 3) * in_own_block, (k, r, k * block_out))
+    *lead, k, block_in, r = a.shape
+    lead, s, block_out = tuple(lead), r // k, b.shape[-1]
+    # [..., p, j, s, o]: input block p's slice of every b[j]
+    by_input_block = ops.swapaxes(ops.reshape(b * scale, lead + (k, k, s, block_out)), len(lead), len(lead) + 1)
+    in_own_block = ops.reshape(ops.eye(k, dtype=b.dtype), (k, 1, k, 1))  # [j, ., column block, .]
+    columns = ops.reshape(ops.expand_dims(by_input_block, -2) * in_own_block, lead + (k, r, k * block_out))
     if hybrid_b is not None:
-        hybrid_columns = ops.broadcast_to(hybrid_b * scale, (k,) + tuple(hybrid_b.shape))
-        columns = ops.concatenate([columns, hybrid_columns], axis=1)
-    delta = ops.matmul(rows_by_input_block(a, hybrid_a), columns)  # [p, i, out]
-    return ops.reshape(delta, (k * block_in, k * block_out))
+        hybrid = ops.expand_dims(hybrid_b * scale, -3)
+        columns = ops.concatenate([columns, ops.broadcast_to(hybrid, lead + (k,) + tuple(hybrid_b.shape[-2:]))], -2)
+    delta = ops.matmul(rows_by_input_block(a, hybrid_a), columns)  # [..., p, i, out]
+    return ops.reshape(delta, lead + (k * block_in, k * block_out))
 
 
 def rows_by_input_block(a, hybrid_a):
-    """`a`, with the hybrid `A` split by input block appended: `[k, in/k, r(+h)]`."""
+    """`a`, with the hybrid `A` split by input block appended: `[..., k, in/k, r(+h)]`."""
     if hybrid_a is None:
         return a
-    k, block_in, _ = a.shape
-    return ops.concatenate([a, ops.reshape(hybrid_a, (k, block_in, hybrid_a.shape[-1]))], axis=-1)
+    *lead, k, block_in, _ = a.shape
+    return ops.concatenate([a, ops.reshape(hybrid_a, tuple(lead) + (k, block_in, hybrid_a.shape[-1]))], axis=-1)
 
 
 def kaiming_uniform_bound(fan_in):

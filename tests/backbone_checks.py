@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gralora.layers.experts import GraLoRAExpertWeights, expert_weights
 from keras_gralora.surgery import inject, structure
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,6 +44,7 @@ class Result:
     targets: str
     adapted: int = 0
     lora: int = 0  # layers KerasHub's `enable_lora(4)` adapts with its default targets
+    experts: int = 0  # expert weights adapted (`target_parameters`)
     status: str = "ok"
 
 
@@ -91,23 +93,28 @@ def outputs(model, inputs):
 EAGER_ON_JAX = {"stable_diffusion_3": "its scheduler stores `ops.linspace(..., num_steps)` of an input on itself"}
 
 
-def check_backbone(name, targets=None, r=4, k=2):
-    """Runs every check on backbone `name`; raises `AssertionError` naming the failed one."""
+def check_backbone(name, targets=None, r=4, k=2, experts=False):
+    """Runs every check on backbone `name`; raises `AssertionError` naming the failed one.
+
+    `experts=True`: its expert weights too (`target_parameters="all"`), where it has any.
+    """
     if keras.backend.backend() == "jax" and name in EAGER_ON_JAX:
         import jax
 
         with jax.disable_jit():
-            return _check_backbone(name, targets, r, k)
-    return _check_backbone(name, targets, r, k)
+            return _check_backbone(name, targets, r, k, experts)
+    return _check_backbone(name, targets, r, k, experts)
 
 
-def _check_backbone(name, targets, r, k):
+def _check_backbone(name, targets, r, k, experts):
     result = Result(name, "default" if targets is None else targets)
     model, inputs = build(name)
     result.lora = _lora_count(name)
     base = outputs(model, inputs)
     base_weights = model.get_weights()
-    paths = model.enable_gralora(r=r, k=k, target_layer_names=targets)
+    target_parameters = "all" if experts and expert_weights(model) else None
+    paths = model.enable_gralora(r=r, k=k, target_layer_names=targets, target_parameters=target_parameters)
+    result.experts = sum(1 for layer in inject.adapted_layers(model) if isinstance(layer, GraLoRAExpertWeights))
     result.adapted = len(paths)
     _close(outputs(model, inputs), base, "outputs at init differ from the base")
     _check_trainable(model)
@@ -191,9 +198,16 @@ def _check_gradients(name, model, inputs, base_weights):
     gradients at rounding noise in both).
     """
     keys = structure.layer_keys(model)
-    ours = {keys[id(layer)]: layer for layer in inject.adapted_layers(model)}
-    factors = {key: layer.adapter("default").variables[1] for key, layer in ours.items()}
+    adapted = inject.adapted_layers(model)
+    ours = {keys[id(layer)]: layer for layer in adapted if not isinstance(layer, GraLoRAExpertWeights)}
+    factors = {keys[id(layer)]: layer.adapter("default").variables[1] for layer in adapted}
     our_sizes = _sizes(gradients(model, inputs), factors)
+    # Expert weights (no Keras LoRA to compare with): each adapted weight gets a gradient (an expert no token
+    # is routed to gets none, as its weight's own gradient).
+    if still := sorted(
+        layer.path for layer in adapted if keys[id(layer)] not in ours and not our_sizes[keys[id(layer)]]
+    ):
+        raise AssertionError(f"expert weights get no gradient: {still}")
     twin, _ = build(name)
     twin.set_weights(base_weights)
     twin_layers = structure.layers_by_key(twin)

@@ -15,6 +15,7 @@ import numpy as np
 from keras_gralora.config import check_adapter_name
 from keras_gralora.files import saved_structure
 from keras_gralora.files.adapter_file import FileAdapter
+from keras_gralora.layers.experts import ExpertWeight
 from keras_gralora.layers.named_adapter import ROLES
 from keras_gralora.lifecycle import adapters
 from keras_gralora.surgery import inject, structure
@@ -222,7 +223,7 @@ def _check_layer(layer, name, entry, source, existing):
             f"{where}: layer '{path}' maps {shape[0]} -> {shape[1]} features, "
             f"'{source.path}' was saved from {entry.shape[0]} -> {entry.shape[1]}."
         )
-    expected = adapter_shapes(shape, entry.config)
+    expected = adapter_shapes(shape, entry.config, inject.adapted_class(layer).lead_shape_of(layer))
     saved = {role: array.shape for role, array in entry.arrays.items()}
     if saved != expected:
         raise ValueError(f"{where}: layer '{path}' needs adapter variables {expected}, '{source.path}' holds {saved}.")
@@ -268,17 +269,21 @@ def _check_owners(model, plans, source):
                 )
 
 
-def adapter_shapes(shape, config):
-    """`{role: shape}` of the adapter variables `config` gives a layer of `shape = (in, out)` features."""
+def adapter_shapes(shape, config, lead=()):
+    """`{role: shape}` of the adapter variables `config` gives a layer of `shape = (in, out)` features.
+
+    `lead`: axes before each (`(E,)` for an expert weight: `GraLoRAAdapter.lead_shape_of`).
+    """
     (in_features, out_features), (r, k, hybrid_r) = shape, (config.r, config.k, config.hybrid_r)
     shapes = {"gralora_a": (k, in_features // k, r), "gralora_b": (k, r, out_features // k)}
     if hybrid_r:
         shapes.update(gralora_hybrid_a=(in_features, hybrid_r), gralora_hybrid_b=(hybrid_r, out_features))
-    return shapes
+    return {role: tuple(lead) + shape for role, shape in shapes.items()}
 
 
 def _assign(plan, values):
     for layer, entry in plan.layers:
+        layer = layer.adapted() if isinstance(layer, ExpertWeight) else layer  # an expert weight adapted just now
         merged = layer.merged_adapters
         layer.unmerge()
         for role, variable in zip(ROLES, layer.adapter(plan.name).variables):

@@ -51,6 +51,7 @@ def enable_gralora(
     rank_pattern=None,
     alpha_pattern=None,
     k_pattern=None,
+    target_parameters=None,
 ):
     """`backbone.enable_gralora(...)`: `keras_gralora.enable_gralora(backbone, ...)`, as KerasHub's `enable_lora`.
 
@@ -84,6 +85,7 @@ def enable_gralora(
         rank_pattern,
         alpha_pattern,
         k_pattern,
+        target_parameters,
     )
 
 

@@ -3,7 +3,7 @@
 Inside `serialization.exporting_plain_layers()` (this thread, one export),
 each GraLoRA layer saves the variables of a plain twin; what Keras' writer
 looks up by name must also see the plain class, and the export holds no
-optimizer. Three names of Keras' saving code are wrapped, inert outside an
+optimizer and no expert weights' adapter layers (their hosts save the merged weights). Three names of Keras' saving code are wrapped, inert outside an
 export (`exporting()` is False there): see the table in `integration/__init__.py`.
 """
 
@@ -11,6 +11,7 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 from keras.src.utils import naming
 
+from keras_gralora.layers.experts import GraLoRAExpertWeights
 from keras_gralora.layers.kinds import BASE_CLASS
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 from keras_gralora.layers.serialization import exporting
@@ -48,7 +49,7 @@ def install():
 
     def walk_saveable(saveable):
         for name, child in walk(saveable):
-            if not (exporting() and isinstance(child, keras.optimizers.Optimizer)):
+            if not (exporting() and isinstance(child, (keras.optimizers.Optimizer, GraLoRAExpertWeights))):
                 yield name, child
 
     serialize_keras_object._gralora = True

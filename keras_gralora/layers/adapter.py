@@ -100,6 +100,11 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
         """`(in, out)` sizes that the `k` blocks split (a convolution's channels); by default `matrix_shape_of`."""
         return cls.matrix_shape_of(layer)
 
+    @classmethod
+    def lead_shape_of(cls, layer):
+        """Axes before every adapter variable's own: `()`, or `(E,)` for a weight of `E` experts' matrices."""
+        return ()
+
     # `_kernel_view()` (merging.py): the kernel as `[in, out]`; a kind whose kernel is laid out otherwise overrides it.
 
     def __init__(

@@ -14,11 +14,12 @@ class AdapterWeights:
     def _create_variables(self, name, config):
         in_features, out_features = self._kernel_matrix_shape()
         config.validate_features(*self.block_sizes_of(self), self._gralora_where())
-        r, k, hybrid_r = config.r, config.k, config.hybrid_r
-        # (shape, fan_in of its init, whether it is a B: zero unless init_weights=False)
+        r, k, hybrid_r, lead = config.r, config.k, config.hybrid_r, self.lead_shape_of(self)
+        # (shape, fan_in of its init, whether it is a B: zero unless init_weights=False); per expert when `lead`
         specs = [((k, in_features // k, r), in_features // k, False), ((k, r, out_features // k), r, True)]
         if hybrid_r:
             specs += [((in_features, hybrid_r), in_features, False), ((hybrid_r, out_features), hybrid_r, True)]
+        specs = [(lead + shape, fan_in, is_b) for shape, fan_in, is_b in specs]
         with self._unlocked_tracker(), self._open_name_scope():
             return tuple(
                 self._add_adapter_weight(variable_name(role, name), shape, fan_in, zero=is_b and config.init_weights)

@@ -113,7 +113,7 @@ class AdapterMerging:
         """`{variable name: value}` of the kernel's storage as `merge()` would leave it; the layer is not changed."""
         todo = [n for n in self._gralora.active if n in self._gralora.adapters and n not in self._gralora.merged]
         if not todo:
-            return storage_values(self)
+            return self._storage()
         merged, original = self._merged_float(todo)
         return requantized(self, merged) if original is not None else {self._kernel.name: merged}
 
@@ -133,7 +133,11 @@ class AdapterMerging:
 
     def merge_state(self):
         """The kernel's storage and merged names as they are now: `restore_merge_state` puts them back bit for bit."""
-        return storage_values(self), self.merged_adapters, self._gralora.quantized_original
+        return self._storage(), self.merged_adapters, self._gralora.quantized_original
+
+    def _storage(self):
+        """`{name: numpy array}` of the variables that hold the base kernel (`quantized.storage_values`)."""
+        return storage_values(self)
 
     def restore_merge_state(self, state):
         """Puts back what `merge_state()` returned: the kernel's storage and the merged names."""

@@ -40,6 +40,12 @@ def check_base_layer(layer, config):
     check_quantization_mode(layer.quantization_mode, where)
     if isinstance(layer, keras.layers.Embedding):
         check_table(layer, config, where)
+    if getattr(layer, "EXPERTS", False) and config.dropout:
+        raise ValueError(
+            f"{where} at '{layer.path}': dropout={config.dropout} on expert weights: their adapters are added to the "
+            "weight the experts multiply by, so there is no adapter input to drop (PEFT's target_parameters "
+            "refuses lora_dropout too). Use dropout=0."
+        )
     if getattr(layer, "groups", 1) != 1:
         raise ValueError(
             f"{where}: a grouped convolution (groups={layer.groups}) has one kernel per group of channels; "
@@ -66,7 +72,7 @@ def check_table(layer, config, where):
         raise ValueError(
             f"{where}: dropout={config.dropout} on an embedding table: its input is a token id (a one-hot "
             "row), there is no activation to drop (PEFT's embedding LoRA has none). Use dropout=0 here "
-            "(dropout_pattern can set it per layer)."
+            "(or leave the table out of target_layer_names)."
         )
 
 

@@ -64,6 +64,10 @@ class AdapterSerialization:
         """The layer's own variables by name: kernel, bias, a quantized kernel's scale (and zero point), adapters."""
         return own_variables(self)
 
+    def _saved_variables(self):
+        """The variables this layer's slot of a Keras file holds (`_named_variables`, unless another layer saves some)."""
+        return self._named_variables()
+
     def save_own_variables(self, store):
         if not self.built:
             return
@@ -76,7 +80,7 @@ class AdapterSerialization:
     def load_own_variables(self, store):
         if not self.built:
             return
-        expected = self._named_variables()
+        expected = self._saved_variables()
         keys = self._stored_keys(store)
         missing = sorted(set(expected) - set(keys))
         unexpected = sorted(set(keys) - set(expected))

@@ -229,7 +229,7 @@ def _check_fits(layer, name, entry, holders, source):
             f"{where} does not fit adapter {name!r} of layer '{layer.path}': {'; '.join(problems)}. For larger "
             "ranks, call `prepare_model_for_compiled_hotswap(model, target_rank=...)` before compiling."
         )
-    expected = loading.adapter_shapes(shape, new)
+    expected = loading.adapter_shapes(shape, new, inject.adapted_class(layer).lead_shape_of(layer))
     if (found := {role: array.shape for role, array in entry.arrays.items()}) != expected:
         raise ValueError(f"{where}: layer '{layer.path}' needs {expected} for its settings, the source holds {found}.")
 

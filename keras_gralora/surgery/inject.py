@@ -33,6 +33,7 @@ from keras_gralora.surgery.selection import (  # noqa: F401  (re-exported: the r
     adapted_layers,
     adapter_configs,
     modules_to_save_paths,
+    select_expert_targets,
     select_targets,
 )
 
@@ -53,6 +54,7 @@ def enable_gralora(
     rank_pattern: dict[str, int] | None = None,
     alpha_pattern: dict[str, float] | None = None,
     k_pattern: dict[str, int] | None = None,
+    target_parameters: str | list[str] | None = None,
 ) -> list[str]:
     """Adds the GraLoRA adapter `adapter_name` to the targeted layers of `model`.
 
@@ -101,6 +103,15 @@ def enable_gralora(
             path wins); other layers keep `r`.
         alpha_pattern: Per-layer `alpha`, by the same rule.
         k_pattern: Per-layer `k`, by the same rule.
+        target_parameters: Expert weights to adapt as well (PEFT's word):
+            the `[E, in, out]` weights of mixture-of-experts layers, which
+            hold no Dense layers (KerasHub's Mixtral, Qwen-MoE, Qwen3-MoE,
+            Qwen3.5-MoE, GPT-OSS, Gemma 4 experts). `"all"` for every one,
+            a list of weight names (`"gate_up_proj"`) or path ends
+            (`"<layer path>/<weight name>"`), or a regular expression over
+            whole weight paths; each expert gets its own grid. With
+            `target_layer_names=[]`, only these. The pattern arguments match
+            `<layer path>/<weight name>`. See `docs/guides/layer-kinds.md`.
 
     Returns:
         The adapted layers' paths.
@@ -139,7 +150,13 @@ def enable_gralora(
         )
     check_bias_owner(model, existing, adapter_name, bias)
     saved = modules_to_save_paths(model, modules_to_save, existing)
-    targets = select_targets(model, target_layer_names, config, layers_to_transform, layers_pattern, saved)
+    experts_only = target_parameters is not None and isinstance(target_layer_names, list) and not target_layer_names
+    targets = (
+        []
+        if experts_only
+        else select_targets(model, target_layer_names, config, layers_to_transform, layers_pattern, saved)
+    )
+    targets += select_expert_targets(model, target_parameters)
     config = dataclasses.replace(config, modules_to_save=tuple(saved))
     planned = layer_configs(targets, config, patterns, auto_k, block_sizes, where)
     paths = enable_on_layers(model, [(layer, adapter_name, layer_config) for layer, layer_config in planned])
@@ -189,9 +206,9 @@ def enable_on_layers(model, plan):
             if isinstance(layer, GraLoRAAdapter):
                 layer.add_adapter(name, config)
             else:
-                adapt_in_place(layer, name, config)
+                adapted = adapt_in_place(layer, name, config)
                 if not first:  # a newly adapted layer follows the model's active set
-                    layer.set_active_adapters(active)
+                    adapted.set_active_adapters(active)
         freeze(model)
         sync_trainable(model)
     return [layer.path for layer, _, _ in plan]

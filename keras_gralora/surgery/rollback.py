@@ -78,7 +78,7 @@ def _record(layer):
 def _put_back(layer, adapters, order):
     """Gives `layer` its `adapters` (the recorded `NamedAdapter`s, variables included) again, in their order."""
     missing = [adapter for adapter in adapters if adapter.name not in getattr(layer, "adapter_names", ())]
-    if missing and not isinstance(layer, GraLoRAAdapter):  # unadapted by the change: its GraLoRA class again
+    if missing and not getattr(layer, "attached", isinstance(layer, GraLoRAAdapter)):  # unadapted by the change
         adapt_in_place(layer, missing[0].name, missing[0].config)
         layer.delete_adapter(missing[0].name)
     for adapter in missing:

@@ -10,6 +10,7 @@ import keras
 
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.embedding import GraLoRAReversibleEmbedding
+from keras_gralora.layers.experts import ExpertWeight, GraLoRAExpertWeights, expert_weights
 from keras_gralora.layers.kinds import ADAPTED_CLASS, BASE_CLASS  # noqa: F401  (BASE_CLASS: re-exported)
 from keras_gralora.layers.reversible_embedding import KERAS_REVERSIBLE_EMBEDDING
 from keras_gralora.surgery import structure
@@ -26,6 +27,8 @@ def adapted_class(layer):
     """The GraLoRA class `layer` becomes (or is); `None` for other layers."""
     if isinstance(layer, GraLoRAAdapter):
         return type(layer)
+    if isinstance(layer, ExpertWeight):
+        return GraLoRAExpertWeights
     if type(layer) not in ADAPTED_CLASS and isinstance(layer, KERAS_REVERSIBLE_EMBEDDING) and not overrides_call(layer):
         return GraLoRAReversibleEmbedding  # KerasHub's subclass: `enable_gralora` makes it ours first
     return ADAPTED_CLASS.get(type(layer))
@@ -88,6 +91,47 @@ def select_targets(model, target_layer_names, config, layers_to_transform=None, 
         raise ValueError(
             f"{WHERE}: {both} are both targets and (inside) modules_to_save {list(saved)}; a layer is either "
             "adapted or saved whole. Leave it out of one of them."
+        )
+    return targets
+
+
+def select_expert_targets(model, target_parameters):
+    """The expert weights `enable_gralora(target_parameters=...)` adapts (`experts.py`); `[]` for `None`.
+
+    `"all"`: every one; a regular expression: those whose whole path it
+    matches; a list: those whose weight name is in it, or whose path ends
+    with one of its entries (`"<layer path>/<weight name>"`).
+    """
+    if target_parameters is None:
+        return []
+    candidates = expert_weights(model)
+    if not candidates:
+        raise ValueError(
+            f"{WHERE}: target_parameters={target_parameters!r}, but '{model.name}' has no expert weights (a layer "
+            "with `num_experts` holding float [num_experts, in, out] weights, as KerasHub's mixture-of-experts "
+            "models do). Leave target_parameters out."
+        )
+    if target_parameters == "all":
+        return candidates
+    if isinstance(target_parameters, str):
+        pattern = re.compile(target_parameters)
+        targets = [weight for weight in candidates if pattern.fullmatch(weight.path)]
+    elif isinstance(target_parameters, (list, tuple)) and all(isinstance(name, str) for name in target_parameters):
+        targets = [
+            weight
+            for weight in candidates
+            if any(name == weight.name or weight.path.endswith("/" + name) for name in target_parameters)
+        ]
+    else:
+        raise ValueError(
+            f"{WHERE}: target_parameters={target_parameters!r} is not 'all', a regular expression string or a "
+            "list of weight names."
+        )
+    if not targets:
+        raise ValueError(
+            f"{WHERE}: target_parameters={target_parameters!r} matched no expert weight of '{model.name}'. Its "
+            f"expert weights are named {sorted({w.name for w in candidates})}, e.g. at '{candidates[0].path}' "
+            "('all' takes every one)."
         )
     return targets
 

@@ -18,6 +18,7 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own walk of the object structure
 from keras.src.utils import naming
 
+from keras_gralora.layers.experts import ExpertWeight, expert_weights, holder_attribute
 from keras_gralora.layers.kinds import BASE_CLASS
 
 BACKBONE = "backbone"
@@ -75,16 +76,19 @@ def places(model, keyed):
     """`(layers, variables)` of `model` by the names a file uses: structure keys, or paths (older files, PEFT).
 
     One walk of the structure serves both.
+
+    Expert weights not adapted yet (`experts.ExpertWeight`) are places too,
+    under the key and path their adapter layer will have.
     """
+    unadapted = [weight for weight in expert_weights(model) if isinstance(weight, ExpertWeight)]
     if not keyed:
-        return (
-            {layer.path: layer for layer in model._flatten_layers(include_self=False)},
-            {v.path: v for v in model.weights},
-        )
+        layers = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
+        return {**layers, **{weight.path: weight for weight in unadapted}}, {v.path: v for v in model.weights}
     keys = layer_keys(model)
     by_id = {id(v): v for v in model.variables}
     variables = {key: by_id[i] for i, key in variable_keys(model, keys).items() if i in by_id}
-    return layers_by_key(model, keys), variables
+    experts = {f"{key_of(keys, w.host)}/{holder_attribute(w.attribute)}": w for w in unadapted}
+    return {**layers_by_key(model, keys), **experts}, variables
 
 
 def _walk(obj, key, keys, visited=None):
