@@ -8,6 +8,7 @@ as `BertModel`, and the classifier serves `BertTextClassifier` tests.
 """
 
 import numpy as np
+import tiny_transformers
 import torch
 import transformers
 
@@ -37,16 +38,26 @@ CONV1D = {  # transformers' Conv1D modules (fan_in_fan_out), and a fused c_attn 
         ["c_attn", "c_proj", "c_fc"],
     )
 }
+MOE_SIZES = dict(num_key_value_heads=2, num_experts_per_tok=2)
+MOE = {  # mixture-of-experts models, whose experts PEFT's LoRA adapts through target_parameters
+    "mixtral": (("MixtralConfig", dict(MOE_SIZES, num_local_experts=4)), "MixtralForCausalLM", ["q_proj", "v_proj"]),
+    "qwen3_moe": (
+        ("Qwen3MoeConfig", dict(MOE_SIZES, num_experts=4, moe_intermediate_size=8, head_dim=4, mlp_only_layers=[])),
+        "Qwen3MoeForCausalLM",
+        ["q_proj", "v_proj"],
+    ),
+}
 ROUNDED_BY_KERAS_HUB = {"mistral": torch.float16}  # convert_mistral.py stores every weight through float16
 TOKENS = np.random.default_rng(0).integers(1, SIZES["vocab_size"], (2, 7))
 
 
 def write_checkpoint(name, directory, seed=0, **overrides):
     """Writes architecture `name`'s tiny random checkpoint to `directory`."""
-    (config_class, settings), class_name, _ = {**ARCHITECTURES, **CONV1D}[name]
+    (config_class, settings), class_name, _ = {**ARCHITECTURES, **CONV1D, **MOE}[name]
     config = getattr(transformers, config_class)(**{**SIZES, **settings, **overrides})
     torch.manual_seed(seed)
     getattr(transformers, class_name)(config).save_pretrained(directory)
+    tiny_transformers.with_transformers_4_keys(name, directory, config)
     return directory
 
 
@@ -56,7 +67,7 @@ def load(name, directory, class_name=None):
     Its weights are rounded as KerasHub's converter rounds them, so that
     both start from the same base.
     """
-    class_name = class_name or {**ARCHITECTURES, **CONV1D}[name][1]
+    class_name = class_name or {**ARCHITECTURES, **CONV1D, **MOE}[name][1]
     model = getattr(transformers, class_name).from_pretrained(directory).eval()
     if name in ROUNDED_BY_KERAS_HUB:
         model.to(ROUNDED_BY_KERAS_HUB[name]).float()

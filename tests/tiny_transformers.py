@@ -7,6 +7,9 @@ KerasHub converters without a table yet, and why (keras-hub 0.32,
 transformers 5.24): `NO_TABLE`.
 """
 
+import json
+import os
+
 import torch
 import transformers
 
@@ -30,13 +33,13 @@ TINY = {
     "qwen2": (GQA, "Qwen2ForCausalLM"),
     "qwen2_moe": (dict(GQA, **MOE, num_experts=4, shared_expert_intermediate_size=8), "Qwen2MoeForCausalLM"),
     "qwen3": (GQA, "Qwen3ForCausalLM"),
+    "qwen3_moe": (dict(GQA, **MOE, num_experts=4, mlp_only_layers=[]), "Qwen3MoeForCausalLM"),
     "smollm3": (dict(GQA, pad_token_id=0), "SmolLM3ForCausalLM"),
     "t5gemma": (dict(encoder=GQA, decoder=GQA), "T5GemmaForConditionalGeneration"),
 }
 NO_TABLE = {  # KerasHub converter module -> why no table is derived from it yet
     "convert_bart": "reads config['num_hidden_layers'], which transformers' BartConfig no longer writes",
     "convert_esm": "reads 'encoder.layer.N.attention.LayerNorm', which transformers' EsmModel no longer has",
-    "convert_qwen3_moe": "reads config['num_experts'], which transformers' Qwen3MoeConfig no longer writes",
     "convert_gpt_oss": "reads MXFP4 expert blocks, which a float checkpoint does not have",
     "convert_gemma4": "its reshape of the attention weights fails on a tiny checkpoint",
     "convert_gemma4_assistant": "an assistant head over a Gemma 4 backbone (see convert_gemma4)",
@@ -58,6 +61,21 @@ NO_TABLE = {  # KerasHub converter module -> why no table is derived from it yet
 }
 
 
+def with_transformers_4_keys(model_type, directory, config):
+    """Adds to a saved `config.json` the keys KerasHub 0.32's converter reads that transformers 5 renamed or dropped.
+
+    Qwen3-MoE: `num_experts` (now `num_local_experts`) and `head_dim`; the checkpoint is then as transformers 4 wrote it.
+    """
+    if model_type != "qwen3_moe":
+        return
+    path = os.path.join(directory, "config.json")
+    with open(path) as file:
+        saved = json.load(file)
+    saved.update(num_experts=saved["num_local_experts"], head_dim=config.head_dim)
+    with open(path, "w") as file:
+        json.dump(saved, file)
+
+
 def write(model_type, directory, seed=0):
     """Writes `model_type`'s tiny checkpoint; returns `(class written, base model class, prefix of its modules)`."""
     settings, class_name = TINY[model_type]
@@ -65,5 +83,6 @@ def write(model_type, directory, seed=0):
     torch.manual_seed(seed)
     model = getattr(transformers, class_name)(config)
     model.save_pretrained(directory)
+    with_transformers_4_keys(model_type, directory, config)
     base = type(model.base_model).__name__
     return class_name, base, "" if base == class_name else model.base_model_prefix + "."

@@ -3,7 +3,8 @@
 Inside `serialization.exporting_plain_layers()` (this thread, one export),
 each GraLoRA layer saves the variables of a plain twin; what Keras' writer
 looks up by name must also see the plain class, and the export holds no
-optimizer and no expert weights' adapter layers (their hosts save the merged weights). Three names of Keras' saving code are wrapped, inert outside an
+optimizer and no adapter layer of expert weights (their hosts save the
+merged weights). Three names of Keras' saving code are wrapped, inert outside an
 export (`exporting()` is False there): see the table in `integration/__init__.py`.
 """
 

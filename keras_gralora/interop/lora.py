@@ -18,11 +18,12 @@ import numpy as np
 from keras_gralora.backend import to_numpy
 from keras_gralora.config import DEFAULT_ADAPTER
 from keras_gralora.files import saving
-from keras_gralora.interop import factors, gguf_adapter, lora_files, names, peft, runtimes
+from keras_gralora.interop import expert_lora, factors, gguf_adapter, lora_files, names, peft, runtimes
 from keras_gralora.interop.lora_files import ConvertedModule
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.einsum_dense import ProjectionLayout
 from keras_gralora.layers.embedding import GraLoRATable
+from keras_gralora.layers.experts import GraLoRAExpertWeights
 from keras_gralora.lifecycle import adapters
 from keras_gralora.surgery import inject
 
@@ -76,6 +77,9 @@ def lora_factors(
     _check_has_lora(layer, where)
     lora_files.check_rank_fits(rank, {layer.path: inject.matrix_shape(layer)}, where)
     left, right = _exact(layer, adapter_name, where)
+    if isinstance(layer, GraLoRAExpertWeights):  # one pair per expert
+        _check_exact_experts(rank, [layer], where)
+        return left, right, 0.0
     a, b = lora_files.at_rank(left, right, rank, where)
     return a, b, factors.relative_error(a, b, left, right)
 
@@ -89,6 +93,8 @@ def _check_has_lora(layer, where):
 
 def _exact(layer, adapter_name, where):
     """`(left, right)`: the exact factors of the layer's update (a layer `_check_has_lora` passes)."""
+    if isinstance(layer, GraLoRAExpertWeights):
+        return expert_lora.expert_factors(layer, adapter_name)
     if isinstance(layer, GraLoRAAdapter):
         adapter = layer.adapter(adapter_name)
         a, b, scale, *hybrid = (to_numpy(v) if not isinstance(v, float) else v for v in adapter.factors())
@@ -187,6 +193,9 @@ def save_lora_adapter(
     if adapters.adapter_names(model):  # else Keras' own LoRA, if any
         adapter_name = adapters.one_adapter(model, adapter_name, where)
     layers, base, extra_arrays, extras = _source(model, adapter_name, architecture, class_name, where)
+    holders = [layer for layer in layers if isinstance(layer, GraLoRAExpertWeights)]
+    layers = [layer for layer in layers if not isinstance(layer, GraLoRAExpertWeights)]
+    _check_exact_experts(rank or profile, holders, where)
     lora_files.check_rank_fits(rank, {layer.path: inject.matrix_shape(layer) for layer in layers}, where)
     modules, fused, tables = {}, {}, set()
     for layer in layers:
@@ -203,6 +212,11 @@ def save_lora_adapter(
     every_layer = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
     modules.update({module: _fused(group, every_layer) for module, group in fused.items()})
     rows, arrays = lora_files.convert(modules, rank, profile, extras, where, tables)
+    if holders:
+        expert_rows, expert_arrays = expert_lora.expert_lora(
+            model, holders, adapter_name, architecture, class_name, where
+        )
+        rows, arrays = rows + expert_rows, {**arrays, **expert_arrays}
     base.update(
         task_type=peft.task_type(class_name),
         base_model_name_or_path=base_model_name_or_path and os.fspath(base_model_name_or_path),
@@ -215,6 +229,16 @@ def save_lora_adapter(
     if verbose:
         print(lora_files.report(rows, profile))
     return rows
+
+
+def _check_exact_experts(setting, holders, where):
+    """Expert weights are written exactly, for PEFT (`setting`: a rank or a runtime, refused with them)."""
+    if holders and setting is not None:
+        raise ValueError(
+            f"{where}: the adapter adapts expert weights ({holders[0].path}...), written exactly (one LoRA per "
+            f"expert, PEFT's target_parameters), so {setting!r} (a truncating rank or a runtime) does not apply. "
+            "Pass rank=None and runtime=None, or merge the experts' adapters (`export_merged`)."
+        )
 
 
 def _heads(model):

@@ -29,6 +29,7 @@ class ConvertedModule:
         rank: The rank written (truncated, or padded with zeros for a runtime).
         error: `||lora_B @ lora_A - delta||_F / ||delta||_F` of what is written
             (`delta`: the exact update, from the adapter's own blocks).
+        parameter: Whether `module` names a parameter (experts: PEFT's `target_parameters`), not a module.
     """
 
     module: str
@@ -36,6 +37,7 @@ class ConvertedModule:
     exact_rank: int
     rank: int
     error: float
+    parameter: bool = False
 
 
 def check_rank(rank, where):
@@ -129,7 +131,8 @@ def document(rows, base):
         "lora_alpha": common,
         "rank_pattern": patterns,
         "alpha_pattern": dict(patterns),
-        "target_modules": sorted(ranks),
+        "target_modules": sorted(row.module for row in rows if not row.parameter),
+        "target_parameters": sorted(row.module for row in rows if row.parameter) or None,
         "lora_dropout": 0.0,
         "bias": LORA_BIAS[base.get("bias") or "none"],
         "modules_to_save": base.get("modules_to_save") or None,

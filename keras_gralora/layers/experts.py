@@ -61,7 +61,7 @@ def holder_attribute(attribute):
 
 
 def expert_weights(model):
-    """Every expert weight inside `model`, in model order: its `GraLoRAExpertWeights` if adapted, else an `ExpertWeight`."""
+    """Every expert weight inside `model`, in model order: its `GraLoRAExpertWeights`, or an `ExpertWeight`."""
     found = []
     for layer in model._flatten_layers(include_self=False):
         for attribute in expert_attributes(layer):

@@ -65,7 +65,7 @@ class AdapterSerialization:
         return own_variables(self)
 
     def _saved_variables(self):
-        """The variables this layer's slot of a Keras file holds (`_named_variables`, unless another layer saves some)."""
+        """What this layer's slot of a Keras file holds: `_named_variables`, unless another layer saves some."""
         return self._named_variables()
 
     def save_own_variables(self, store):
