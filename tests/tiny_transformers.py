@@ -64,7 +64,7 @@ NO_TABLE = {  # KerasHub converter module -> why no table is derived from it yet
 def with_transformers_4_keys(model_type, directory, config):
     """Adds to a saved `config.json` the keys KerasHub 0.32's converter reads that transformers 5 renamed or dropped.
 
-    Qwen3-MoE: `num_experts` (now `num_local_experts`) and `head_dim`; the checkpoint is then as transformers 4 wrote it.
+    Qwen3-MoE: `num_experts` (now `num_local_experts`) and `head_dim`, as transformers 4 wrote them.
     """
     if model_type != "qwen3_moe":
         return

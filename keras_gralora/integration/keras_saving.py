@@ -12,7 +12,7 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 from keras.src.utils import naming
 
-from keras_gralora.layers.experts import GraLoRAExpertWeights
+from keras_gralora.layers.experts import PLAIN_HOST_CLASS, GraLoRAExpertWeights
 from keras_gralora.layers.kinds import BASE_CLASS
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 from keras_gralora.layers.serialization import exporting
@@ -46,7 +46,10 @@ def install():
         return _plain_config(config) if exporting() else config
 
     def to_snake_case(name):
-        return snake_case(_PLAIN_NAMES.get(name, name) if exporting() else name)
+        if exporting():
+            hosts = {cls.__name__: plain.__name__ for cls, plain in PLAIN_HOST_CLASS.items()}
+            name = _PLAIN_NAMES.get(name) or hosts.get(name, name)
+        return snake_case(name)
 
     def walk_saveable(saveable):
         for name, child in walk(saveable):

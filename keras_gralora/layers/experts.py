@@ -275,12 +275,14 @@ class ExpertsHost:
             _READING.reset(token)
 
     def save_own_variables(self, store):
-        super().save_own_variables(store)
-        order = [id(v) for v in self._trainable_variables + self._non_trainable_variables]  # Keras' own keys
+        """As Keras' `Layer.save_own_variables` (keys `"0"`, `"1"`...); adapted weights unmerged (an export: merged)."""
+        values = {}
         for holder in holders(self):
-            values = holder.merged_storage() if exporting() else holder.unmerged_storage()
-            if holder.variable.name in values:
-                store[str(order.index(id(holder.variable)))] = values[holder.variable.name]
+            found = holder.merged_storage() if exporting() else holder.unmerged_storage()
+            if holder.variable.name in found:
+                values[id(holder.variable)] = found[holder.variable.name]
+        for index, variable in enumerate(self._trainable_variables + self._non_trainable_variables):
+            store[str(index)] = values.get(id(variable), variable)
 
 
 def host_class(cls, attribute):
@@ -295,7 +297,11 @@ def host_class(cls, attribute):
 
 
 def attach(target, name, config):
-    """Adapts expert weight `target` (an `ExpertWeight`, or a detached holder) with adapter `name`; the holder."""
+    """Adapts expert weight `target` (an `ExpertWeight`, or a detached holder) with adapter `name`; the holder.
+
+    The host lists its adapter layers in its weights' order whatever order they came in (a file's, a
+    rollback's), so its variables (and an optimizer's slots for them) are in the same order in every build.
+    """
     if isinstance(target, GraLoRAExpertWeights):
         holder = target
         holder.add_adapter(name, config)
@@ -307,6 +313,11 @@ def attach(target, name, config):
     cls = PLAIN_HOST_CLASS.get(type(host), type(host))
     with GraLoRAAdapter._unlocked_tracker(host):
         setattr(host, holder_attribute(holder.attribute), holder)
+    order = {name: index for index, name in enumerate(expert_attributes(host))}
+    adapted = sorted(
+        (layer for layer in host._layers if isinstance(layer, GraLoRAExpertWeights)), key=lambda h: order[h.attribute]
+    )
+    host._layers[:] = [layer for layer in host._layers if not isinstance(layer, GraLoRAExpertWeights)] + adapted
     host.__class__ = host_class(cls, holder.attribute)
     return holder
 

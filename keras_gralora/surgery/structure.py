@@ -10,15 +10,16 @@ It is the same in every build of the same architecture, in any process.
 
 Keys are measured from the model itself, except that a KerasHub task's
 backbone layers are keyed from its backbone (`backbone/...`), so a file
-saved from a task loads into its backbone and back. An adapted layer is
-keyed by its plain class, so enabling GraLoRA changes no key.
+saved from a task loads into its backbone and back. An adapted layer (or
+host of adapted expert weights) is keyed by its plain class, so enabling
+GraLoRA changes no key.
 """
 
 import keras
 from keras.src.saving import saving_lib  # Keras' own walk of the object structure
 from keras.src.utils import naming
 
-from keras_gralora.layers.experts import ExpertWeight, expert_weights, holder_attribute
+from keras_gralora.layers.experts import PLAIN_HOST_CLASS, ExpertWeight, expert_weights, holder_attribute
 from keras_gralora.layers.kinds import BASE_CLASS
 
 BACKBONE = "backbone"
@@ -118,7 +119,7 @@ def _walk_container(container, key, keys, visited, containers):
     used = {}
     for child in container.values() if isinstance(container, dict) else container:
         if isinstance(child, keras.layers.Layer):
-            plain = BASE_CLASS.get(type(child), type(child))
+            plain = BASE_CLASS.get(type(child)) or PLAIN_HOST_CLASS.get(type(child), type(child))
             _walk(
                 child,
                 _join(key, saving_lib._get_unique_name(naming.to_snake_case(plain.__name__), used)),
