@@ -34,6 +34,7 @@ _HOMES = {
         "GraLoRADense",
         "GraLoRAEinsumDense",
         "GraLoRAEmbedding",
+        "GraLoRAExpertWeights",
         "GraLoRAReversibleEmbedding",
         "NamedAdapter",
     ],

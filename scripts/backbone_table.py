@@ -7,7 +7,9 @@
     KERAS_BACKEND=torch .venv/bin/python scripts/backbone_table.py --defaults > docs/default-targets.md
 
 The first form prints one tab-separated row per backbone on this backend:
-the layers adapted with the default targets and with "all", what KerasHub's
+the layers adapted with the default targets and with "all" (which also
+adapts every expert weight of a mixture-of-experts backbone,
+`target_parameters="all"`), those expert weights, what KerasHub's
 `enable_lora(4)` adapts, and the status ("ok", the refusal of a
 convolutional backbone, or the failed check). `--markdown` merges such files
 into one table, a status column per backend. `--defaults` writes the docs'
@@ -21,25 +23,26 @@ import sys
 import time
 import warnings
 
-FIELDS = ("backbone", "default", "all", "enable_lora", "status", "seconds")
+FIELDS = ("backbone", "default", "all", "experts", "enable_lora", "status", "seconds")
 
 
 def row(name):
     import backbone_checks
     import keras
 
-    cells, status, start = [], "ok", time.time()
+    cells, status, start, experts = [], "ok", time.time(), "-"
     for targets in (None, "all"):
-        try:
-            result = backbone_checks.check_backbone(name, targets)
-            cells.append(str(result.adapted))
+        try:  # "all" with every expert weight too (`target_parameters="all"`), where the backbone has any
+            result = backbone_checks.check_backbone(name, targets, experts=targets == "all")
+            cells.append(str(result.adapted - result.experts))
+            experts = str(result.experts) if targets == "all" else experts
         except Exception as error:
             cells.append("-")
             text = " ".join(str(error).split())
             refused = "has no Dense, EinsumDense or Conv1D/2D/3D" in text
             status = "refused: nothing to adapt" if refused else f"FAIL: {text[:200]}"
         keras.backend.clear_session()
-    return [name, *cells, str(backbone_checks._lora_count(name)), status, f"{time.time() - start:.1f}"]
+    return [name, *cells, experts, str(backbone_checks._lora_count(name)), status, f"{time.time() - start:.1f}"]
 
 
 def sweep(names):
@@ -63,12 +66,13 @@ def markdown(paths):
             backend = f.readline().strip().split("=")[-1]
             tables[backend] = {r["backbone"]: r for r in csv.DictReader(f, delimiter="\t")}
     names = sorted({name for table in tables.values() for name in table})
-    print(f'| backbone | adapted (default) | adapted ("all") | enable_lora | {" | ".join(tables)} |')
-    print("|---|---|---|---|" + "---|" * len(tables))
+    print(f'| backbone | adapted (default) | adapted ("all") | expert weights | enable_lora | {" | ".join(tables)} |')
+    print("|---|---|---|---|---|" + "---|" * len(tables))
     for name in names:
         r = next(table[name] for table in tables.values() if name in table)
         statuses = [tables[b].get(name, {}).get("status", "not run") for b in tables]
-        print(f"| {name} | {r['default']} | {r['all']} | {r['enable_lora']} | {' | '.join(statuses)} |")
+        experts = r.get("experts", "-")
+        print(f"| {name} | {r['default']} | {r['all']} | {experts} | {r['enable_lora']} | {' | '.join(statuses)} |")
     for backend, table in tables.items():
         passed = sum(r["status"] == "ok" for r in table.values())
         refused = sum(r["status"].startswith("refused") for r in table.values())

@@ -173,7 +173,8 @@ def test_save_peft_adapter_refuses_a_table_peft_gralora_cannot_load(tmp_path):
     backbone = keras_hub.models.Backbone.from_preset(hf.write_checkpoint("gemma", str(tmp_path / "gemma")))
     backbone.enable_gralora(r=4, k=2, target_layer_names=["token_embedding", "query"])
     with pytest.raises(
-        ValueError, match=r"\['token_embedding'\] are convolutions or embedding tables.*save_lora_adapter"
+        ValueError,
+        match=r"\['token_embedding'\] are convolutions, embedding tables or expert weights.*save_lora_adapter",
     ):
         keras_gralora.save_peft_adapter(backbone, tmp_path / "peft")
     assert not (tmp_path / "peft").exists()

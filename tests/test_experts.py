@@ -213,13 +213,19 @@ def test_lora_export_loads_in_peft_with_target_parameters(name, tmp_path):
     hf.assert_outputs_equal(ours, theirs)
     with pytest.raises(ValueError, match="written exactly"):
         keras_gralora.save_lora_adapter(backbone, tmp_path / "served", runtime="vllm")
-    assert not os.path.exists(tmp_path / "served")
+    with pytest.raises(ValueError, match="or expert weights; PEFT's GraLoRA adapts linear modules only"):
+        keras_gralora.save_peft_adapter(backbone, tmp_path / "gralora")
+    assert not os.path.exists(tmp_path / "served") and not os.path.exists(tmp_path / "gralora")
 
 
-def test_moe_backbone_with_experts_trains_reloads_and_merges():
-    """Qwen3-MoE's tiny KerasHub configuration with every expert weight adapted (the sweep runs all MoE families)."""
-    result = backbone_checks.check_backbone("qwen3_moe", "all", experts=True)
-    assert result.experts == 4
+@pytest.mark.parametrize("name, experts", [("qwen3_moe", 4), ("gemma4_moe", 18)])
+def test_moe_backbone_with_experts_trains_reloads_and_merges(name, experts):
+    """A tiny KerasHub MoE backbone with every expert weight adapted (the sweep runs the other MoE families).
+
+    Gemma 4's tiny test configuration has no MoE block: `backbone_checks.VARIANTS` turns it on.
+    """
+    result = backbone_checks.check_backbone(name, "all", experts=True)
+    assert result.experts == experts
 
 
 def test_holder_has_no_forward_of_its_own():

@@ -79,6 +79,7 @@ def _through_peft_merge(model_type, checkpoint, classes, class_name, adapter, ro
     assert len(state) > len(own) // 2
     target.load_state_dict(state, strict=False)
     full.save_pretrained(str(root / "merged"))
+    tiny.with_transformers_4_keys(model_type, str(root / "merged"), full.config)
     return _weights(keras_hub.models.Backbone.from_preset(str(root / "merged")))
 
 

@@ -22,6 +22,7 @@ saved from a smaller configuration (`interop/peft_read.py` finds them).
 
 import re
 
+from keras_gralora.layers.experts import ExpertWeight
 from keras_gralora.surgery.structure import BACKBONE, TASK
 
 
@@ -42,14 +43,18 @@ def unsaved(saved_keys, by_key):
     """The live layers (`{key: layer}`, adaptable ones) whose keys the saved model did not have.
 
     A file saved from a KerasHub backbone is compared over the backbone only
-    (it loads into a task holding that backbone).
+    (it loads into a task holding that backbone). An expert weight not
+    adapted yet (`experts.ExpertWeight`) was saved with its layer: its key is
+    that layer's, plus the adapter layer's name.
     """
     saved = set(saved_keys)
     from_backbone = all(key.startswith(f"{BACKBONE}/") for key in saved)
     return [
         layer.path
         for key, layer in by_key.items()
-        if key not in saved and not key.startswith("~") and (not from_backbone or key.startswith(f"{BACKBONE}/"))
+        if (key.rsplit("/", 1)[0] if isinstance(layer, ExpertWeight) else key) not in saved
+        and not key.startswith("~")
+        and (not from_backbone or key.startswith(f"{BACKBONE}/"))
     ]
 
 

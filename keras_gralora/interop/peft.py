@@ -22,6 +22,7 @@ from keras_gralora.interop import names, peft_files, peft_read, tensors
 from keras_gralora.interop.peft_read import GRALORA_TENSORS
 from keras_gralora.layers.conv import GraLoRAConv
 from keras_gralora.layers.embedding import GraLoRATable
+from keras_gralora.layers.experts import GraLoRAExpertWeights
 from keras_gralora.lifecycle import adapters
 
 PREFIX = peft_files.PREFIX
@@ -173,13 +174,16 @@ def save_peft_adapter(
 
 
 def check_linear_only(model, paths, where):
-    """PEFT's GraLoRA adapts linear modules only: a convolution's or embedding table's adapter is refused by name."""
+    """PEFT's GraLoRA adapts linear modules only: a convolution's, table's or expert weight's adapter is refused."""
     layers = {layer.path: layer for layer in model._flatten_layers(include_self=False)}
-    if others := [path for path in paths if isinstance(layers.get(path), (GraLoRAConv, GraLoRATable))]:
+    if others := [
+        path for path in paths if isinstance(layers.get(path), (GraLoRAConv, GraLoRATable, GraLoRAExpertWeights))
+    ]:
         raise ValueError(
-            f"{where}: layers {others[:3]} are convolutions or embedding tables; PEFT's GraLoRA adapts linear modules "
-            "only (nn.Linear, GPT-2's Conv1D), so it could not load them. `save_lora_adapter` writes the same "
-            "update as exact LoRA (PEFT's embedding and conv LoRA load it), or leave those layers out."
+            f"{where}: layers {others[:3]} are convolutions, embedding tables or expert weights; PEFT's GraLoRA "
+            "adapts linear modules only (nn.Linear, GPT-2's Conv1D), so it could not load them. `save_lora_adapter` "
+            "writes the same update as exact LoRA (PEFT's embedding, conv and target_parameters LoRA load it), or "
+            "leave those layers out."
         )
 
 
