@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import pytest
 import reference
 from helpers import random_input, randomize, to_numpy
 
@@ -28,7 +27,8 @@ class LayerKind:
     input_shape: tuple  # with the batch axis
     vocabulary: int = 0  # token ids below this as the input (an embedding), else floats
     apply: Callable = lambda layer, inputs: layer(inputs)  # how the model calls it
-    quantized_base: bool = True  # False: an adapted layer of this kind refuses `quantize`
+    # False: no int8 comparison (a tied table's reverse quantizes its inputs, so an adapter's share is not additive)
+    quantized_base: bool = True
 
 
 def kind_input(kind, seed=1):
@@ -117,8 +117,6 @@ def run_layer_test(kind, tmp_path, r=4, k=2, hybrid_r=2):
 
     # an int8 base: the adapters add what they add to the float base
     if not kind.quantized_base:
-        with pytest.raises(ValueError, match="quantiz"):
-            model.quantize("int8")
         return
     quantized = model_of(kind)
     quantized.quantize("int8")

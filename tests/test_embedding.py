@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_gralora
+from keras_gralora.layers.quantized import ReadOnlyView
 
 VOCABULARY, WIDTH = 24, 8
 
@@ -121,21 +122,74 @@ def test_training_moves_only_the_table_adapters():
     assert sorted(v.name for v in model.trainable_variables) == ["gralora_a_default", "gralora_b_default"]
 
 
-def test_dropout_and_quantized_tables_are_refused_by_name():
+def test_dropout_on_a_table_is_refused_by_name():
     inputs = keras.Input((5,), dtype="int32")
     model = keras.Model(inputs, keras.layers.Embedding(VOCABULARY, WIDTH, name="tokens")(inputs))
     with pytest.raises(ValueError, match=r"Embedding 'tokens'.*dropout=0.1.*dropout=0"):
         keras_gralora.enable_gralora(model, r=2, k=2, dropout=0.1, target_layer_names=["tokens"])
-    adapted, _ = _tied_model()
-    before = [to_numpy(w) for w in adapted.weights]
-    with pytest.raises(ValueError, match=r"\['tokens'\] are adapted embedding tables.*nothing was quantized"):
-        adapted.quantize("int8")  # the Dense layer before it is left float too
-    assert adapted.get_layer("mix").quantization_mode is None
-    assert all(np.array_equal(to_numpy(w), b) for w, b in zip(adapted.weights, before))
-    model.quantize("int8")
-    with pytest.raises(ValueError, match=r"Embedding 'tokens'.*quantized \('int8'\)"):
-        keras_gralora.enable_gralora(model, r=2, k=2, target_layer_names=["tokens"])
     assert type(model.get_layer("tokens")) is keras.layers.Embedding
+
+
+def _table_model(seed=0):
+    """Token ids -> a tied table's rows, and logits of the rows (the table's reverse)."""
+    inputs = keras.Input((5,), dtype="int32")
+    table = keras.layers.ReversibleEmbedding(VOCABULARY, WIDTH, logit_soft_cap=4.0, name="tokens")
+    rows = table(inputs)
+    model = keras.Model(inputs, [rows, table(rows, reverse=True)])
+    randomize(model.weights, seed=seed, scale=0.3)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("quantize_first", [True, False])
+def test_a_quantized_table_adds_the_adapters_to_keras_quantized_lookup(mode, quantize_first):
+    """Rows are Keras' quantized rows plus the delta's; tied logits Keras' quantized ones plus `h @ delta.T`.
+
+    Quantizing before adapting or after gives the same layer. Merging requantizes the table (within a
+    quantization step of the unmerged rows); unmerging restores its integer storage bit for bit.
+    """
+    plain, model = _table_model(), _table_model()
+    plain.quantize(mode)
+    if quantize_first:
+        model.quantize(mode)
+    keras_gralora.enable_gralora(model, r=4, k=2, hybrid_r=2, alpha=3.0, target_layer_names=["tokens"])
+    if not quantize_first:
+        model.quantize(mode)
+    layer, reference_table = model.get_layer("tokens"), plain.get_layer("tokens")
+    assert layer.quantization_mode == mode and isinstance(layer, keras_gralora.GraLoRAReversibleEmbedding)
+    randomize(layer.adapter("default").variables, seed=1, scale=0.3)
+    a, b, *pair = (np.asarray(to_numpy(v), np.float64) for v in layer.adapter("default").variables)
+    delta = reference.delta(a, b, layer.adapter("default").config.scale, *pair)
+    ids = _ids()
+    rows = to_numpy(layer(ids))
+    np.testing.assert_allclose(rows, to_numpy(reference_table(ids)) + delta[ids], rtol=1e-5, atol=1e-5)
+    hidden = np.random.default_rng(4).standard_normal((3, 5, WIDTH)).astype("float32")
+    uncapped = to_numpy(_keras_call(mode)(ReadOnlyView(reference_table, logit_soft_cap=None), hidden, reverse=True))
+    expected = np.tanh((uncapped + hidden @ delta.T) / 4.0) * 4.0
+    np.testing.assert_allclose(to_numpy(layer(hidden, reverse=True)), expected, rtol=1e-4, atol=1e-4)
+    storage = {v.name: to_numpy(v) for v in layer.weights if not v.name.startswith("gralora")}
+    keras_gralora.merge_gralora(model)
+    step = 1.0 / np.min(to_numpy(layer.embeddings_scale))  # the coarsest quantization step of a row
+    np.testing.assert_allclose(to_numpy(layer(ids)), rows, atol=step)
+    keras_gralora.unmerge_gralora(model)
+    assert all(np.array_equal(to_numpy(v), storage[v.name]) for v in layer.weights if v.name in storage)
+
+
+def _keras_call(mode):
+    return getattr(keras.layers.ReversibleEmbedding, f"_{mode}_call")
+
+
+def test_a_quantized_table_trains_its_adapters():
+    model = _table_model()
+    model.quantize("int8")
+    keras_gralora.enable_gralora(model, r=4, k=2, target_layer_names=["tokens"])
+    layer = model.get_layer("tokens")
+    storage = to_numpy(layer._embeddings)
+    before = [to_numpy(v) for v in layer.adapter("default").variables]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=["mse", "mse"])
+    model.fit(_ids(), [np.ones((3, 5, WIDTH), "float32"), np.zeros((3, 5, VOCABULARY), "float32")], epochs=2, verbose=0)
+    np.testing.assert_array_equal(to_numpy(layer._embeddings), storage)
+    assert all(not np.array_equal(to_numpy(v), old) for v, old in zip(layer.adapter("default").variables, before))
 
 
 @pytest.mark.parametrize("name", ["gemma", "llama"])

@@ -31,9 +31,7 @@ KINDS = [
         lambda: keras.layers.Conv2D(6, 3, data_format="channels_first", name="target"),
         (2, 4, 6, 5),
     ),
-    LayerKind(
-        "embedding", lambda: keras.layers.Embedding(12, 8, name="target"), (2, 5), vocabulary=12, quantized_base=False
-    ),
+    LayerKind("embedding", lambda: keras.layers.Embedding(12, 8, name="target"), (2, 5), vocabulary=12),
     LayerKind(
         "reversible_embedding_tied",
         lambda: keras.layers.ReversibleEmbedding(12, 8, name="target"),

@@ -48,9 +48,11 @@ Each entry: what changes, why, and the module that changes it.
 
 Not a patch, but a seam all the same: adapting a layer changes its
 `__class__` to the GraLoRA subclass of its own Keras class, keeping the
-object the model's graph holds (`layers/in_place.py`); and a quantized
-LM's `ReversibleEmbedding` gets the straight-through gradient the same way
-(`surgery/quantized_gradients.py`).
+object the model's graph holds (`layers/in_place.py`); a layer holding
+adapted expert weights (KerasHub's `MixtralMoeExperts`, ...) becomes
+`GraLoRA<its class>`, whose `call` reads those weights adapted
+(`layers/expert_hosts.py`); and a quantized LM's `ReversibleEmbedding` gets
+the straight-through gradient the same way (`surgery/quantized_gradients.py`).
 
 `install_when_imported()` runs at `import keras_gralora` and imports
 nothing: the Keras changes (and the registration of the GraLoRA layers for

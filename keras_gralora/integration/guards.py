@@ -62,16 +62,10 @@ def check_quantizable(model, mode):
     where = f"{model.name}.quantize"
     check_quantization_mode(mode, f"{where} (GraLoRA on {layers[0].path} and others)")
     check_enabled(model, where)
-    if merged := [layer.path for layer in layers if layer.merged]:
+    if merged := [layer.path for layer in layers if layer.merged and not getattr(layer, "EXPERTS", False)]:
         raise ValueError(
             f"{where}: adapters are merged into the float kernels of {merged[:3]}...; quantizing would freeze "
             "them into the integer kernels. Call `unmerge_gralora(model)` first; nothing was quantized."
-        )
-    if tables := [layer.path for layer in layers if not (layer.QUANTIZABLE or getattr(layer, "EXPERTS", False))]:
-        raise ValueError(
-            f"{where}: {tables[:3]} are adapted embedding tables, which GraLoRA adapts in float only; nothing was "
-            "quantized. Quantize the model before adapting (leaving the table out of target_layer_names), or "
-            "serve the merged export."
         )
 
 

@@ -12,7 +12,8 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 from keras.src.utils import naming
 
-from keras_gralora.layers.experts import PLAIN_HOST_CLASS, GraLoRAExpertWeights
+from keras_gralora.layers.expert_hosts import PLAIN_HOST_CLASS
+from keras_gralora.layers.experts import GraLoRAExpertWeights
 from keras_gralora.layers.kinds import BASE_CLASS
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 from keras_gralora.layers.serialization import exporting

@@ -67,7 +67,6 @@ class GraLoRAAdapter(AdapterWeights, AdapterMerging, AdapterSerialization, Quant
 
     LAYER_CONTRACT = ("_base_output", "_adapter_output", "matrix_shape_of")
     ROUTABLE = True  # whether `adapter_routing` can send each row through its own adapter here
-    QUANTIZABLE = True  # whether `quantize` may quantize the base under the adapters (not an embedding table)
     IN_ALL = True  # whether `target_layer_names="all"` takes this kind (embeddings: only when named, as PEFT)
 
     def __init_subclass__(cls, **kwargs):

@@ -9,7 +9,8 @@ vocabulary block only. A tied `ReversibleEmbedding`'s reverse projection
 (an LM's logits) multiplies by the adapted table, as Keras LoRA's does,
 without forming it: `x @ delta.T` is the same grid with `A` and `B`
 swapped. No adapter dropout (a one-hot input has nothing to drop; PEFT's
-embedding LoRA has none either).
+embedding LoRA has none either). An int8/int4 table looks its rows up (and
+projects its logits) with Keras' own quantized calls, then adds the adapters.
 """
 
 import keras
@@ -19,6 +20,7 @@ from keras.src.backend import set_keras_mask  # as Keras' ReversibleEmbedding.ca
 from keras_gralora import ops as gralora_ops
 from keras_gralora.layers.adapter import GraLoRAAdapter
 from keras_gralora.layers.named_adapter import ADAPTER_DTYPE
+from keras_gralora.layers.quantized import ReadOnlyView, check_quantization_mode
 from keras_gralora.layers.reversible_embedding import ReversibleEmbedding
 
 
@@ -32,7 +34,10 @@ class GraLoRATable(GraLoRAAdapter):
     Dense layout with the vocabulary as input), so a step costs `r` multiply-
     adds per token and feature, a plain LoRA's. Embeddings are adapted only
     when named (`target_layer_names`), as PEFT; `"all"` leaves them out.
-    Quantized tables and per-row routing are refused with a clear error.
+    An int8/int4 table (Keras' `quantize`, before or after adapting) looks
+    its rows up with Keras' own quantized call and adds the adapters;
+    merging requantizes it, as for a Dense kernel. Per-row routing is
+    refused with a clear error.
 
     Args:
         *args, **kwargs: The Keras layer's (`input_dim`, `output_dim`, ...).
@@ -50,7 +55,6 @@ class GraLoRATable(GraLoRAAdapter):
     """
 
     IN_ALL = False
-    QUANTIZABLE = False
     ROUTABLE = False
     bias = None
     activation = None
@@ -78,7 +82,14 @@ class GraLoRATable(GraLoRAAdapter):
         return self._embeddings
 
     def _base_output(self, inputs, kernel=None):
+        if kernel is None and self.quantization_mode is not None:  # Keras' own lookup, dequantized
+            mode = check_quantization_mode(self.quantization_mode, self._gralora_where())
+            return getattr(keras.layers.Embedding, f"_{mode}_call")(ReadOnlyView(self, lora_enabled=False), inputs)
         return ops.take(self._frozen_kernel() if kernel is None else kernel, inputs, axis=0)
+
+    def quantized_call(self, *args, **kwargs):
+        """`call`, which runs Keras' quantized lookup itself (Keras calls this for a quantized layer)."""
+        return self.call(*args, **kwargs)
 
     def call(self, inputs, training=None):
         if inputs.dtype not in ("int32", "int64"):
@@ -95,13 +106,6 @@ class GraLoRATable(GraLoRAAdapter):
         lead = tuple(ops.shape(x)[:-1])
         y = self._sum_adapters(ops.reshape(ops.cast(x, ADAPTER_DTYPE), (-1, self.output_dim)), False, swapped_forward)
         return ops.reshape(y, lead + (self.input_dim,))
-
-    def quantize(self, mode=None, type_check=True, config=None):
-        """Refused: GraLoRA adapts float tables (quantize the model before adapting it, without the table)."""
-        raise ValueError(
-            f"{self._gralora_where()}: quantizing an adapted embedding table is not supported; quantize the "
-            "model without this layer adapted (leave it out of target_layer_names), or serve the merged export."
-        )
 
 
 def gathered_forward(ids, a, b, scale, hybrid_a=None, hybrid_b=None):
@@ -170,12 +174,19 @@ class GraLoRAReversibleEmbedding(GraLoRATable, ReversibleEmbedding):
             if (mask := keras.layers.Embedding.compute_mask(self, inputs)) is not None:
                 set_keras_mask(result, mask)
             return result
-        if not self.tie_weights or not self._gralora.forward:
+        adapted = self.tie_weights and self._gralora.forward
+        if self.quantization_mode is not None:  # Keras' quantized projection (ours: its input gradient fixed)
+            keras_call = getattr(ReversibleEmbedding, f"_{self.quantization_mode}_call")
+            logits = self.reverse_logits(inputs, keras_call, soft_cap=None if adapted else self.logit_soft_cap)
+            if not adapted:
+                return logits
+        elif not adapted:
             return ReversibleEmbedding.call(self, inputs, reverse=True)
-        kernel, x = ops.transpose(self._frozen_kernel()), inputs
-        if self.reverse_dtype is not None:
-            x, kernel = ops.cast(x, self.reverse_dtype), ops.cast(kernel, self.reverse_dtype)
-        logits = ops.matmul(x, kernel)
+        else:
+            kernel, x = ops.transpose(self._frozen_kernel()), inputs
+            if self.reverse_dtype is not None:
+                x, kernel = ops.cast(x, self.reverse_dtype), ops.cast(kernel, self.reverse_dtype)
+            logits = ops.matmul(x, kernel)
         logits = ops.add(logits, ops.cast(self._reverse_adapter_output(inputs), logits.dtype))
         if self.logit_soft_cap is not None:
             logits = ops.multiply(ops.tanh(ops.divide(logits, self.logit_soft_cap)), self.logit_soft_cap)

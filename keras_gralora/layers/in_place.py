@@ -5,10 +5,10 @@ hold their layers by identity, so a replacement object would leave the graph
 calling the old one. The variants subclass the Keras class and add no
 weights of the base's, so the object stays a `Dense`/`EinsumDense` to Keras.
 A layer holding expert weights likewise becomes `GraLoRA<its class>`
-(`experts.py`), which reads its adapted weights in `call`.
+(`expert_hosts.py`), which reads its adapted weights in `call`.
 """
 
-from keras_gralora.layers import experts
+from keras_gralora.layers import expert_hosts, experts
 from keras_gralora.layers.kinds import ADAPTED_CLASS, BASE_CLASS
 from keras_gralora.layers.quantized import rebind_quantize
 
@@ -19,7 +19,7 @@ def adapt_in_place(layer, name, config):
     An expert weight (`experts.ExpertWeight`, or a holder a rollback detached) gets its adapter layer attached.
     """
     if isinstance(layer, (experts.ExpertWeight, experts.GraLoRAExpertWeights)):
-        return experts.attach(layer, name, config)
+        return expert_hosts.attach(layer, name, config)
     layer.__class__ = ADAPTED_CLASS[type(layer)]
     rebind_quantize(layer)
     layer._init_gralora(config, name)
@@ -30,7 +30,7 @@ def adapt_in_place(layer, name, config):
 def unadapt_in_place(layer):
     """Turns a GraLoRA layer without adapters back into its plain Keras class (an expert weight's: detached)."""
     if isinstance(layer, experts.GraLoRAExpertWeights):
-        experts.detach(layer)
+        expert_hosts.detach(layer)
         return
     if layer._gralora_seed is not None:
         layer._tracker.untrack(layer._gralora_seed)

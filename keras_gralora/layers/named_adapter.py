@@ -62,12 +62,7 @@ def check_base_layer(layer, config):
 
 
 def check_table(layer, config, where):
-    """An embedding table takes GraLoRA float and without dropout."""
-    if layer.quantization_mode is not None:
-        raise ValueError(
-            f"{where}: the table is quantized ({layer.quantization_mode!r}); GraLoRA adapts float embedding "
-            "tables only. Adapt the float model's embedding, or leave it out of target_layer_names."
-        )
+    """An embedding table takes GraLoRA without dropout."""
     if config.dropout:
         raise ValueError(
             f"{where}: dropout={config.dropout} on an embedding table: its input is a token id (a one-hot "

@@ -1,6 +1,7 @@
 """GraLoRA over Keras' own int8 / int4 quantized kernels: the frozen base of QLoRA-style tuning.
 
-Keras' quantized `Dense` / `EinsumDense` compute the base projection from
+Keras' quantized `Dense` / `EinsumDense` (and `Embedding`, whose lookup
+dequantizes the gathered rows) compute the base projection from
 the integer kernel and its scale (`_int8_call`, `_int4_call`: the integer
 matmul under a custom gradient that dequantizes only for the input
 gradient), then add bias and activation. A GraLoRA layer reuses exactly
@@ -50,7 +51,8 @@ def logical_kernel_shape(layer):
     return tuple(layer._kernel.shape)
 
 
-STORAGE = ("kernel", "kernel_scale", "kernel_zero", "g_idx", "embeddings")
+STORAGE = ("kernel", "kernel_scale", "kernel_zero", "g_idx", "embeddings", "embeddings_scale", "embeddings_zero")
+TABLE_STORAGE = {"embeddings": "_embeddings"}  # a table's storage name -> the attribute Keras' quantized call reads
 
 
 def own_variables(layer):
@@ -66,6 +68,10 @@ def storage_values(layer):
 def dequantized_kernel(layer, values):
     """The float32 kernel, in the float kernel's shape, that int8/int4 storage `values` stands for."""
     mode = layer.quantization_mode
+    if isinstance(layer, keras.layers.Embedding):  # Keras' own quantized lookup of every row, in float32
+        storage = {TABLE_STORAGE.get(name, name): ops.convert_to_tensor(value) for name, value in values.items()}
+        view = ReadOnlyView(layer, compute_dtype="float32", lora_enabled=False, **storage)
+        return getattr(keras.layers.Embedding, f"_{mode}_call")(view, ops.arange(layer.input_dim, dtype="int32"))
     kernel, scale = ops.convert_to_tensor(values["kernel"]), ops.convert_to_tensor(values["kernel_scale"])
     if mode == "int4":
         columns = getattr(layer, "_int4_unpacked_column_size", None) or getattr(layer, "_orig_output_dim", None)
@@ -113,12 +119,12 @@ def _quantize_like(scratch, layer):
 def requantized(layer, float_kernel):
     """Storage values for `float_kernel`, quantized by Keras' own `quantize` as `layer` was.
 
-    A scratch plain `Dense`/`EinsumDense` with the layer's settings, float32
+    A scratch plain `Dense`/`EinsumDense`/`Embedding` with the layer's settings, float32
     and built like it, gets `float_kernel` and is quantized with the layer's
     mode and config; its integer kernel and scale are returned.
     """
     scratch = _scratch(layer, "float32")
-    scratch._kernel.assign(float_kernel)
+    (scratch._embeddings if isinstance(scratch, keras.layers.Embedding) else scratch._kernel).assign(float_kernel)
     _quantize_like(scratch, layer)
     return storage_values(scratch)
 

@@ -55,17 +55,30 @@ class ReversibleEmbedding(KERAS_REVERSIBLE_EMBEDDING):
         restore_int4_inputs(self)
 
     def _int8_call(self, inputs, reverse=False):
-        if reverse and self.inputs_quantizer:
-            return self._straight_through(inputs, KERAS_REVERSIBLE_EMBEDDING._int8_call)
-        return super()._int8_call(inputs, reverse=reverse)
+        if reverse:
+            return self.reverse_logits(inputs, KERAS_REVERSIBLE_EMBEDDING._int8_call, self.logit_soft_cap)
+        return super()._int8_call(inputs)
 
     def _int4_call(self, inputs, reverse=False):
-        if reverse and self.inputs_quantizer:
-            return self._straight_through(inputs, KERAS_REVERSIBLE_EMBEDDING._int4_call)
-        return super()._int4_call(inputs, reverse=reverse)
+        if reverse:
+            return self.reverse_logits(inputs, KERAS_REVERSIBLE_EMBEDDING._int4_call, self.logit_soft_cap)
+        return super()._int4_call(inputs)
+
+    def reverse_logits(self, inputs, keras_call, soft_cap):
+        """Keras' quantized reverse projection (`keras_call`), soft-capped at `soft_cap` (`None`: not capped).
+
+        With input quantization, its input gradient is that of the dequantized kernel (`_straight_through`).
+        """
+        if self.inputs_quantizer:
+            logits = self._straight_through(inputs, keras_call)
+        else:
+            logits = keras_call(ReadOnlyView(self, logit_soft_cap=None), inputs, reverse=True)
+        if soft_cap is not None:  # as Keras: after the projection
+            logits = ops.multiply(ops.tanh(ops.divide(logits, soft_cap)), soft_cap)
+        return logits
 
     def _straight_through(self, inputs, keras_call):
-        """Keras' quantized reverse projection; its input gradient is that of the dequantized kernel."""
+        """Keras' quantized reverse projection, not soft-capped; its input gradient is the dequantized kernel's."""
         names = [name for name, value in vars(self).items() if _is_frozen_variable(value)]
 
         @ops.custom_gradient
@@ -80,10 +93,7 @@ class ReversibleEmbedding(KERAS_REVERSIBLE_EMBEDDING):
 
             return keras_call(ReadOnlyView(self, logit_soft_cap=None, **frozen), inputs, reverse=True), grad_fn
 
-        logits = project(inputs, *(ops.convert_to_tensor(getattr(self, name)) for name in names))
-        if self.logit_soft_cap is not None:  # as Keras: after the projection
-            logits = ops.multiply(ops.tanh(ops.divide(logits, self.logit_soft_cap)), self.logit_soft_cap)
-        return logits
+        return project(inputs, *(ops.convert_to_tensor(getattr(self, name)) for name in names))
 
 
 def restore_int4_inputs(layer):

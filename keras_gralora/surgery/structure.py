@@ -19,7 +19,8 @@ import keras
 from keras.src.saving import saving_lib  # Keras' own walk of the object structure
 from keras.src.utils import naming
 
-from keras_gralora.layers.experts import PLAIN_HOST_CLASS, ExpertWeight, expert_weights, holder_attribute
+from keras_gralora.layers.expert_hosts import PLAIN_HOST_CLASS
+from keras_gralora.layers.experts import ExpertWeight, expert_weights, holder_attribute
 from keras_gralora.layers.kinds import BASE_CLASS
 
 BACKBONE = "backbone"
