@@ -1,4 +1,4 @@
-"""The one seam that knows which backend runs: compiling a pure function, variable placement.
+"""The one seam that knows which backend runs: compiling a pure function, variable placement, processes.
 
 Eager jax and tensorflow dispatch every op on its own (0.1-0.6 ms each,
 more than the whole 1024 x 1024 delta's matmul), and eager jax writes
@@ -6,11 +6,17 @@ every intermediate to a new buffer (a reshape of a 4096 x 4096 delta is a
 64 MiB copy). Compiled, the few ops of a delta become one program.
 Torch runs eagerly at no such cost, so it gets the function unchanged.
 Measured in `benchmarks/delta.py`.
+
+Under several processes (multi-host jax: `keras.distribution.initialize`),
+`to_numpy` gathers arrays sharded over them, and `is_writer` / `all_agree`
+let one process write each file while the others wait for it
+(`files/atomic.py`).
 """
 
 import functools
 
 import keras
+import numpy as np
 
 
 def compiled(fn=None, *, static_argnames=()):
@@ -119,6 +125,52 @@ def to_numpy(x):
     Keras' jax `convert_to_numpy` calls `np.array` on a Keras variable,
     whose `__array__` takes no `copy` argument, so numpy 2 warns
     (DeprecationWarning) at every read of a variable; its value is a plain
-    backend tensor, which converts silently on every backend.
+    backend tensor, which converts silently on every backend. An array
+    sharded over several processes' devices (multi-host jax) is gathered
+    whole with JAX's `process_allgather`, a collective: every process
+    reads it, in the same order (as every process runs the same calls).
     """
-    return keras.ops.convert_to_numpy(x.value if isinstance(x, keras.Variable) else x)
+    value = x.value if isinstance(x, keras.Variable) else x
+    if spans_processes(value):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+    return keras.ops.convert_to_numpy(value)
+
+
+def spans_processes(value):
+    """Whether `value` is a jax array with shards on other processes' devices (which no process can fetch alone)."""
+    return keras.backend.backend() == "jax" and getattr(value, "is_fully_addressable", True) is False
+
+
+def gathered(value):
+    """`value`, or its whole numpy array when it spans several processes (`to_numpy`; a Keras variable too)."""
+    inner = value.value if isinstance(value, keras.Variable) else value
+    return to_numpy(inner) if spans_processes(inner) else value
+
+
+def process_count():
+    """How many processes share the devices (`keras.distribution.initialize` on jax); 1 otherwise."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def is_writer():
+    """Whether this process writes the files a save makes: process 0 (every process when there is one)."""
+    if process_count() == 1:
+        return True
+    import jax
+
+    return jax.process_index() == 0
+
+
+def all_agree(flag):
+    """Whether `flag` holds on every process: a collective under several processes (all call it in turn)."""
+    if process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.array([bool(flag)]))))

@@ -19,6 +19,8 @@ Every save of keras_gralora goes through here:
   left by a process that no longer runs (a killed save) are removed by the
   next save of the same target.
 - An `OSError` names the user's path, never a temporary one.
+- Under several processes (multi-host jax), process 0 writes; the others
+  wait until it is in place (`one_writer.py`).
 """
 
 import contextlib
@@ -29,6 +31,8 @@ import os
 import secrets
 import shutil
 import stat
+
+from keras_gralora.files.one_writer import one_writer, scratch
 
 TMP_MARK = ".keras_gralora-tmp-"
 _RENAME_EXCHANGE = 2
@@ -94,6 +98,17 @@ def _resolved(target):
 @contextlib.contextmanager
 def replacing_file(target, where, suffix=""):
     """Yields a temporary path (ending in `suffix`) for the new `target`; put in place only if the block succeeds."""
+    with one_writer(target, where) as writes:
+        if not writes:
+            with scratch() as folder:
+                yield os.path.join(folder, "file" + suffix)
+            return
+        with _replacing_file(target, where, suffix) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _replacing_file(target, where, suffix):
     target = _resolved(os.fspath(target))
     folder = _existing_folder(target, where)
     remove_stale_temps(target)
@@ -125,6 +140,17 @@ def replacing_directory(target, where, owned):
     The caller writes its files (`owned` names) into the yielded directory; an owned name it does not write
     (a file an earlier save wrote, such as `adapter.gguf`) is gone from the new directory.
     """
+    with one_writer(target, where) as writes:
+        if not writes:
+            with scratch() as folder:
+                yield folder
+            return
+        with _replacing_directory(target, where, owned) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _replacing_directory(target, where, owned):
     target = check_directory_target(target, where)
     folder = _existing_folder(target, where)
     remove_stale_temps(target)

@@ -27,6 +27,11 @@ Each entry: what changes, why, and the module that changes it.
   `saving_lib._walk_saveable`, `naming.to_snake_case` (`keras_saving.py`):
   plain classes and no optimizer during `export_merged`, which writes the
   live model as plain layers without changing it; inert outside an export.
+- Keras' weights stores, `H5IOStore.__setitem__` and
+  `ShardedH5IOStore.__setitem__` (`keras_saving.py`): a variable sharded
+  over several processes (multi-host jax) is gathered with JAX's
+  `process_allgather` before Keras fetches it, which JAX refuses for an
+  array with shards on other processes; anything else passes unchanged.
 - `keras_hub.models.Backbone` gains `enable_gralora`, `merge_gralora`,
   `save_gralora_weights`, `load_gralora_weights` (`hub.py`): KerasHub's own
   `enable_lora` vocabulary.
@@ -42,7 +47,9 @@ Each entry: what changes, why, and the module that changes it.
   `generate`: `CausalLM`, `TextToImage`, `ImageToImage`, `Inpaint` (`hub.py`,
   with `guards.py` and `feeds.py`): as Keras' functions above, for
   `generate`: rebuilt when stale, one adapter name per prompt, the swap
-  lock. Their subclasses' `generate` call these.
+  lock, and outputs split over several processes gathered (KerasHub
+  fetches them whole, which JAX refuses). Their subclasses' `generate`
+  call these.
 - `PipelineModel.predict` (`feeds.py`): a routed task with a preprocessor
   preprocesses the rows in memory, then predicts with the rows beside them.
 
@@ -82,6 +89,8 @@ CHANGES = {  # the list above, by owner: `tests/test_integration.py` checks it a
         "train_on_batch",
     ),
     "keras.src.saving.saving_lib": ("serialize_keras_object", "_walk_saveable"),
+    "keras.src.saving.saving_lib.H5IOStore": ("__setitem__",),
+    "keras.src.saving.saving_lib.ShardedH5IOStore": ("__setitem__",),
     "keras.src.utils.naming": ("to_snake_case",),
     "keras_hub.models.Backbone": (
         "enable_gralora",

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gralora.backend import gathered
 from keras_gralora.layers import routed
 from keras_gralora.serving import routing
 
@@ -120,13 +121,18 @@ def _generate_step(model, step):
 
 
 def feeding(generate_function):
-    """A KerasHub `generate_function` that adds each batch's rows inside a routed `generate`."""
+    """A KerasHub `generate_function` that adds each batch's rows inside a routed `generate`.
+
+    Its outputs that span several processes (multi-host jax: the batch is
+    split over them) are gathered whole on every process, which KerasHub's
+    `generate` then fetches (JAX refuses to fetch them as they are).
+    """
 
     def generate_function_with_rows(inputs, *args, **kwargs):
         feed = getattr(_LOCAL, "feed", None)
         if feed is not None:
             inputs = {**inputs, ROWS: feed.take(inputs)}
-        return generate_function(inputs, *args, **kwargs)
+        return keras.tree.map_structure(gathered, generate_function(inputs, *args, **kwargs))
 
     generate_function_with_rows._gralora_feeding = True
     return generate_function_with_rows

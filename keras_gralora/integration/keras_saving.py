@@ -6,12 +6,15 @@ looks up by name must also see the plain class, and the export holds no
 optimizer and no adapter layer of expert weights (their hosts save the
 merged weights). Three names of Keras' saving code are wrapped, inert outside an
 export (`exporting()` is False there): see the table in `integration/__init__.py`.
+And Keras' weights stores gather a variable sharded over several processes
+before writing it (`install_gathering_writes`).
 """
 
 import keras
 from keras.src.saving import saving_lib  # Keras' own .keras writer: its class-named slots and config
 from keras.src.utils import naming
 
+from keras_gralora.backend import gathered
 from keras_gralora.layers.expert_hosts import PLAIN_HOST_CLASS
 from keras_gralora.layers.experts import GraLoRAExpertWeights
 from keras_gralora.layers.kinds import BASE_CLASS
@@ -37,9 +40,10 @@ def _plain_config(config):
 
 
 def install():
-    """Wraps three names Keras' `.keras` writer looks up (once); inert outside an export."""
+    """Wraps three names Keras' `.keras` writer looks up (once); inert outside an export. And its store's writes."""
     if getattr(saving_lib.serialize_keras_object, "_gralora", False):
         return
+    install_gathering_writes()
     serialize, snake_case, walk = saving_lib.serialize_keras_object, naming.to_snake_case, saving_lib._walk_saveable
 
     def serialize_keras_object(obj):
@@ -61,3 +65,21 @@ def install():
     saving_lib.serialize_keras_object = serialize_keras_object
     naming.to_snake_case = to_snake_case
     saving_lib._walk_saveable = walk_saveable
+
+
+def install_gathering_writes():
+    """Keras' weights stores gather a variable sharded over processes (multi-host jax) before writing it.
+
+    Keras' `H5IOStore.__setitem__` fetches the value whole, which JAX
+    refuses for an array with shards on other processes ("Fetching value
+    for `jax.Array` that spans non-addressable devices is not possible");
+    `backend.to_numpy` gathers it with JAX's `process_allgather` (every
+    process saves, `files/one_writer.py`). Anything else passes unchanged.
+    """
+    for store in (saving_lib.H5IOStore, saving_lib.ShardedH5IOStore):
+        setitem = store.__setitem__
+
+        def __setitem__(self, key, value, setitem=setitem):
+            return setitem(self, key, gathered(value))
+
+        store.__setitem__ = __setitem__
