@@ -143,6 +143,21 @@ def spans_processes(value):
     return keras.backend.backend() == "jax" and getattr(value, "is_fully_addressable", True) is False
 
 
+def register_parameters(model):
+    """On torch, makes `model.parameters()` list its variables as they are now (adapters included).
+
+    Keras' torch layers list their variables as torch parameters in a
+    `ParameterDict` made when they are built; KerasHub's backbones and tasks
+    make it before torch's `Module` machinery can register it (their
+    `__setattr__` works around Keras 2), so `parameters()` is empty and
+    torch's `DistributedDataParallel` refuses the model ("doesn't have any
+    parameter that requires a gradient"). Made again here, it registers,
+    with the adapters' variables. Nothing elsewhere.
+    """
+    if keras.backend.backend() == "torch" and hasattr(model, "_track_variables"):
+        model._track_variables()
+
+
 def gathered(value):
     """`value`, or its whole numpy array when it spans several processes (`to_numpy`; a Keras variable too)."""
     inner = value.value if isinstance(value, keras.Variable) else value

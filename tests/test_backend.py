@@ -6,6 +6,7 @@ import pytest
 from helpers import run_python, to_numpy
 from keras import ops
 
+from keras_gralora import backend
 from keras_gralora.backend import compiled, keep_tokens_sharded, lays_out_variables
 
 COMPILING_BACKENDS = ("jax", "tensorflow")  # eager dispatch costs there; torch runs eagerly
@@ -116,3 +117,33 @@ def test_to_numpy_reads_variables_without_numpy_2_copy_warning():
         values = to_numpy(variable), to_numpy(variable.value * 2)
     np.testing.assert_array_equal(values[0], np.arange(6).reshape(2, 3))
     np.testing.assert_array_equal(values[1], 2 * np.arange(6).reshape(2, 3))
+
+
+def test_one_process_writes_and_reads_whole_arrays():
+    """With one process (the multi-process case: `tests/distributed/test_processes.py`), this process writes
+    every file, agreement is its own flag, and nothing needs gathering."""
+    assert backend.process_count() == 1 and backend.is_writer()
+    assert backend.all_agree(True) and not backend.all_agree(False)
+    variable = keras.Variable(np.arange(6.0).reshape(2, 3))
+    assert not backend.spans_processes(variable.value)
+    assert backend.gathered(variable) is variable
+    np.testing.assert_array_equal(backend.to_numpy(variable), np.arange(6.0).reshape(2, 3))
+
+
+def test_register_parameters_lists_adapters_as_torch_parameters():
+    """KerasHub's models list no torch parameters until registered again (torch); elsewhere a no-op."""
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=16,
+        num_layers=1,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=8,
+        intermediate_dim=16,
+        head_dim=4,
+    )
+    backbone.enable_gralora(r=2, k=2)  # registers them (`inject.sync_trainable`)
+    if keras.backend.backend() == "torch":
+        trainable = {id(p) for p in backbone.parameters() if p.requires_grad}
+        assert trainable == {id(v.value) for v in backbone.trainable_weights} and len(trainable) == 4
+    backend.register_parameters(backbone)  # any backend: no error

@@ -15,6 +15,7 @@ from typing import Literal
 import keras
 from keras.src.utils.io_utils import print_msg  # Keras' own console output (honours its logging settings)
 
+from keras_gralora.backend import register_parameters
 from keras_gralora.config import GraLoRAConfig, check_adapter_name
 from keras_gralora.layers import routed
 from keras_gralora.layers.adapter import GraLoRAAdapter
@@ -254,6 +255,7 @@ def sync_trainable(model):
         for path in config.modules_to_save:
             if path in by_path:
                 by_path[path].trainable = name in active
+    register_parameters(model)  # torch: `model.parameters()` lists the adapters (DistributedDataParallel)
 
 
 def bias_variables(model, mode):

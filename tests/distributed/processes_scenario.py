@@ -94,6 +94,11 @@ def scenario(feed, shared):
         found["merged outputs"] = to_numpy(backbone(x)).tolist()
         found["merge keeps layouts"] = specs(backbone) == before
         keras_gralora.unmerge_gralora(backbone)
+        try:  # a save that fails on the writing process: every process raises, none waits for ever
+            backbone.save_gralora_weights(os.path.join(shared, "missing", "a.gralora.weights.h5"))
+            found["failed save"] = "saved"
+        except (OSError, ValueError) as error:
+            found["failed save"] = str(error)
         backbone.save_gralora_weights(os.path.join(shared, "a.gralora.weights.h5"))
         keras_gralora.export_merged(backbone, os.path.join(shared, "merged.keras"))
         keras_gralora.save_peft_adapter(backbone, os.path.join(shared, "peft"), adapter_name="default")

@@ -101,3 +101,10 @@ def test_each_file_is_written_once_by_process_zero(runs):
     assert by_process[1]["writes"] == []  # it waited while process 0 wrote
     assert sorted(by_process[0]["writes"]) == sorted(single["writes"]) != []
     assert all(process["left over"] == [] for process in processes)
+
+
+def test_a_save_that_fails_on_the_writing_process_fails_on_every_process(runs):
+    _, processes = runs
+    by_process = {process["process"]: process for process in processes}
+    assert "missing" in by_process[0]["failed save"]  # its own error, naming the folder
+    assert "another process failed" in by_process[1]["failed save"]
