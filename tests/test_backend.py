@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import run_python, to_numpy
+from helpers import run_python, tiny_gemma, to_numpy
 from keras import ops
 
 from keras_gralora import backend
@@ -132,18 +132,10 @@ def test_one_process_writes_and_reads_whole_arrays():
 
 def test_register_parameters_lists_adapters_as_torch_parameters():
     """KerasHub's models list no torch parameters until registered again (torch); elsewhere a no-op."""
-    keras_hub = pytest.importorskip("keras_hub")
-    backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=16,
-        num_layers=1,
-        num_query_heads=2,
-        num_key_value_heads=1,
-        hidden_dim=8,
-        intermediate_dim=16,
-        head_dim=4,
-    )
+    pytest.importorskip("keras_hub")
+    backbone, _ = tiny_gemma()
     backbone.enable_gralora(r=2, k=2)  # registers them (`inject.sync_trainable`)
     if keras.backend.backend() == "torch":
         trainable = {id(p) for p in backbone.parameters() if p.requires_grad}
-        assert trainable == {id(v.value) for v in backbone.trainable_weights} and len(trainable) == 4
+        assert trainable == {id(v.value) for v in backbone.trainable_weights} and len(trainable) == 8
     backend.register_parameters(backbone)  # any backend: no error
