@@ -12,6 +12,9 @@ import pytest
 hypothesis.settings.register_profile("keras", max_examples=8, deadline=None, derandomize=True)
 hypothesis.settings.load_profile("keras")
 
+# Scripts the tests start as subprocesses: they run on import, so `--doctest-modules` must not import them.
+collect_ignore = ["strategy_worker.py"]
+
 
 def pytest_collection_finish(session):
     """Moves what the imports made (tensorflow, torch, jax, keras_hub) out of the garbage collector's sight.

@@ -24,4 +24,5 @@ if os.environ.get("GRALORA_DISTRIBUTED") == "1" and devices < DEVICES:
         f"KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count={DEVICES} GRALORA_DISTRIBUTED=1 "
         "pytest tests/distributed"
     )
-collect_ignore_glob = [] if devices >= DEVICES else ["test_*.py"]
+# processes_worker.py is a script the tests start (it runs on import).
+collect_ignore_glob = ["processes_worker.py"] + ([] if devices >= DEVICES else ["test_*.py"])
