@@ -74,16 +74,39 @@ def collective_bytes(task, dist, batch):
         step = jax.jit(task.train_step, out_shardings=(None, task._get_state_sharding_spec()))
         text = step.lower(state, ({k: put(v) for k, v in x.items()}, put(y), None)).compile().as_text()
     total = crossing = 0
-    pattern = r"= (\w+)\[([\d,]*)\]\S* (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)\S*\((.*)"
-    for dtype, dims, _, rest in re.findall(pattern, text):
+    pattern = r"= (\w+)\[([\d,]*)\]\S* (?:all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)\S*\((.*)"
+    for dtype, dims, rest in re.findall(pattern, text):
         size = BYTES.get(dtype, 4) * int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
-        groups = re.search(r"replica_groups=\{(.*?)\}\}|source_target_pairs=\{(.*?)\}\}", rest)
-        members = [
-            set(map(int, re.findall(r"\d+", g))) for g in re.split(r"\},\{", (groups.group(0) if groups else ""))
-        ]
         total += size
-        crossing += size if any(m & {0, 1, 2, 3} and m & {4, 5, 6, 7} for m in members) else 0
+        crossing += size if any(g & {0, 1, 2, 3} and g & {4, 5, 6, 7} for g in device_groups(rest)) else 0
     return total, crossing
+
+
+def device_groups(operands):
+    """The device groups of one HLO collective, from any of XLA's three spellings of them."""
+    if match := re.search(r"source_target_pairs=\{(\{[\d,{}]*\})\}", operands):
+        return [set(map(int, pair.split(","))) for pair in re.findall(r"\{(\d+,\d+)\}", match.group(1))]
+    if match := re.search(r"replica_groups=\{(\{[\d,{}]*\})\}", operands):  # {{0,1},{2,3}}
+        return [set(map(int, re.findall(r"\d+", g))) for g in match.group(1).split("},{")]
+    if match := re.search(r"replica_groups=\[(\d+),(\d+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?", operands):
+        count, size, dims, perm = match.groups()  # iota over dims, transposed by perm, in count groups of size
+        return [set(row) for row in iota(dims, perm).reshape(int(count), int(size)).tolist()]
+    mesh = r"replica_groups=mesh\[([^\]]*)\](?:, device_ids=\(\[([\d,]+)\](?:T\(([\d,]+)\))?\))? \{([^}]*)\}"
+    if match := re.search(mesh, operands):  # a mesh of devices (iota, or device_ids), grouped along named axes
+        axes, dims, perm, along = match.groups()
+        axes = re.findall(r"'(\w+)'=(\d+)", axes)
+        ids = iota(dims or "8", perm).reshape([int(n) for _, n in axes])
+        inner = [i for i, (name, _) in enumerate(axes) if f"'{name}'" in along]
+        outer = [i for i in range(len(axes)) if i not in inner]
+        groups = ids.transpose(outer + inner).reshape(-1, int(np.prod([ids.shape[i] for i in inner])))
+        return [set(row) for row in groups.tolist()]
+    raise ValueError(f"unknown replica group spelling in: {operands[:200]}")
+
+
+def iota(dims, perm=None):
+    """XLA's iota device list: 0..n-1 shaped `dims`, transposed by `perm`, flattened."""
+    ids = np.arange(8).reshape([int(d) for d in dims.split(",")])
+    return (ids.transpose([int(p) for p in perm.split(",")]) if perm else ids).reshape(-1)
 
 
 def one(args):
