@@ -5,7 +5,7 @@ import threading
 import keras
 import numpy as np
 import pytest
-from helpers import BASE, alone, assert_unchanged, layouts_model, random_input, snapshot, to_numpy
+from helpers import BASE, alone, assert_unchanged, layouts_model, random_input, randomize, snapshot, tiny_gemma, to_numpy
 
 import keras_gralora
 from keras_gralora.layers import routed
@@ -167,6 +167,21 @@ def test_a_task_with_a_preprocessor_routes_raw_strings_in_predict():
     want = alone(backbone, names, np.array(texts), lambda t: classifier.predict(list(t), verbose=0))
     with keras_gralora.adapter_routing(backbone, names):
         np.testing.assert_allclose(classifier.predict(texts, batch_size=2, verbose=0), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_task_without_a_preprocessor_routes_its_arrays_in_predict():
+    """KerasHub batches a task's inputs into a dataset first: the rows must still go in beside them."""
+    pytest.importorskip("keras_hub")
+    backbone, lm = tiny_gemma()
+    for name in ("a", "b"):
+        backbone.enable_gralora(r=2, k=2, adapter_name=name)
+    randomize([v for v in backbone.weights if "gralora" in v.path], seed=3)
+    ids = np.random.default_rng(0).integers(1, 48, (4, 6)).astype("int32")
+    x = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    names = ["a", BASE, "b", "a"]
+    want = alone(backbone, names, np.arange(4), lambda i: lm.predict({k: v[i] for k, v in x.items()}, verbose=0))
+    with keras_gralora.adapter_routing(backbone, names):
+        np.testing.assert_allclose(lm.predict(x, batch_size=2, verbose=0), want, rtol=1e-5, atol=1e-5)
 
 
 def test_nested_routings_over_two_models_each_route_their_own_model():

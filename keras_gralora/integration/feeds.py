@@ -70,15 +70,16 @@ def predicting(predict, where):
 
 
 def preprocessing_predict(predict):
-    """KerasHub's `PipelineModel.predict`: routed, its preprocessor runs on the rows in memory first."""
+    """KerasHub's `PipelineModel.predict`: routed, its preprocessor (if any) runs on the rows in memory first."""
 
     def predict_with_rows(self, x=None, batch_size=None, **kwargs):
         route = routing.applying(self)
-        if route is None or getattr(self, "preprocessor", None) is None:
+        if route is None:
             return predict(self, x, batch_size=batch_size, **kwargs)
-        x = with_rows(x, route, "predict")[0]
-        features, _, _ = keras.utils.unpack_x_y_sample_weight(self.preprocess_samples(x))
-        return keras.Model.predict(self, features, batch_size=batch_size, **kwargs)
+        x = with_rows(x, route, "predict")[0]  # KerasHub would batch it into a dataset: the rows go in beside it
+        if getattr(self, "preprocessor", None) is not None:
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(self.preprocess_samples(x))
+        return keras.Model.predict(self, x, batch_size=batch_size, **kwargs)
 
     predict_with_rows._gralora_guard = True
     return predict_with_rows

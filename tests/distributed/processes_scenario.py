@@ -70,8 +70,12 @@ def specs(model):
     return {v.path: [str(axis) for axis in v.value.sharding.spec] for v in model.weights if "gralora" not in v.path}
 
 
-def scenario(feed, shared):
-    """Runs every call under the distribution; `feed(task)` trains it (each process its rows). `{name: result}`."""
+def scenario(feed, shared, process=None):
+    """Runs every call under the distribution; `{name: result}`.
+
+    `feed(task)` trains it; `predict` gets this process's rows
+    (`local_rows`, or all of them in one process), two batches of them.
+    """
     import keras_hub
 
     _counting_writes()
@@ -110,9 +114,19 @@ def scenario(feed, shared):
         names = ["default", "__base__"] * (ROWS // 2)
         with keras_gralora.adapter_routing(backbone, names):
             found["routed outputs"] = to_numpy(backbone(x)).tolist()
+        rows = np.arange(ROWS) if process is None else local_rows(process)
+        names = np.array(["default", "__base__", "second", "default"] * (ROWS // 4))[rows].tolist()
+        with keras_gralora.adapter_routing(backbone, names):  # predict's outputs: every process's rows, in order
+            found["routed predict"] = task.predict(
+                {k: v[rows] for k, v in x.items()}, batch_size=len(rows) // 2, verbose=0
+            )
+        found["routed predict"] = found["routed predict"].tolist()
         prompt = {"token_ids": x["token_ids"][:2], "padding_mask": np.arange(SEQ)[None].repeat(2, 0) < 4}  # 4 given
         task.compile(sampler="greedy")
         found["generated"] = to_numpy(task.generate(prompt, max_length=SEQ, stop_token_ids=None)["token_ids"]).tolist()
+        with keras_gralora.adapter_routing(backbone, ["second", "__base__"]):  # generate's prompts: the same on all
+            routed = task.generate(prompt, max_length=SEQ, stop_token_ids=None)["token_ids"]
+        found["routed generate"] = to_numpy(routed).tolist()
     reloaded = keras.saving.load_model(os.path.join(shared, "merged.keras"))
     found["merged export outputs"] = to_numpy(reloaded(x)).tolist()
     fresh = keras_hub.models.GemmaBackbone(**SIZES)

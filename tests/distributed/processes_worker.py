@@ -35,7 +35,7 @@ def feed(task):
     return task.fit(local.batch(scenario.BATCH // 2, drop_remainder=True), verbose=0).history["loss"]
 
 
-result = scenario.scenario(feed, shared)
+result = scenario.scenario(feed, shared, process)
 result["process"] = jax.process_index()
 with open(out, "w") as file:
     json.dump(result, file)

@@ -72,6 +72,7 @@ NUMBERS = [
     "merged outputs",
     "hot-swapped outputs",
     "routed outputs",
+    "routed predict",
     "merged export outputs",
     "reloaded outputs",
 ]
@@ -91,7 +92,8 @@ def test_every_process_computes_what_one_process_does(runs, name):
 
 def test_generate_and_merges_agree(runs):
     single, processes = runs
-    assert all(process["generated"] == single["generated"] for process in processes)
+    for name in ("generated", "routed generate"):
+        assert all(process[name] == single[name] for process in processes)
     assert all(process["merge keeps layouts"] for process in processes) and single["merge keeps layouts"]
 
 
