@@ -127,6 +127,9 @@ def scenario(feed, shared, process=None):
         with keras_gralora.adapter_routing(backbone, ["second", "__base__"]):  # generate's prompts: the same on all
             routed = task.generate(prompt, max_length=SEQ, stop_token_ids=None)["token_ids"]
         found["routed generate"] = to_numpy(routed).tolist()
+        keras_gralora.load_peft_adapter(backbone, os.path.join(shared, "peft"), adapter_name="from_peft")
+        keras_gralora.set_active_adapters(backbone, "from_peft")
+        found["PEFT directory outputs"] = to_numpy(backbone(x)).tolist()
     reloaded = keras.saving.load_model(os.path.join(shared, "merged.keras"))
     found["merged export outputs"] = to_numpy(reloaded(x)).tolist()
     fresh = keras_hub.models.GemmaBackbone(**SIZES)

@@ -30,7 +30,7 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """`(one process's results, [process 0's, process 1's])`."""
+    """`(one process's results, [process 0's, process 1's], the folder with "shared/" and "alone/")`."""
     root = tmp_path_factory.mktemp("processes")
     shared, alone = root / "shared", root / "alone"
     shared.mkdir(), alone.mkdir()
@@ -62,7 +62,7 @@ def runs(tmp_path_factory):
         return task.fit(x, y, batch_size=scenario.BATCH, shuffle=False, verbose=0).history["loss"]
 
     single = scenario.scenario(feed, str(alone))
-    return single, [json.loads((root / f"{i}.json").read_text()) for i in range(2)]
+    return single, [json.loads((root / f"{i}.json").read_text()) for i in range(2)], root
 
 
 NUMBERS = [
@@ -75,12 +75,13 @@ NUMBERS = [
     "routed predict",
     "merged export outputs",
     "reloaded outputs",
+    "PEFT directory outputs",
 ]
 
 
 @pytest.mark.parametrize("name", NUMBERS)
 def test_every_process_computes_what_one_process_does(runs, name):
-    single, processes = runs
+    single, processes, _ = runs
     for process in processes:
         expected = single[name]
         if isinstance(expected, list) and expected and isinstance(expected[0], list) and name == "adapters":
@@ -91,14 +92,14 @@ def test_every_process_computes_what_one_process_does(runs, name):
 
 
 def test_generate_and_merges_agree(runs):
-    single, processes = runs
+    single, processes, _ = runs
     for name in ("generated", "routed generate"):
         assert all(process[name] == single[name] for process in processes)
     assert all(process["merge keeps layouts"] for process in processes) and single["merge keeps layouts"]
 
 
 def test_each_file_is_written_once_by_process_zero(runs):
-    single, processes = runs
+    single, processes, _ = runs
     by_process = {process["process"]: process for process in processes}
     assert by_process[1]["writes"] == []  # it waited while process 0 wrote
     assert sorted(by_process[0]["writes"]) == sorted(single["writes"]) != []
@@ -106,7 +107,47 @@ def test_each_file_is_written_once_by_process_zero(runs):
 
 
 def test_a_save_that_fails_on_the_writing_process_fails_on_every_process(runs):
-    _, processes = runs
+    _, processes, _ = runs
     by_process = {process["process"]: process for process in processes}
     assert "missing" in by_process[0]["failed save"]  # its own error, naming the folder
     assert "another process failed" in by_process[1]["failed save"]
+
+
+def test_the_files_two_processes_wrote_hold_what_one_process_writes(runs):
+    """Adapter file, PEFT and LoRA directories: the same tensors (1e-5) and the same configs and metadata."""
+    from safetensors.numpy import load_file
+
+    *_, root = runs
+    for directory in ("peft", "lora"):
+        _assert_close(*(load_file(root / where / directory / "adapter_model.safetensors") for where in WHERE))
+        configs = [(root / where / directory / "adapter_config.json").read_text() for where in WHERE]
+        assert json.loads(configs[0]) == json.loads(configs[1])
+    _assert_close(*(_h5_contents(root / where / "a.gralora.weights.h5") for where in WHERE))
+
+
+WHERE = ("shared", "alone")  # the two processes' folder, the one process's
+
+
+def _assert_close(two, one):
+    assert sorted(two) == sorted(one) != []
+    for key, value in one.items():
+        if np.asarray(value).dtype.kind in "fiu":
+            np.testing.assert_allclose(two[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+        else:
+            np.testing.assert_array_equal(two[key], value, err_msg=key)
+
+
+def _h5_contents(path):
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as file:
+
+        def read(name, item):
+            found.update({f"{name}@{k}": v for k, v in item.attrs.items()})
+            if isinstance(item, h5py.Dataset):
+                found[name] = item[()]
+
+        file.visititems(read)
+        found.update({f"@{k}": v for k, v in file.attrs.items()})
+    return found
