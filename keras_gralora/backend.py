@@ -7,10 +7,11 @@ every intermediate to a new buffer (a reshape of a 4096 x 4096 delta is a
 Torch runs eagerly at no such cost, so it gets the function unchanged.
 Measured in `benchmarks/delta.py`.
 
-Under several processes (multi-host jax: `keras.distribution.initialize`),
-`to_numpy` gathers arrays sharded over them, and `is_writer` / `all_agree`
-let one process write each file while the others wait for it
-(`files/atomic.py`).
+Under several processes (multi-host jax: `keras.distribution.initialize`;
+torch: a `torch.distributed` process group, as under DDP), `to_numpy`
+gathers jax arrays sharded over them, and `is_writer` / `all_agree` let
+one process write each file while the others wait for it
+(`files/one_writer.py`).
 """
 
 import functools
@@ -165,7 +166,10 @@ def gathered(value):
 
 
 def process_count():
-    """How many processes share the devices (`keras.distribution.initialize` on jax); 1 otherwise."""
+    """How many processes train one model together: jax's (`keras.distribution.initialize`), or torch's
+    (`torch.distributed`, as under `DistributedDataParallel`); 1 otherwise."""
+    if (group := _torch_group()) is not None:
+        return group.get_world_size()
     if keras.backend.backend() != "jax":
         return 1
     import jax
@@ -177,6 +181,8 @@ def is_writer():
     """Whether this process writes the files a save makes: process 0 (every process when there is one)."""
     if process_count() == 1:
         return True
+    if (group := _torch_group()) is not None:
+        return group.get_rank() == 0
     import jax
 
     return jax.process_index() == 0
@@ -186,6 +192,19 @@ def all_agree(flag):
     """Whether `flag` holds on every process: a collective under several processes (all call it in turn)."""
     if process_count() == 1:
         return bool(flag)
+    if (group := _torch_group()) is not None:
+        flags = [None] * group.get_world_size()
+        group.all_gather_object(flags, bool(flag))  # any process group's backend: gloo, nccl
+        return all(flags)
     from jax.experimental import multihost_utils
 
     return bool(np.all(multihost_utils.process_allgather(np.array([bool(flag)]))))
+
+
+def _torch_group():
+    """`torch.distributed` when this torch process belongs to a process group, else None."""
+    if keras.backend.backend() != "torch":
+        return None
+    import torch.distributed
+
+    return torch.distributed if torch.distributed.is_available() and torch.distributed.is_initialized() else None

@@ -5,7 +5,8 @@ gloo, each its half of every batch, Keras' own torch recipe: a torch loop
 over `model.parameters()`), `torch` (the same loop, one process, whole
 batches), `mirrored` (tf.distribute.MirroredStrategy over 2 logical CPU
 devices, Keras' `fit`) or `tensorflow` (the same `fit`, no strategy).
-Writes `{"losses": [...], "adapters": [...]}` to OUT as JSON.
+Writes `{"losses": [...], "adapters": [...]}` to OUT as JSON; the DDP ranks
+also save their adapters to one file beside OUT, and reload it.
 """
 
 import json
@@ -86,5 +87,17 @@ else:
     lm, losses = fit(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored" else None)
     assert mode != "mirrored" or type(lm.trainable_weights[0].value).__name__ == "MirroredVariable"
 adapters = [keras.ops.convert_to_numpy(v.value).tolist() for v in lm.trainable_weights]
+result = {"losses": losses, "adapters": adapters}
+if mode == "ddp":  # both ranks save into one folder: rank 0 writes, rank 1 waits for the complete file
+    from keras_gralora.files import atomic
+
+    writes, make = [], atomic.temp_path
+    atomic.temp_path = lambda target, suffix="": writes.append(target) or make(target, suffix)
+    path = os.path.join(os.path.dirname(out), "ddp.gralora.weights.h5")
+    keras_gralora.save_gralora_weights(lm, path)
+    reloaded = task()
+    keras_gralora.load_gralora_weights(reloaded, path)  # the complete file, on both ranks
+    result["writes"] = len(writes)
+    result["reloaded"] = [keras.ops.convert_to_numpy(v.value).tolist() for v in reloaded.trainable_weights]
 with open(out, "w") as file:
-    json.dump({"losses": losses, "adapters": adapters}, file)
+    json.dump(result, file)

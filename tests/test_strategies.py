@@ -3,7 +3,8 @@
 Each runs in fresh processes (`strategy_worker.py`): two DDP ranks over
 gloo against one process with whole batches (torch), two logical CPU
 devices under MirroredStrategy against no strategy (tensorflow). The
-adapters must train to the same values.
+adapters must train to the same values; the DDP ranks save one file,
+written by rank 0 alone, which both reload.
 """
 
 import json
@@ -62,6 +63,9 @@ def test_torch_ddp_trains_the_adapters_as_one_process(tmp_path):
     np.testing.assert_allclose(np.add(rank_0["losses"], rank_1["losses"]) / 2, alone["losses"], rtol=1e-5)
     _assert_same_adapters(rank_0, alone)
     _assert_same_adapters(rank_1, alone)
+    assert (rank_0["writes"], rank_1["writes"]) == (1, 0)  # one writer: rank 0
+    for rank in (rank_0, rank_1):
+        _assert_same_adapters({"adapters": rank["reloaded"]}, alone)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tf.distribute")
