@@ -9,18 +9,26 @@ the outcome (`backend.all_agree`, a collective that also waits for process
 0): each returns once the file is complete, or raises if any process
 failed, naming the file. Reading needs nothing of the sort: every process
 reads the complete file.
+
+Without Keras loaded there is no distribution, so one process writes: the
+`convert` command writes files through `atomic.py` and never loads Keras
+(nor a backend).
 """
 
 import contextlib
 import shutil
+import sys
 import tempfile
-
-from keras_gralora import backend
 
 
 @contextlib.contextmanager
 def one_writer(target, where):
     """Yields whether this process writes `target`; under several processes, returns once every one is done."""
+    if "keras" not in sys.modules:
+        yield True
+        return
+    from keras_gralora import backend
+
     if backend.process_count() == 1:
         yield True
         return
