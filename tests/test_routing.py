@@ -5,7 +5,17 @@ import threading
 import keras
 import numpy as np
 import pytest
-from helpers import BASE, alone, assert_unchanged, layouts_model, random_input, randomize, snapshot, tiny_gemma, to_numpy
+from helpers import (
+    BASE,
+    alone,
+    assert_unchanged,
+    layouts_model,
+    random_input,
+    randomize,
+    snapshot,
+    tiny_gemma,
+    to_numpy,
+)
 
 import keras_gralora
 from keras_gralora.layers import routed
