@@ -177,15 +177,20 @@ def process_count():
     return jax.process_count()
 
 
-def is_writer():
-    """Whether this process writes the files a save makes: process 0 (every process when there is one)."""
-    if process_count() == 1:
-        return True
+def process_index():
+    """This process's number among `process_count()` (0 when there is one)."""
     if (group := _torch_group()) is not None:
-        return group.get_rank() == 0
+        return group.get_rank()
+    if keras.backend.backend() != "jax":
+        return 0
     import jax
 
-    return jax.process_index() == 0
+    return jax.process_index()
+
+
+def is_writer():
+    """Whether this process writes the files a save makes: process 0 (every process when there is one)."""
+    return process_index() == 0
 
 
 def all_agree(flag):

@@ -122,7 +122,7 @@ def test_to_numpy_reads_variables_without_numpy_2_copy_warning():
 def test_one_process_writes_and_reads_whole_arrays():
     """With one process (the multi-process case: `tests/distributed/test_processes.py`), this process writes
     every file, agreement is its own flag, and nothing needs gathering."""
-    assert backend.process_count() == 1 and backend.is_writer()
+    assert backend.process_count() == 1 and backend.process_index() == 0 and backend.is_writer()
     assert backend.all_agree(True) and not backend.all_agree(False)
     variable = keras.Variable(np.arange(6.0).reshape(2, 3))
     assert not backend.spans_processes(variable.value)

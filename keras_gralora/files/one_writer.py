@@ -24,12 +24,8 @@ import tempfile
 @contextlib.contextmanager
 def one_writer(target, where):
     """Yields whether this process writes `target`; under several processes, returns once every one is done."""
-    if "keras" not in sys.modules:
-        yield True
-        return
-    from keras_gralora import backend
-
-    if backend.process_count() == 1:
+    backend = _backend()
+    if backend is None or backend.process_count() == 1:
         yield True
         return
     failure = None
@@ -45,6 +41,15 @@ def one_writer(target, where):
             f"{where}: another process failed while '{target}' was saved (process 0 writes it, the others wait); "
             "see that process's error. The file was left as it was."
         )
+
+
+def _backend():
+    """`keras_gralora.backend`, or None while Keras is not loaded (no distribution then)."""
+    if "keras" not in sys.modules:
+        return None
+    from keras_gralora import backend
+
+    return backend
 
 
 @contextlib.contextmanager
