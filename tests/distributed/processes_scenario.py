@@ -117,10 +117,8 @@ def scenario(feed, shared, process=None):
         rows = np.arange(ROWS) if process is None else local_rows(process)
         names = np.array(["default", "__base__", "second", "default"] * (ROWS // 4))[rows].tolist()
         with keras_gralora.adapter_routing(backbone, names):  # predict's outputs: every process's rows, in order
-            found["routed predict"] = task.predict(
-                {k: v[rows] for k, v in x.items()}, batch_size=len(rows) // 2, verbose=0
-            )
-        found["routed predict"] = found["routed predict"].tolist()
+            predicted = task.predict({k: v[rows] for k, v in x.items()}, batch_size=len(rows) // 2, verbose=0)
+        found["routed predict"] = predicted.tolist()
         prompt = {"token_ids": x["token_ids"][:2], "padding_mask": np.arange(SEQ)[None].repeat(2, 0) < 4}  # 4 given
         task.compile(sampler="greedy")
         found["generated"] = to_numpy(task.generate(prompt, max_length=SEQ, stop_token_ids=None)["token_ids"]).tolist()
