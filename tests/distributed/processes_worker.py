@@ -7,11 +7,13 @@ input whose global batch size it cannot know). The results go to `OUT`
 as JSON.
 """
 
+import faulthandler
 import json
 import os
 import sys
 
 process, port, shared, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+faulthandler.dump_traceback_later(300, exit=True)  # a hang ends with every thread's stack in the log
 os.environ["KERAS_BACKEND"] = "jax"
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
