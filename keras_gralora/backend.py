@@ -168,24 +168,23 @@ def gathered(value):
 def process_count():
     """How many processes train one model together: jax's (`keras.distribution.initialize`), or torch's
     (`torch.distributed`, as under `DistributedDataParallel`); 1 otherwise."""
-    if (group := _torch_group()) is not None:
-        return group.get_world_size()
-    if keras.backend.backend() != "jax":
-        return 1
-    import jax
-
-    return jax.process_count()
+    return _processes()[1]
 
 
 def process_index():
     """This process's number among `process_count()` (0 when there is one)."""
+    return _processes()[0]
+
+
+def _processes():
+    """`(this process's number, how many processes)`: torch's process group, jax's processes, or `(0, 1)`."""
     if (group := _torch_group()) is not None:
-        return group.get_rank()
+        return group.get_rank(), group.get_world_size()
     if keras.backend.backend() != "jax":
-        return 0
+        return 0, 1
     import jax
 
-    return jax.process_index()
+    return jax.process_index(), jax.process_count()
 
 
 def is_writer():
